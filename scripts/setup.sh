@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything berth needs on Debian 12 (Debian packages only), then configures and
+# builds it into ./build. Safe to rerun. Usage: bash scripts/setup.sh [--no-install]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Each package, and why:
+packages=(
+  g++ cmake make pkg-config        # the toolchain (C++20 with g++ 12)
+  libcli11-dev                     # command-line parsing
+  libtomlplusplus-dev              # the config file (TOML)
+  nlohmann-json3-dev               # --json output, the store manifest
+  libexpected-dev                  # tl::expected for expected failures
+  libfmt-dev                       # formatting (header-only)
+  libssl-dev                       # SHA-256 (libcrypto, also its static archive for berth-static)
+  libgtest-dev                     # unit tests
+  libbenchmark-dev                 # bench/
+  openssh-client openssh-server    # ssh, ssh-keygen; sshd for the key tests
+  python3 python3-pip              # the ephemeral-machine test installs a wheel with pip --user
+  git util-linux coreutils         # unshare (mount namespaces) for the end-to-end tests
+  hyperfine                        # bench/: times whole commands
+)
+
+if [ "${1:-}" != "--no-install" ]; then
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "setup: installing ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j "$(nproc)"
+echo "setup: built build/berth and build/berth-static"

@@ -1,0 +1,55 @@
+#include "cli/commands.hpp"
+
+#include "util/term.hpp"
+
+#include <cstdio>
+
+namespace berth::cli {
+
+const std::vector<CommandInfo> &command_table() {
+    static const std::vector<CommandInfo> table = {
+        {"persist", "keep $HOME's config and installs across ephemeral machines",
+         {{"init", "create the store and persist the default set"},
+          {"add", "persist one more path (moved in safely, then linked)"},
+          {"remove", "stop persisting a path (its data is copied back)"},
+          {"restore", "the boot hook: relink everything, finish interrupted moves"},
+          {"status", "what is persisted, linked, drifted, and its size"}},
+         add_persist},
+        {"hook", "run `persist restore` at every boot",
+         {{"install", "write the boot hook (--paperspace, --bashrc or --systemd)"},
+          {"uninstall", "remove berth's lines from the boot hook"}},
+         add_hook},
+        {"keys", "SSH keys that survive the machine",
+         {{"generate", "create an ed25519 key on this machine"},
+          {"import", "import key files (refuses a private key where a public one belongs)"},
+          {"list", "list keys with fingerprints"},
+          {"test", "check a key against GitHub (or HOST) and name the cause of a failure"}},
+         add_keys},
+        {"doctor", "check the machine and print the fix for each problem", {}, add_doctor},
+        {"perms", "explain a permission mode like 744", {{"explain", "say what a mode means"}}, add_perms},
+        {"config", "show and change settings",
+         {{"show", "every setting with where it came from"},
+          {"get", "one setting's value"},
+          {"set", "write a setting to the config file"},
+          {"path", "the config file's path"}},
+         add_config},
+        {"version", "print berth's version", {}, add_version},
+        {"help", "list commands, or describe one", {}, add_help},
+    };
+    return table;
+}
+
+void print_help() {
+    std::printf("berth: rented GPU machines that feel like your own workstation\n\n");
+    std::printf("usage: berth [--json] [--store DIR] [--home DIR] [-c KEY=VALUE] COMMAND ...\n\n");
+    std::printf("commands:\n");
+    for (const auto &c : command_table()) {
+        std::printf("  %-10s %s\n", term::paint(c.name, term::Color::bold).c_str(), c.summary);
+        for (const auto &[sub, summary] : c.subcommands)
+            std::printf("    %-17s %s\n", (std::string(c.name) + " " + sub).c_str(), summary);
+    }
+    std::printf("\n`berth COMMAND --help` shows a command's options. Exit codes: 0 ok, 1 failed,\n"
+                "2 usage error, 3 problems found (doctor, keys test), 4 store busy.\n");
+}
+
+} // namespace berth::cli

@@ -1,0 +1,34 @@
+// The command table: every top-level command, its one-line summary, and the function that
+// adds it to the parser. `berth help` and "did you mean" read this table.
+#pragma once
+
+#include "cli/context.hpp"
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+namespace berth::cli {
+
+struct CommandInfo {
+    const char *name;
+    const char *summary;
+    std::vector<std::pair<const char *, const char *>> subcommands; // name, summary
+    void (*add)(CLI::App &app, Context &ctx);
+};
+
+const std::vector<CommandInfo> &command_table();
+
+void add_version(CLI::App &, Context &);
+void add_help(CLI::App &, Context &);
+void add_config(CLI::App &, Context &);
+void add_persist(CLI::App &, Context &);
+void add_hook(CLI::App &, Context &);
+void add_keys(CLI::App &, Context &);
+void add_doctor(CLI::App &, Context &);
+void add_perms(CLI::App &, Context &);
+
+// Prints the command list (berth help).
+void print_help();
+
+} // namespace berth::cli
