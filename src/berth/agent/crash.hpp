@@ -1,5 +1,8 @@
-// Fault injection for crash tests: BERTH_CRASH_AT=<step>[:<n>] kills the process with SIGKILL
-// the n-th time (default first) it reaches <step>. Costs one comparison when unset.
+// Fault injection for crash and concurrency tests, at named steps of a migration:
+//   BERTH_CRASH_AT=<step>[:<n>]  kill -9 ourselves the n-th time (default first) we reach <step>;
+//   BERTH_PAUSE_AT=<step>[:<n>]  at that point create $BERTH_PAUSE_FILE.reached and wait while
+//                                $BERTH_PAUSE_FILE exists (a test holds us mid-migration).
+// Costs one comparison per step when unset.
 #pragma once
 
 #include <string_view>
