@@ -298,9 +298,12 @@ Result<KeyTestResult> keys_test(const KeyTestOptions &opt) {
     if (target.find('@') == std::string::npos &&
         (bare == "github.com" || bare == "gitlab.com" || bare == "bitbucket.org"))
         target = "git@" + bare;
+    // GitHub's keys are pinned (published); other hosts are trusted on first use and pinned
+    // in berth's known_hosts from then on. Never StrictHostKeyChecking=no.
+    std::string host_policy = bare == "github.com" ? "yes" : "accept-new";
     std::vector<std::string> argv = {"ssh", "-T", "-o", "BatchMode=yes", "-o",
                                      "ConnectTimeout=" + std::to_string(opt.timeout_s),
-                                     "-o", "StrictHostKeyChecking=yes"};
+                                     "-o", "StrictHostKeyChecking=" + host_policy};
     if (!opt.ssh_config.empty()) argv.insert(argv.end(), {"-F", opt.ssh_config});
     if (!opt.known_hosts.empty()) {
         BERTH_TRY(seed_known_hosts(opt.known_hosts));
