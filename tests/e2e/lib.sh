@@ -1,7 +1,7 @@
 # Shared by the end-to-end suites: strict mode, a trap that names the failing line, helpers.
 # Each suite is a standalone bash script run by CTest; exit 77 means "skipped" (CTest SKIP).
 set -euo pipefail
-trap 'echo "FAILED: ${BASH_SOURCE[0]}:${LINENO}: $BASH_COMMAND" >&2' ERR
+trap 'echo "FAILED: ${BASH_SOURCE[0]:-$0}:${LINENO}: $BASH_COMMAND" >&2' ERR
 
 : "${BERTH:?set BERTH to the berth binary}"
 : "${BERTH_STATIC_BINARY:?set BERTH_STATIC_BINARY to the berth-static binary}"
@@ -21,7 +21,7 @@ need_namespaces() {
 }
 
 # A scratch directory removed at exit.
-T=$(mktemp -d /tmp/berth-e2e-XXXXXX)
+T=${BERTH_E2E_DIR:-$(mktemp -d /tmp/berth-e2e-XXXXXX)}
 cleanup_dirs=("$T")
 cleanup() { local d; for d in "${cleanup_dirs[@]}"; do rm -rf "$d" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -38,10 +38,8 @@ tree_hash() {
 # expect_exit CODE CMD...: runs CMD, fails unless it exits with CODE; output in $out.
 expect_exit() {
   local want=$1; shift
-  set +e
-  out=$("$@" 2>&1)
-  local got=$?
-  set -e
+  local got=0
+  out=$("$@" 2>&1) || got=$?
   [ "$got" -eq "$want" ] || die "expected exit $want, got $got from: $* -- output: $out"
 }
 
