@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The command line as a user meets it: version, help, --json that parses, config origins,
+# perms explain with the right digits, exit codes.
+source "$(dirname "$0")/lib.sh"
+export HOME=$T/home XDG_CONFIG_HOME=$T/config
+mkdir -p "$HOME"
+
+expect_exit 0 "$BERTH" --version; expect_in "berth 0." "$out"
+expect_exit 0 "$BERTH" version; expect_in "berth 0." "$out"
+expect_exit 0 "$BERTH_STATIC_BINARY" version; expect_in "(static)" "$out"
+[ "$(file -b "$BERTH_STATIC_BINARY" 2>/dev/null | grep -c 'statically linked')" = 1 ] ||
+  ! command -v file >/dev/null || die "berth-static is not statically linked"
+
+expect_exit 0 "$BERTH" help
+for c in persist hook keys doctor perms config version help "persist restore" "keys test"; do
+  expect_in "$c" "$out"
+done
+expect_exit 0 "$BERTH" help persist; expect_in "restore" "$out"
+expect_exit 0 "$BERTH" persist --help; expect_in "status" "$out"
+
+echo "== --json is one parseable document with a schema"
+mkdir -p "$T/store"
+"$BERTH" --store "$T/store" persist init >/dev/null
+for cmd in "version" "config show" "persist status" "doctor" "perms explain 744" "keys list" "persist restore"; do
+  rc=0; "$BERTH" --json --store "$T/store" $cmd > "$T/out.json" || rc=$?
+  [ $rc -le 3 ] || die "$cmd --json exited $rc"
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d[\"schema\"].startswith(\"berth.\"), d" "$T/out.json" ||
+    die "berth --json $cmd: not JSON with a schema: $(cat "$T/out.json")"
+done
+expect_exit 2 "$BERTH" --json presist
+python3 -c "import json,sys; d=json.loads(sys.argv[1].splitlines()[0]); assert d[\"error\"][\"code\"]==2" "$out"
+
+echo "== config: each value says where it came from"
+"$BERTH" config set plan growth >/dev/null
+[ -f "$XDG_CONFIG_HOME/berth/config.toml" ] || die "config set did not write the XDG config file"
+out=$(BERTH_QUOTA_GB=20 "$BERTH" -c keys.test_host=example.org config show)
+expect_in "(file $XDG_CONFIG_HOME/berth/config.toml) plan = growth" "$out"
+expect_in "(env BERTH_QUOTA_GB) quota_gb = 20" "$out"
+expect_in "(command line) keys.test_host = example.org" "$out"
+expect_in "(default) notebooks_dir = /notebooks" "$out"
+[ "$("$BERTH" config get plan)" = growth ] || die "config get"
+expect_exit 2 "$BERTH" config get plna; expect_in "did you mean 'plan'" "$out"
+
+echo "== perms explain: r=4, w=2, x=1 (the seed says otherwise)"
+expect_exit 0 "$BERTH" perms explain 744
+expect_in "744 = rwxr--r--" "$out"
+expect_in "owner  7 = 4 (read) + 2 (write) + 1 (execute)" "$out"
+expect_in "group  4 = 4 (read)" "$out"
+expect_exit 0 "$BERTH" perms explain 600 rwx------
+expect_in "600 = rw-------" "$out"; expect_in "700 = rwx------" "$out"
+
+echo "== exit codes: problems found is 3"
+rm -f "$HOME/.jupyter"; mkdir -p "$HOME/.jupyter"
+expect_exit 3 "$BERTH" --store "$T/store" persist status
+expect_exit 3 "$BERTH" --store "$T/store" doctor
+expect_in "fix: berth persist restore" "$out"
+echo "cli: ok"
