@@ -8,6 +8,7 @@ unshare -m --propagation private bash -c '
 source "$(dirname "$0")/lib.sh"
 trap - EXIT
 HOME=$T/home; STORE=$T/store; export HOME
+mkdir -p "$HOME"; mount -t tmpfs -o size=64m tmpfs "$HOME"   # an ephemeral home, apart from the stores
 mkdir -p "$HOME/.data/sub" "$STORE"
 head -c 2000000 /dev/urandom > "$HOME/.data/sub/blob"
 echo keep > "$HOME/.data/note"

@@ -8,8 +8,11 @@ export BERTH BERTH_E2E_DIR=$T
 unshare -m --propagation private bash -c '
 source "$(dirname "$0")/lib.sh"
 trap - EXIT                                 # the outer shell cleans up
-mount -t tmpfs -o size=3g tmpfs "$T"       # the whole test on tmpfs: fast, and gone at exit
-HOME=$T/home; STORE=$T/store; SRC=$T/src
+# $HOME and the store on two file systems, as on Paperspace (overlay root, NFS /storage), so
+# the migration copies; on one file system berth renames, which a case below covers.
+mkdir -p "$T/h" "$T/s"
+mount -t tmpfs -o size=1500m tmpfs "$T/h"; mount -t tmpfs -o size=1500m tmpfs "$T/s"
+HOME=$T/h/home; STORE=$T/s/store; SRC=$T/h/src
 mkdir -p "$HOME" "$STORE" "$SRC"
 export HOME
 
@@ -87,5 +90,16 @@ for point in file-copied:3 file-copied:900 aside linked; do
   check_finished "merge killed at $point"
   echo "ok: merge killed at $point"
 done
+echo "== one file system: a rename, killed right after it"
+reset
+mkdir -p "$T/h/store1"
+"$BERTH" --store "$T/h/store1" persist init >/dev/null
+rc=0; BERTH_CRASH_AT=stored "$BERTH" --store "$T/h/store1" persist add "$HOME/.data" >/dev/null 2>&1 || rc=$?
+[ $rc -eq 137 ] || die "rename crash point not reached (exit $rc)"
+holds_all "$T/h/store1/cfg/.data" || die "after the rename the store is not complete"
+"$BERTH" --store "$T/h/store1" persist add "$HOME/.data" >/dev/null
+[ -L "$HOME/.data" ] && [ "$(tree_hash "$HOME/.data/")" = "$want" ] || die "rename rerun"
+echo "ok: same file system, killed after the rename"
+
 echo "crash test: every kill left a complete copy; every rerun finished"
 ' "$0"

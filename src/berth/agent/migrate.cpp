@@ -181,6 +181,23 @@ Result<> Migrator::copy_verified(const stdfs::path &src, const stdfs::path &dst,
 }
 
 Result<> Migrator::move_in(const stdfs::path &src, const stdfs::path &dst, LinkReport &rep) {
+    // Same file system: rename(2) moves the whole tree atomically, so there is never a moment
+    // without one complete copy, and nothing to verify. A crash after it leaves ~/X missing
+    // and the store complete, which the next run links.
+    struct stat s{}, d{};
+    if (::lstat(src.c_str(), &s) == 0 && ::stat(dst.parent_path().c_str(), &d) == 0 &&
+        s.st_dev == d.st_dev) {
+        if (::rename(src.c_str(), dst.c_str()) == 0) {
+            BERTH_TRY(fs::fsync_dir(dst.parent_path()));
+            BERTH_TRY(fs::fsync_dir(src.parent_path()));
+            crash_point("stored");
+            auto st = tree::stats(dst);
+            rep.bytes_moved = st ? st->bytes : 0;
+            rep.note = "renamed (same file system)";
+            return {};
+        }
+        if (errno != EXDEV) return fail_errno("move " + src.string(), errno);
+    }
     BERTH_TRY(check_space(src, dst.parent_path()));
     auto st = tree::stats(src);
     m_obs.copy_started(rep.path, st ? st->bytes : 0);
@@ -252,7 +269,7 @@ Result<> Migrator::swap_in_link(const Item &item, const Paths &p, const std::str
     if (::rename(p.home_path.c_str(), p.aside.c_str()) != 0)
         return fail_errno("move " + p.home_path.string() + " aside", errno);
     crash_point("aside");
-    BERTH_TRY(fs::symlink_atomic(p.store_path, p.home_path));
+    BERTH_TRY(fs::symlink_atomic(p.store_path, p.home_path, false));
     crash_point("linked");
     auto conflicts = m_store.conflicts() / ts / item.path;
     for (int round = 0;; ++round) {
@@ -276,7 +293,7 @@ Result<> Migrator::recover(const Item &item, const Paths &p, const std::string &
     if (exists_l(p.aside)) {
         // The aside copy exists only after the store holds a complete X: merge any difference
         // (none, normally) and drop it.
-        if (!exists_l(p.home_path)) BERTH_TRY(fs::symlink_atomic(p.store_path, p.home_path));
+        if (!exists_l(p.home_path)) BERTH_TRY(fs::symlink_atomic(p.store_path, p.home_path, false));
         BERTH_TRY(merge(p.aside, p.store_path, m_store.conflicts() / ts / item.path, rep));
         BERTH_TRY(tree::remove(p.aside));
         rep.action = LinkAction::recovered;
@@ -336,7 +353,7 @@ Result<LinkReport> Migrator::link(const Item &item) {
         } else if (rep.action != LinkAction::recovered) {
             rep.action = LinkAction::restored;
         }
-        BERTH_TRY(fs::symlink_atomic(p.store_path, p.home_path));
+        BERTH_TRY(fs::symlink_atomic(p.store_path, p.home_path, false));
     } else if (S_ISLNK(hs.st_mode)) {
         auto target = read_link(p.home_path);
         if (!target) return tl::unexpected(target.error());
@@ -353,7 +370,7 @@ Result<LinkReport> Migrator::link(const Item &item) {
                                      p.store_path.lexically_normal() || err == ENOENT)) {
             // Dangling (or pointing at our missing copy): replacing it loses nothing.
             if (!exists_l(p.store_path)) BERTH_TRY(create_empty(p.store_path, item.kind, item.path));
-            BERTH_TRY(fs::symlink_atomic(p.store_path, p.home_path));
+            BERTH_TRY(fs::symlink_atomic(p.store_path, p.home_path, false));
             rep.action = LinkAction::repaired;
             rep.note = "replaced dangling link to " + *target;
         } else {
@@ -366,7 +383,10 @@ Result<LinkReport> Migrator::link(const Item &item) {
             BERTH_TRY(merge(p.home_path, p.store_path, m_store.conflicts() / ts / item.path, rep));
         else
             BERTH_TRY(move_in(p.home_path, p.store_path, rep));
-        BERTH_TRY(swap_in_link(item, p, ts, rep));
+        if (exists_l(p.home_path))
+            BERTH_TRY(swap_in_link(item, p, ts, rep));
+        else // renamed into the store: only the link is missing
+            BERTH_TRY(fs::symlink_atomic(p.store_path, p.home_path, false));
         rep.action = store_has ? LinkAction::merged : LinkAction::migrated;
         m_store.log(std::string(action_name(rep.action)) + " " + item.path + " (" +
                     str::human_bytes(rep.bytes_moved) + ", " + std::to_string(rep.conflicts) +

@@ -102,7 +102,7 @@ Result<> make_dirs(const stdfs::path &dir, mode_t mode) {
     return {};
 }
 
-Result<> symlink_atomic(const stdfs::path &target, const stdfs::path &link) {
+Result<> symlink_atomic(const stdfs::path &target, const stdfs::path &link, bool durable) {
     auto st = lstat_opt(link);
     if (!st) return tl::unexpected(st.error());
     if (*st && !S_ISLNK((*st)->st_mode))
@@ -114,7 +114,7 @@ Result<> symlink_atomic(const stdfs::path &target, const stdfs::path &link) {
         ::unlink(tmp.c_str());
         return fail_errno(link.string(), e);
     }
-    return fsync_dir(link.parent_path());
+    return durable ? fsync_dir(link.parent_path()) : Result<>{};
 }
 
 Result<> probe_writable(const stdfs::path &dir) {

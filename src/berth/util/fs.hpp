@@ -29,8 +29,9 @@ Result<> fsync_dir(const stdfs::path &dir);
 Result<> make_dirs(const stdfs::path &dir, mode_t mode = 0755);
 
 // Creates (or replaces) a symlink at link -> target atomically: a temp link, then rename.
-// Refuses to replace anything but a symlink.
-Result<> symlink_atomic(const stdfs::path &target, const stdfs::path &link);
+// Refuses to replace anything but a symlink. durable: fsync the directory afterwards (not
+// needed in an ephemeral $HOME, where a crash loses the directory anyway).
+Result<> symlink_atomic(const stdfs::path &target, const stdfs::path &link, bool durable = true);
 
 // True if the directory's file system accepts a new file (probes with a temp file).
 Result<> probe_writable(const stdfs::path &dir);

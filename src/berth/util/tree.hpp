@@ -52,8 +52,8 @@ Result<Stats> stats(const stdfs::path &root);
 // Hashes every file. Fails on unreadable entries.
 Result<Digest> digest(const stdfs::path &root);
 
-// Copies src to dst (which must not exist), fsyncing every file and directory, keeping
-// modes and mtimes. Returns the digest of what was read. If a source file changes while it
+// Copies src to dst (which must not exist), keeping modes and mtimes, and makes it durable
+// (syncfs of dst's file system) before returning. Returns the digest of what was read. If a source file changes while it
 // is read, fails. On failure dst may be partial: the caller owns its cleanup.
 Result<Digest> copy(const stdfs::path &src, const stdfs::path &dst, const CopyOptions &opt = {});
 
