@@ -12,6 +12,7 @@ packages=(
   nlohmann-json3-dev               # --json output, the store manifest
   libexpected-dev                  # tl::expected for expected failures
   libfmt-dev                       # formatting (header-only)
+  libsqlite3-dev                   # the state database (instances, intents)
   libssl-dev                       # SHA-256 (libcrypto, also its static archive for berth-static)
   libgtest-dev                     # unit tests
   libbenchmark-dev                 # bench/

@@ -119,7 +119,8 @@ int main(int argc, char **argv) {
     app.add_option("--store", ctx.store_flag, "the persistent store (default: config `store`, then /storage)");
     app.add_option("--home", ctx.home_flag, "the home directory to manage (default: $HOME)");
     app.add_option("-c,--set", ctx.overrides, "override a config key for this run: KEY=VALUE");
-    for (const auto &c : command_table()) c.add(app, ctx);
+    for (const auto &c : command_table())
+        if (c.add) c.add(app, ctx);
 
     try {
         std::vector<std::string> rev(args.rbegin(), args.rend());

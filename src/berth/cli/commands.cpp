@@ -8,6 +8,15 @@ namespace berth::cli {
 
 const std::vector<CommandInfo> &command_table() {
     static const std::vector<CommandInfo> table = {
+        {"up", "create a machine; returns when SSH and Jupyter answer", {}, add_up},
+        {"ls", "list instances", {}, add_ls},
+        {"status", "one instance: state, endpoints, intent log", {}, nullptr},
+        {"ssh", "a shell or a command on an instance (OpenSSH)", {}, nullptr},
+        {"ssh-config", "let `ssh berth-NAME` and VS Code reach instances", {}, nullptr},
+        {"jupyter", "tunnel to an instance's Jupyter; print or --open the URL", {}, nullptr},
+        {"start", "start a stopped instance", {}, nullptr},
+        {"stop", "stop: ephemeral disk and $HOME discarded, /storage and /notebooks kept", {}, nullptr},
+        {"destroy", "remove an instance and its /notebooks (/storage kept)", {}, nullptr},
         {"persist", "keep $HOME's config and installs across ephemeral machines",
          {{"init", "create the store and persist the default set"},
           {"add", "persist one more path (moved in safely, then linked)"},
@@ -35,6 +44,7 @@ const std::vector<CommandInfo> &command_table() {
          add_config},
         {"version", "print berth's version", {}, add_version},
         {"help", "list commands, or describe one", {}, add_help},
+        {"agent", "the agent side (run by providers)", {}, add_agent},
     };
     return table;
 }

@@ -27,6 +27,9 @@ void add_hook(CLI::App &, Context &);
 void add_keys(CLI::App &, Context &);
 void add_doctor(CLI::App &, Context &);
 void add_perms(CLI::App &, Context &);
+void add_up(CLI::App &, Context &);
+void add_ls(CLI::App &, Context &);
+void add_agent(CLI::App &, Context &);
 
 // Prints the command list (berth help).
 void print_help();

@@ -1,0 +1,40 @@
+// The `local` provider: ephemeral machines on this box (see agent/machine.hpp for the inside).
+//
+// Each instance is a directory under $XDG_DATA_HOME/berth/local/instances/NAME holding what
+// outlives a stop: the pinned SSH host key, the authorized key, /notebooks, the spec; and,
+// while it runs, the agent's pid and machine.json. All instances share one store,
+// $XDG_DATA_HOME/berth/local/storage, mounted as /storage. Offers are the host's GPUs.
+#pragma once
+
+#include "agent/machine.hpp"
+#include "provider/provider.hpp"
+
+#include <filesystem>
+
+namespace berth {
+
+class LocalProvider : public Provider {
+public:
+    explicit LocalProvider(std::filesystem::path root);
+    std::string name() const override { return "local"; }
+    Result<std::vector<Offer>> offers() override;
+    Result<MachineInfo> create(const InstanceSpec &spec) override;
+    Result<MachineInfo> describe(const std::string &id) override;
+    Result<> stop(const std::string &id) override;
+    Result<> start(const std::string &id) override;
+    Result<> destroy(const std::string &id) override;
+
+    std::filesystem::path store() const { return m_root / "storage"; }
+    InstanceDir instance(const std::string &id) const { return {m_root / "instances" / id}; }
+
+    // Parses `nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits`.
+    static std::vector<Offer> parse_nvidia_smi(const std::string &csv);
+
+private:
+    Result<int> agent_pid(const std::string &id) const;
+    std::filesystem::path m_root;
+};
+
+std::filesystem::path local_provider_root();
+
+} // namespace berth

@@ -1,0 +1,57 @@
+// Talking to a machine over OpenSSH, the user's own ssh: their agent and ~/.ssh/config apply.
+// berth adds its own key, a pinned known_hosts entry per instance (HostKeyAlias berth-NAME,
+// so the pin holds whatever port the machine gets), and an ssh_config file that the user's
+// ~/.ssh/config can Include, so `ssh berth-NAME` and VS Code Remote-SSH work.
+#pragma once
+
+#include "util/result.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace berth::ssh {
+
+struct Target {
+    std::string alias;   // "berth-gpu1"
+    std::string host;
+    int port = 22;
+    std::string user;
+};
+
+std::filesystem::path berth_dir();          // $XDG_DATA_HOME/berth
+std::filesystem::path key_file();           // berth's own ed25519 key
+std::filesystem::path known_hosts_file();   // pinned host keys (GitHub's too)
+std::filesystem::path config_file();        // Host berth-NAME blocks
+
+// Creates berth's key if missing; returns its public line.
+Result<std::string> ensure_key();
+
+// Pins `host_key` ("ssh-ed25519 AAAA...") for alias, replacing an earlier pin.
+Result<> pin_host_key(const std::string &alias, const std::string &host_key);
+Result<> unpin(const std::string &alias);
+
+// `ssh` options that reach the target with berth's key and pinned host key.
+std::vector<std::string> options(const Target &t);
+
+// Rewrites berth's ssh_config with one Host block per target.
+Result<> write_config(const std::vector<Target> &targets);
+
+// Adds `Include <config_file>` to the top of user_config (~/.ssh/config) if absent.
+// Returns true if it changed the file. The file is replaced atomically; its lines are kept.
+Result<bool> install_include(const std::filesystem::path &user_config);
+
+// Runs `ssh ... true` until it succeeds; retries "connection refused" with backoff while the
+// machine boots. Fails with ssh's own last line after the timeout.
+Result<> wait_ready(const Target &t, std::chrono::seconds timeout);
+
+// Starts `ssh -N -L 127.0.0.1:local_port:127.0.0.1:remote_port` detached; returns its pid once
+// the local port accepts connections.
+Result<pid_t> start_tunnel(const Target &t, int local_port, int remote_port);
+
+// True if pid is alive and is an ssh process (not a recycled pid).
+bool is_ssh_process(pid_t pid);
+
+} // namespace berth::ssh

@@ -1,0 +1,88 @@
+#include "util/net.hpp"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace berth::net {
+
+namespace {
+
+int connect_fd(const std::string &host, int port, std::chrono::milliseconds timeout, int *err) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -1;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    ::inet_pton(AF_INET, host.c_str(), &a.sin_addr);
+    int rc = ::connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
+    if (rc != 0 && errno == EINPROGRESS) {
+        pollfd p{fd, POLLOUT, 0};
+        if (::poll(&p, 1, static_cast<int>(timeout.count())) == 1) {
+            int so = 0;
+            socklen_t len = sizeof so;
+            ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &len);
+            rc = so == 0 ? 0 : -1;
+            errno = so;
+        } else {
+            errno = ETIMEDOUT;
+        }
+    }
+    if (rc != 0) {
+        if (err) *err = errno;
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+} // namespace
+
+Result<int> free_loopback_port() {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return fail_errno("socket", errno);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len) != 0) {
+        int e = errno;
+        ::close(fd);
+        return fail_errno("no free port on 127.0.0.1", e, "close some listening programs");
+    }
+    ::close(fd);
+    return ntohs(a.sin_port);
+}
+
+bool connectable(const std::string &host, int port, std::chrono::milliseconds timeout, int *err) {
+    int fd = connect_fd(host, port, timeout, err);
+    if (fd < 0) return false;
+    ::close(fd);
+    return true;
+}
+
+Result<int> http_status(const std::string &host, int port, const std::string &path,
+                        std::chrono::milliseconds timeout) {
+    int err = 0;
+    int fd = connect_fd(host, port, timeout, &err);
+    if (fd < 0) return fail_errno(host + ":" + std::to_string(port), err);
+    int flags = ::fcntl(fd, F_GETFL);
+    ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string req = "GET " + path + " HTTP/1.0\r\nHost: " + host + ":" + std::to_string(port) + "\r\n\r\n";
+    (void)!::write(fd, req.data(), req.size());
+    char buf[64] = {};
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n < 12 || std::strncmp(buf, "HTTP/1.", 7) != 0) return fail("no HTTP answer from port " + std::to_string(port));
+    return std::atoi(buf + 9);
+}
+
+} // namespace berth::net

@@ -1,0 +1,21 @@
+// Loopback networking helpers: free ports, connect probes, a minimal HTTP GET.
+#pragma once
+
+#include "util/result.hpp"
+
+#include <chrono>
+#include <string>
+
+namespace berth::net {
+
+// A port on 127.0.0.1 that was free a moment ago (bind to 0, read, close).
+Result<int> free_loopback_port();
+
+// Whether a TCP connection to host:port succeeds within timeout; errno of the failure in *err.
+bool connectable(const std::string &host, int port, std::chrono::milliseconds timeout, int *err = nullptr);
+
+// GET http://host:port/path; returns the status code, or fails if nothing answers.
+Result<int> http_status(const std::string &host, int port, const std::string &path,
+                        std::chrono::milliseconds timeout);
+
+} // namespace berth::net
