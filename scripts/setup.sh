@@ -18,6 +18,9 @@ packages=(
   libbenchmark-dev                 # bench/
   openssh-client openssh-server    # ssh, ssh-keygen; sshd for the key tests
   python3 python3-pip              # the ephemeral-machine test installs a wheel with pip --user
+  jupyter-notebook python3-ipykernel   # Jupyter inside local machines (the host's install)
+  python3-websocket                # tests: a kernel runs 1+1 over Jupyter's websocket API
+  chromium                         # tests: a real browser loads Jupyter through the tunnel
   git util-linux coreutils         # unshare (mount namespaces) for the end-to-end tests
   hyperfine                        # bench/: times whole commands
 )

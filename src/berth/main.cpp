@@ -71,7 +71,7 @@ std::optional<Error> check_command_words(const std::vector<std::string> &words) 
 
 std::vector<std::string> config_overrides(const std::vector<std::string> &args) {
     std::vector<std::string> out;
-    for (std::size_t i = 0; i + 1 < args.size(); ++i)
+    for (std::size_t i = 0; i + 1 < args.size() && args[i] != "--"; ++i)
         if (args[i] == "-c" || args[i] == "--set") out.push_back(args[i + 1]);
     return out;
 }
@@ -92,7 +92,8 @@ Result<Config> load_config(const std::vector<std::string> &overrides) {
 
 int main(int argc, char **argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
-    bool json = std::find(args.begin(), args.end(), "--json") != args.end();
+    bool json = std::find(args.begin(), std::find(args.begin(), args.end(), "--"), "--json") !=
+                std::find(args.begin(), args.end(), "--");
     auto words = positionals(args);
 
     // `berth`, `berth help`, `berth help CMD`, `berth --version`
