@@ -13,6 +13,7 @@ packages=(
   libexpected-dev                  # tl::expected for expected failures
   libfmt-dev                       # formatting (header-only)
   libsqlite3-dev                   # the state database (instances, intents)
+  libzstd-dev                      # snapshots: zstd (also its static archive for berth-static)
   libssl-dev                       # SHA-256 (libcrypto, also its static archive for berth-static)
   libgtest-dev                     # unit tests
   libbenchmark-dev                 # bench/

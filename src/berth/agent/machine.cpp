@@ -1,5 +1,6 @@
 #include "agent/machine.hpp"
 
+#include "agent/hooks.hpp"
 #include "agent/persist.hpp"
 #include "util/fs.hpp"
 #include "util/net.hpp"
@@ -108,11 +109,13 @@ bool build_root(const InstanceDir &dir, const stdfs::path &store, const std::str
     return true;
 }
 
-void prepare_system(const std::string &name) {
+void prepare_system(const std::string &name, const std::string &berth_binary) {
     (void)fs::write_file_atomic("/etc/hostname", name + "\n", 0644);
     auto hosts = fs::read_file("/etc/hosts").value_or("");
     if (!str::contains(hosts, " " + name + "\n"))
         (void)fs::write_file_atomic("/etc/hosts", hosts + "127.0.1.1 " + name + "\n", 0644);
+    // berth itself, so the client can run `berth agent ...` over SSH.
+    if (!berth_binary.empty()) (void)fs::write_file_atomic("/usr/local/bin/berth", berth_binary, 0755);
     // A fresh $HOME, as an image would ship it.
     std::error_code ec;
     for (const auto &e : stdfs::directory_iterator("/etc/skel", ec))
@@ -267,11 +270,16 @@ int pid1(const InstanceDir &dir, const stdfs::path &store, const nlohmann::json 
         st.set("stopped", "instance files missing in " + dir.root.string());
         return 1;
     }
+    // The static build if there is one (small, self-contained), else this binary; read before
+    // the chroot hides the host's files.
+    std::string berth_binary;
+    if (auto st = find_static_binary()) berth_binary = fs::read_file(*st).value_or("");
+    if (berth_binary.empty()) berth_binary = fs::read_file("/proc/self/exe").value_or("");
     if (!build_root(dir, store, name)) {
         st.set("stopped", "could not build the machine's root (see agent.log)");
         return 1;
     }
-    prepare_system(name);
+    prepare_system(name, berth_binary);
     restore_persistence(st);
     auto ssh_port = net::free_loopback_port();
     auto jup_port = net::free_loopback_port();

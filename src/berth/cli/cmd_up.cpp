@@ -1,6 +1,8 @@
 // berth up | start | stop | destroy: the life of a machine.
 #include "cli/commands.hpp"
 #include "engine/lifecycle.hpp"
+#include "engine/workspace.hpp"
+#include "store/repository.hpp"
 #include "util/strings.hpp"
 #include "util/term.hpp"
 
@@ -72,6 +74,18 @@ double since(std::chrono::steady_clock::time_point t0) {
 
 } // namespace
 
+// The destroy guard: refuses while the instance holds work newer than its last snapshot.
+void guard_unsaved(const InstanceRecord &r, const std::string &repo_flag) {
+    auto path = repo_flag.empty() ? store::default_repo() : std::filesystem::path(repo_flag);
+    auto repo = store::Repository::open(path, true);
+    if (!repo) throw Abort(Error{repo.error().what, "destroy --force to destroy anyway"});
+    auto u = unsaved_work(*repo, r);
+    if (!u) throw Abort(Error{u.error().what, u.error().fix});
+    if (u->changed.empty()) return;
+    throw Abort(Error{"'" + r.name + "' holds work no snapshot has: " + describe_unsaved(*u),
+                      "`berth save " + r.name + "` first, or `berth destroy " + r.name + " --force` to lose it"});
+}
+
 void add_up(CLI::App &app, Context &ctx) {
     auto *up = app.add_subcommand("up", "create a machine and wait until SSH and Jupyter answer");
     static std::string name = "workspace", provider = "local";
@@ -119,13 +133,17 @@ void add_up(CLI::App &app, Context &ctx) {
 
     auto *d = app.add_subcommand("destroy", "remove a machine and its /notebooks (your /storage is kept)");
     static std::string destroy_name;
-    static bool yes = false;
+    static bool yes = false, force = false;
+    static std::string guard_repo;
     d->add_option("NAME", destroy_name)->required();
     d->add_flag("-y,--yes", yes, "do not ask for confirmation");
+    d->add_flag("--force", force, "destroy even if it holds work no snapshot has");
+    d->add_option("--repo", guard_repo, "the repository its snapshots are in (default $XDG_DATA_HOME/berth/repo)");
     d->callback([&ctx] {
         auto db = open_state();
         Engine e(db, progress_for(ctx));
-        must(e.find(destroy_name));
+        auto rec = e.refresh(must(e.find(destroy_name)));
+        if (!force) guard_unsaved(rec, guard_repo);
         if (!yes) {
             if (!::isatty(0))
                 throw Abort(Error{"destroy needs confirmation", "pass -y to destroy '" + destroy_name + "' without asking", 2});

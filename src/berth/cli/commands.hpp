@@ -30,6 +30,7 @@ void add_perms(CLI::App &, Context &);
 void add_up(CLI::App &, Context &);
 void add_ls(CLI::App &, Context &);
 void add_agent(CLI::App &, Context &);
+void add_save(CLI::App &, Context &);
 
 // Prints the command list (berth help).
 void print_help();

@@ -8,7 +8,9 @@
 
 #include "util/result.hpp"
 
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +67,11 @@ public:
     virtual Result<> stop(const std::string &id) = 0;
     virtual Result<> start(const std::string &id) = 0;
     virtual Result<> destroy(const std::string &id) = 0;
+    // Where a path of the machine is on this host, for providers whose disks are local
+    // (lets the destroy guard look at a stopped machine). nullopt: only over SSH.
+    virtual std::optional<std::filesystem::path> host_path(const std::string & /*id*/, const std::string & /*path*/) {
+        return std::nullopt;
+    }
 };
 
 // The provider named `name`, or an error listing the known ones.

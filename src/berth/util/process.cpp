@@ -112,3 +112,62 @@ Result<Output> run(const std::vector<std::string> &argv, const Options &opt) {
 }
 
 } // namespace berth::proc
+
+namespace berth::proc {
+
+Result<Pipe> spawn_pipe(const std::vector<std::string> &argv) {
+    auto exe = which(argv.at(0));
+    if (!exe) return fail(argv[0] + " not found on PATH", "install it");
+    int in_p[2], out_p[2];
+    if (::pipe2(in_p, O_CLOEXEC) || ::pipe2(out_p, O_CLOEXEC)) return fail_errno("pipe", errno);
+    std::vector<char *> args;
+    for (const auto &a : argv) args.push_back(const_cast<char *>(a.c_str()));
+    args.push_back(nullptr);
+    pid_t pid = ::fork();
+    if (pid < 0) return fail_errno("fork", errno);
+    if (pid == 0) {
+        ::dup2(in_p[0], 0);
+        ::dup2(out_p[1], 1);
+        ::execv(exe->c_str(), args.data());
+        ::_exit(127);
+    }
+    ::close(in_p[0]);
+    ::close(out_p[1]);
+    ::signal(SIGPIPE, SIG_IGN);
+    return Pipe{pid, in_p[1], out_p[0]};
+}
+
+int wait_pipe(Pipe &p) {
+    if (p.in >= 0) ::close(p.in);
+    if (p.out >= 0) ::close(p.out);
+    p.in = p.out = -1;
+    int status = 0;
+    while (::waitpid(p.pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+Result<> write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+        ssize_t n = ::write(fd, data.data(), data.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return fail_errno("write to the stream", errno);
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return {};
+}
+
+Result<std::string> read_exact(int fd, std::size_t n) {
+    std::string out(n, '\0');
+    std::size_t got = 0;
+    while (got < n) {
+        ssize_t r = ::read(fd, out.data() + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return fail_errno("read from the stream", errno);
+        if (r == 0) return fail("the stream ended early (the other side failed; see its message above)");
+        got += static_cast<std::size_t>(r);
+    }
+    return out;
+}
+
+} // namespace berth::proc

@@ -180,6 +180,14 @@ Result<> LocalProvider::stop(const std::string &id) {
     return {};
 }
 
+std::optional<stdfs::path> LocalProvider::host_path(const std::string &id, const std::string &path) {
+    std::string p = path;
+    while (!p.empty() && p[0] == '/') p.erase(0, 1);
+    if (p == "notebooks" || p.rfind("notebooks/", 0) == 0) return instance(id).notebooks() / p.substr(std::min<std::size_t>(p.size(), 10));
+    if (p == "storage" || p.rfind("storage/", 0) == 0) return store() / p.substr(std::min<std::size_t>(p.size(), 8));
+    return std::nullopt;
+}
+
 Result<> LocalProvider::destroy(const std::string &id) {
     BERTH_TRY(stop(id));
     auto dir = instance(id);

@@ -1,0 +1,304 @@
+#include "engine/workspace.hpp"
+
+#include "engine/lifecycle.hpp"
+#include "provider/provider.hpp"
+#include "remote/ssh.hpp"
+#include "store/repo_sink.hpp"
+#include "store/stream.hpp"
+#include "util/fs.hpp"
+#include "util/process.hpp"
+#include "util/strings.hpp"
+
+#include <algorithm>
+#include <ctime>
+#include <fcntl.h>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace berth {
+
+namespace stdfs = std::filesystem;
+using namespace store;
+
+std::vector<std::string> default_instance_paths() { return {"notebooks", "storage/cfg"}; }
+
+namespace {
+
+// Microseconds, so snapshots taken within one second still sort in the order they were taken.
+std::string now_iso() {
+    struct timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    std::tm tm{};
+    ::gmtime_r(&ts.tv_sec, &tm);
+    char buf[40], out[48];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    std::snprintf(out, sizeof out, "%s.%06ldZ", buf, ts.tv_nsec / 1000);
+    return out;
+}
+
+std::string new_snapshot_id() {
+    unsigned char b[8];
+    int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::read(fd, b, sizeof b) != 8) std::time(reinterpret_cast<std::time_t *>(b));
+    if (fd >= 0) ::close(fd);
+    return str::hex(b, sizeof b);
+}
+
+std::string hostname() {
+    char h[256] = {};
+    ::gethostname(h, sizeof h - 1);
+    return h;
+}
+
+// Which snapshot was last restored onto a source (an instance's paths, or a directory): after a
+// restore onto a new machine, that snapshot is the parent of its first save, so nothing
+// unchanged is read again.
+stdfs::path restored_file() { return ssh::berth_dir() / "restored.json"; }
+
+void remember_restore(const Repository &repo, const std::string &source, const std::string &snapshot) {
+    auto j = nlohmann::json::parse(fs::read_file(restored_file()).value_or("{}"), nullptr, false);
+    if (!j.is_object()) j = nlohmann::json::object();
+    j[repo.id() + "|" + source] = snapshot;
+    if (fs::make_dirs(restored_file().parent_path(), 0700)) (void)fs::write_file_atomic(restored_file(), j.dump(1) + "\n", 0600);
+}
+
+std::optional<Snapshot> latest_of(Repository &repo, const std::string &source) {
+    auto all = repo.snapshots();
+    if (!all) return std::nullopt;
+    for (auto it = all->rbegin(); it != all->rend(); ++it)
+        if (it->source == source) return *it;
+    auto j = nlohmann::json::parse(fs::read_file(restored_file()).value_or("{}"), nullptr, false);
+    if (j.is_object() && j.contains(repo.id() + "|" + source)) {
+        auto s = repo.find_snapshot(j[repo.id() + "|" + source].get<std::string>());
+        if (s) return *s;
+    }
+    return std::nullopt;
+}
+
+std::string instance_source(const InstanceRecord &r, const std::vector<std::string> &paths) {
+    return r.name + ":/" + str::join(paths, ",/");
+}
+
+Result<SaveResult> commit(Repository &repo, RepoSink &sink, const SaveStats &stats, const std::string &source,
+                          const std::vector<std::string> &paths, const std::optional<Snapshot> &parent) {
+    BERTH_TRY(repo.flush());
+    auto tree = finish_tree(std::move(sink.entries));
+    if (!tree) return tl::unexpected(tree.error());
+    auto id = repo.put_tree(*tree);
+    if (!id) return tl::unexpected(id.error());
+    if (!stats.tree_id.empty() && *id != stats.tree_id)
+        return fail("the saved tree does not match what the machine read", "retry the save");
+    SaveResult res;
+    res.stats = stats;
+    res.tree_unchanged = parent && parent->tree == *id;
+    Snapshot s;
+    s.id = new_snapshot_id();
+    s.time = now_iso();
+    s.host = hostname();
+    s.source = source;
+    s.paths = paths;
+    s.tree = *id;
+    s.parent = parent ? parent->id : "";
+    s.files = stats.files;
+    s.bytes = stats.bytes;
+    s.new_bytes = stats.new_bytes;
+    s.stored_bytes = stats.stored_bytes;
+    BERTH_TRY(repo.put_snapshot(s));
+    res.snapshot = s;
+    return res;
+}
+
+std::vector<std::string> remote_berth(const InstanceRecord &r, const std::vector<std::string> &args) {
+    auto t = Engine::target_of(r);
+    std::vector<std::string> argv = {"ssh", "-T", "-o", "BatchMode=yes"};
+    auto opts = ssh::options(t);
+    argv.insert(argv.end(), opts.begin(), opts.end());
+    argv.push_back(t.host);
+    argv.push_back("berth");
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+}
+
+Result<> require_running(const InstanceRecord &r) {
+    if (r.status != Status::running)
+        return fail("instance '" + r.name + "' is " + status_name(r.status), "start it with `berth start " + r.name + "`");
+    return {};
+}
+
+} // namespace
+
+Result<SaveResult> save_directory(Repository &repo, const stdfs::path &dir, bool progress) {
+    auto root = fs::absolute_normal(dir);
+    struct stat st{};
+    if (::stat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        return fail(root.string() + " is not a directory", "name a directory or an instance");
+    if (fs::is_within(repo.root(), root))
+        return fail("the repository " + repo.root().string() + " is inside " + root.string(), "put the repository elsewhere");
+    BERTH_TRY(repo.lock(true));
+    std::string source = root.string();
+    auto parent = latest_of(repo, source);
+    std::optional<Tree> parent_tree;
+    if (parent) {
+        auto t = repo.get_tree(parent->tree);
+        if (t) parent_tree = std::move(*t);
+    }
+    RepoSink sink(repo, progress, "save " + root.filename().string());
+    SaveOptions opt;
+    opt.root = root;
+    opt.parent = parent_tree ? &*parent_tree : nullptr;
+    opt.parent_tree_id = parent ? parent->tree : "";
+    opt.chunker = repo.chunker();
+    opt.cache_file = cache_file_for(repo.id(), root, {});
+    auto stats = save_tree(opt, sink);
+    sink.done();
+    if (!stats) {
+        (void)repo.flush(); // what was read is kept: the next save will not send it again
+        return tl::unexpected(stats.error());
+    }
+    return commit(repo, sink, *stats, source, {}, parent);
+}
+
+Result<SaveResult> save_instance(Repository &repo, const InstanceRecord &r, std::vector<std::string> paths, bool progress) {
+    BERTH_TRY(require_running(r));
+    if (paths.empty()) paths = default_instance_paths();
+    for (auto &p : paths) {
+        while (!p.empty() && p[0] == '/') p.erase(0, 1);
+        BERTH_TRY(check_entry_path(p));
+    }
+    BERTH_TRY(repo.lock(true));
+    std::string source = instance_source(r, paths);
+    auto parent = latest_of(repo, source);
+    std::optional<Tree> parent_tree;
+    if (parent) {
+        auto t = repo.get_tree(parent->tree);
+        if (t) parent_tree = std::move(*t);
+    }
+    RemoteSave req{"/", paths, repo.id(), repo.chunker(), parent_tree ? &*parent_tree : nullptr,
+                   parent ? parent->tree : ""};
+    auto pipe = proc::spawn_pipe(remote_berth(r, {"agent", "save-stream"}));
+    if (!pipe) return tl::unexpected(pipe.error());
+    RepoSink sink(repo, progress, "save " + r.name);
+    auto stats = client_save(pipe->in, pipe->out, req, repo.chunk_ids(), sink);
+    pipe->in = -1; // closed by client_save
+    sink.done();
+    int status = proc::wait_pipe(*pipe);
+    if (!stats) {
+        (void)repo.flush();
+        return tl::unexpected(stats.error());
+    }
+    if (status != 0) return fail("berth on '" + r.name + "' exited with " + std::to_string(status), "see the message above");
+    return commit(repo, sink, *stats, source, paths, parent);
+}
+
+Result<RestoreStats> restore_directory(Repository &repo, const Snapshot &s, const stdfs::path &dir, bool progress) {
+    BERTH_TRY(repo.lock(false));
+    auto tree = repo.get_tree(s.tree);
+    if (!tree) return tl::unexpected(tree.error());
+    std::unique_ptr<term::Progress> bar;
+    if (progress) bar = std::make_unique<term::Progress>("restore " + s.id.substr(0, 8), s.bytes);
+    auto root = fs::absolute_normal(dir);
+    auto st = restore_tree(*tree, s.tree, root, [&](const ChunkId &id) { return repo.read(id); },
+                           cache_file_for(repo.id(), root, {}), [&](std::uint64_t n) {
+                               if (bar) bar->add(n);
+                           });
+    if (st && s.paths.empty()) remember_restore(repo, root.string(), s.id);
+    return st;
+}
+
+Result<RestoreStats> restore_instance(Repository &repo, const Snapshot &s, const InstanceRecord &r,
+                                      const std::string &target, bool progress) {
+    BERTH_TRY(require_running(r));
+    BERTH_TRY(repo.lock(false));
+    auto tree = repo.get_tree(s.tree);
+    if (!tree) return tl::unexpected(tree.error());
+    auto pipe = proc::spawn_pipe(remote_berth(r, {"agent", "restore-stream"}));
+    if (!pipe) return tl::unexpected(pipe.error());
+    std::unique_ptr<term::Progress> bar;
+    if (progress) bar = std::make_unique<term::Progress>("restore " + r.name, s.bytes);
+    auto st = client_restore(pipe->in, pipe->out, *tree, s.tree, target.empty() ? "/" : target, repo.id(), s.paths,
+                             [&](const ChunkId &id, std::uint32_t &raw_len) { return repo.read_stored(id, raw_len); },
+                             [&](std::uint64_t n) {
+                                 if (bar) bar->add(n);
+                             });
+    pipe->in = -1;
+    bar.reset();
+    proc::wait_pipe(*pipe);
+    if (st && (target.empty() || target == "/")) remember_restore(repo, instance_source(r, s.paths), s.id);
+    return st;
+}
+
+static Result<std::vector<Entry>> scan_here(const stdfs::path &root, const std::vector<std::string> &paths) {
+    // Sizes and mtimes only: the guard must be quick and must not read the work.
+    std::vector<Entry> out;
+    for (const auto &p : paths) {
+        auto base = root / p;
+        std::error_code ec;
+        if (!stdfs::exists(base, ec)) continue;
+        for (auto it = stdfs::recursive_directory_iterator(base, ec); !ec && it != stdfs::recursive_directory_iterator();
+             it.increment(ec)) {
+            struct stat st{};
+            if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+            Entry e;
+            e.path = p + "/" + it->path().lexically_relative(base).string();
+            e.size = static_cast<std::uint64_t>(st.st_size);
+            e.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+            out.push_back(std::move(e));
+        }
+    }
+    return out;
+}
+
+Result<Unsaved> unsaved_work(Repository &repo, const InstanceRecord &r) {
+    auto paths = default_instance_paths();
+    // The machine's own files, as they are now: on this host if the provider keeps them here.
+    std::vector<Entry> now;
+    auto p = make_provider(r.provider);
+    if (!p) return tl::unexpected(p.error());
+    bool local = true;
+    for (const auto &path : paths) {
+        auto hp = (*p)->host_path(r.provider_id, path);
+        if (!hp) {
+            local = false;
+            break;
+        }
+        auto part = scan_here(hp->parent_path(), {hp->filename().string()});
+        if (!part) return tl::unexpected(part.error());
+        for (auto &e : *part) {
+            e.path = path + e.path.substr(hp->filename().string().size());
+            now.push_back(std::move(e));
+        }
+    }
+    if (!local) return fail("cannot look at '" + r.name + "''s files from here", "run `berth save " + r.name + "` first, or destroy --force");
+    Unsaved u;
+    auto last = latest_of(repo, instance_source(r, paths));
+    std::map<std::string, const Entry *> saved;
+    std::optional<Tree> tree;
+    if (last) {
+        auto t = repo.get_tree(last->tree);
+        if (t) tree = std::move(*t);
+    }
+    if (tree)
+        for (const auto &e : tree->entries) saved[e.path] = &e;
+    u.never_saved = !last;
+    for (const auto &e : now) {
+        if (e.path.rfind("storage/cfg/.conflicts", 0) == 0) continue;
+        auto it = saved.find(e.path);
+        if (it == saved.end() || it->second->size != e.size || it->second->mtime_ns != e.mtime_ns) {
+            u.changed.push_back("/" + e.path);
+            u.bytes += e.size;
+        }
+    }
+    std::sort(u.changed.begin(), u.changed.end());
+    return u;
+}
+
+std::string describe_unsaved(const Unsaved &u) {
+    std::vector<std::string> first(u.changed.begin(), u.changed.begin() + std::min<std::size_t>(u.changed.size(), 3));
+    std::string s = str::join(first, ", ");
+    if (u.changed.size() > 3) s += " and " + std::to_string(u.changed.size() - 3) + " more";
+    return s + " (" + str::human_bytes(u.bytes) + ")";
+}
+
+} // namespace berth

@@ -1,0 +1,46 @@
+// Saving and restoring work: a local directory in-process, an instance through its agent over
+// one SSH connection. Also the destroy guard: what an instance holds that no snapshot has.
+#pragma once
+
+#include "state/state.hpp"
+#include "store/repository.hpp"
+#include "store/save.hpp"
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace berth {
+
+struct SaveResult {
+    store::Snapshot snapshot;
+    store::SaveStats stats;
+    bool tree_unchanged = false;
+};
+
+// What the default save of an instance covers: its work and its persisted environment.
+std::vector<std::string> default_instance_paths();
+
+Result<SaveResult> save_directory(store::Repository &repo, const std::filesystem::path &dir, bool progress);
+Result<SaveResult> save_instance(store::Repository &repo, const InstanceRecord &r, std::vector<std::string> paths,
+                                 bool progress);
+
+Result<store::RestoreStats> restore_directory(store::Repository &repo, const store::Snapshot &s,
+                                              const std::filesystem::path &dir, bool progress);
+// Restores onto NAME under `target` ("/" puts every path back where it was saved from).
+Result<store::RestoreStats> restore_instance(store::Repository &repo, const store::Snapshot &s,
+                                             const InstanceRecord &r, const std::string &target, bool progress);
+
+struct Unsaved {
+    bool never_saved = false;
+    std::vector<std::string> changed; // paths new or different since the last snapshot
+    std::uint64_t bytes = 0;
+};
+
+// Compares what the instance holds now (sizes and mtimes) with its latest snapshot.
+Result<Unsaved> unsaved_work(store::Repository &repo, const InstanceRecord &r);
+
+// "up to N paths, and M more"
+std::string describe_unsaved(const Unsaved &u);
+
+} // namespace berth

@@ -1,0 +1,36 @@
+#include "store/compress.hpp"
+
+#include <zstd.h>
+
+namespace berth::store {
+
+std::string compress(std::string_view raw, std::uint8_t &flags) {
+    flags = k_raw;
+    if (raw.size() < 512) return std::string(raw);
+    static thread_local ZSTD_CCtx *cctx = ZSTD_createCCtx();
+    static thread_local std::string buf;
+    std::size_t sample = raw.size() < 65536 ? raw.size() : 65536;
+    buf.resize(ZSTD_compressBound(sample));
+    std::size_t n = ZSTD_compressCCtx(cctx, buf.data(), buf.size(), raw.data(), sample, 1);
+    if (ZSTD_isError(n) || n > sample * 97 / 100) return std::string(raw); // incompressible
+    buf.resize(ZSTD_compressBound(raw.size()));
+    n = ZSTD_compressCCtx(cctx, buf.data(), buf.size(), raw.data(), raw.size(), 3);
+    if (ZSTD_isError(n) || n >= raw.size()) return std::string(raw);
+    flags = k_zstd;
+    return buf.substr(0, n);
+}
+
+Result<std::string> decompress(std::string_view stored, std::uint8_t flags, std::size_t raw_len) {
+    if (flags == k_raw) {
+        if (stored.size() != raw_len) return fail("stored chunk has the wrong length");
+        return std::string(stored);
+    }
+    if (flags != k_zstd) return fail("unknown chunk encoding " + std::to_string(flags));
+    static thread_local ZSTD_DCtx *dctx = ZSTD_createDCtx();
+    std::string out(raw_len, '\0');
+    std::size_t n = ZSTD_decompressDCtx(dctx, out.data(), out.size(), stored.data(), stored.size());
+    if (ZSTD_isError(n) || n != raw_len) return fail("stored chunk does not decompress");
+    return out;
+}
+
+} // namespace berth::store

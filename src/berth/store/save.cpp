@@ -1,0 +1,417 @@
+#include "store/save.hpp"
+
+#include "core/paths.hpp"
+#include "store/compress.hpp"
+#include "util/fs.hpp"
+#include "util/strings.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace berth::store {
+
+namespace stdfs = std::filesystem;
+
+stdfs::path cache_dir() {
+    if (const char *e = std::getenv("BERTH_CACHE_DIR"); e && *e == '/') return e;
+    if (stdfs::is_directory("/storage/.berth")) return "/storage/.berth/cache";
+    const char *x = std::getenv("XDG_CACHE_HOME");
+    return (x && *x == '/' ? stdfs::path(x) : paths::home() / ".cache") / "berth";
+}
+
+stdfs::path cache_file_for(const std::string &repo_id, const stdfs::path &root, const std::vector<std::string> &paths) {
+    std::string key = repo_id + '\0' + root.string();
+    for (const auto &p : paths) key += '\0' + p;
+    return cache_dir() / "files" / to_hex(sha256_id(key.data(), key.size())).substr(0, 32);
+}
+
+namespace {
+
+using InodeMap = std::unordered_map<std::string, std::uint64_t>;
+
+constexpr char k_cache_magic[] = "BCACHE1\n";
+
+InodeMap load_cache(const stdfs::path &file, const std::string &tree_id) {
+    InodeMap m;
+    auto bytes = fs::read_file(file);
+    std::size_t head = sizeof k_cache_magic - 1;
+    if (!bytes || bytes->size() < head + 64 || bytes->compare(0, head, k_cache_magic) != 0) return m;
+    if (tree_id.empty() || bytes->compare(head, 64, tree_id) != 0) return m; // cache of another tree
+    for (std::size_t p = head + 64; p + 12 <= bytes->size();) {
+        std::uint64_t ino;
+        std::uint32_t len;
+        std::memcpy(&ino, bytes->data() + p, 8);
+        std::memcpy(&len, bytes->data() + p + 8, 4);
+        p += 12;
+        if (p + len > bytes->size()) break;
+        m.emplace(bytes->substr(p, len), ino);
+        p += len;
+    }
+    return m;
+}
+
+void store_cache(const stdfs::path &file, const std::string &tree_id, const InodeMap &m) {
+    if (file.empty()) return;
+    std::string out(k_cache_magic);
+    out += tree_id;
+    for (const auto &[path, ino] : m) {
+        out.append(reinterpret_cast<const char *>(&ino), 8);
+        auto len = static_cast<std::uint32_t>(path.size());
+        out.append(reinterpret_cast<const char *>(&len), 4);
+        out += path;
+    }
+    if (fs::make_dirs(file.parent_path(), 0700)) (void)fs::write_file_atomic(file, out, 0600);
+}
+
+struct Walker {
+    const SaveOptions &opt;
+    SaveSink &sink;
+    SaveStats stats;
+    std::vector<Entry> entries;
+    InodeMap inodes, parent_inodes;
+    std::unordered_map<std::string, const Entry *> parent;
+    std::vector<std::uint8_t> buf = std::vector<std::uint8_t>(16 << 20);
+
+    Result<> file(const std::string &rel, const stdfs::path &abs, const struct stat &st, Entry &e) {
+        auto it = parent.find(rel);
+        auto ino = parent_inodes.find(rel);
+        if (it != parent.end() && it->second->type == EntryType::file && it->second->size == e.size &&
+            it->second->mtime_ns == e.mtime_ns && ino != parent_inodes.end() && ino->second == st.st_ino) {
+            e.chunks = it->second->chunks; // unchanged: not read at all
+            sink.progress(e.size);
+            return {};
+        }
+        int fd = ::open(abs.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) return fail_errno(abs.string(), errno, "check its permissions");
+        ++stats.files_read;
+        std::size_t have = 0;
+        bool eof = false;
+        Result<> r;
+        while (r) {
+            while (!eof && have < buf.size()) {
+                ssize_t n = ::read(fd, buf.data() + have, buf.size() - have);
+                if (n < 0 && errno == EINTR) continue;
+                if (n < 0) {
+                    r = fail_errno(abs.string(), errno);
+                    break;
+                }
+                if (n == 0) eof = true;
+                have += static_cast<std::size_t>(n);
+                stats.bytes_read += static_cast<std::uint64_t>(n);
+            }
+            if (!r || have == 0) break;
+            std::size_t off = 0;
+            for (;;) {
+                std::size_t cut = find_cut(buf.data() + off, have - off, eof, opt.chunker);
+                if (cut == 0) break;
+                r = emit(buf.data() + off, cut, e);
+                if (!r) break;
+                off += cut;
+                if (off == have) break;
+            }
+            std::memmove(buf.data(), buf.data() + off, have - off);
+            have -= off;
+            if (eof && have == 0) break;
+        }
+        ::close(fd);
+        return r;
+    }
+
+    Result<> emit(const std::uint8_t *data, std::size_t n, Entry &e) {
+        ChunkId id = sha256_id(data, n);
+        e.chunks.push_back(id);
+        if (!sink.has(id)) {
+            std::uint8_t flags = 0;
+            std::string stored = compress(std::string_view(reinterpret_cast<const char *>(data), n), flags);
+            ++stats.new_chunks;
+            stats.new_bytes += n;
+            stats.stored_bytes += stored.size();
+            BERTH_TRY(sink.chunk(id, static_cast<std::uint32_t>(n), flags, stored));
+        }
+        sink.progress(n);
+        return {};
+    }
+
+    Result<> walk(const std::string &rel) {
+        stdfs::path abs = rel.empty() ? opt.root : opt.root / rel;
+        struct stat st{};
+        if (::lstat(abs.c_str(), &st) != 0) return fail_errno(abs.string(), errno, "check the path");
+        Entry e;
+        e.path = rel;
+        e.mode = st.st_mode & 07777;
+        e.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+        e.uid = st.st_uid;
+        e.gid = st.st_gid;
+        if (S_ISREG(st.st_mode)) {
+            e.type = EntryType::file;
+            e.size = static_cast<std::uint64_t>(st.st_size);
+            BERTH_TRY(file(rel, abs, st, e));
+            inodes[rel] = st.st_ino;
+            ++stats.files;
+            stats.bytes += e.size;
+        } else if (S_ISLNK(st.st_mode)) {
+            e.type = EntryType::symlink;
+            std::error_code ec;
+            e.target = stdfs::read_symlink(abs, ec).string();
+        } else if (S_ISDIR(st.st_mode)) {
+            e.type = EntryType::dir;
+            ++stats.dirs;
+            DIR *d = ::opendir(abs.c_str());
+            if (!d) return fail_errno(abs.string(), errno, "check its permissions");
+            std::vector<std::string> names;
+            while (dirent *de = ::readdir(d)) {
+                std::string n = de->d_name;
+                if (n != "." && n != "..") names.push_back(n);
+            }
+            ::closedir(d);
+            std::sort(names.begin(), names.end());
+            if (!rel.empty()) entries.push_back(e);
+            for (const auto &n : names) BERTH_TRY(walk(rel.empty() ? n : rel + "/" + n));
+            return {};
+        } else {
+            return {}; // sockets, FIFOs, devices: no bytes to keep
+        }
+        if (!rel.empty()) BERTH_TRY(sink.entry(e));
+        entries.push_back(std::move(e));
+        return {};
+    }
+};
+
+void pre_count(const stdfs::path &p, std::uint64_t &bytes, std::uint64_t &files) {
+    std::error_code ec;
+    if (stdfs::is_symlink(p, ec)) return;
+    if (stdfs::is_regular_file(p, ec)) {
+        bytes += stdfs::file_size(p, ec);
+        ++files;
+        return;
+    }
+    for (auto it = stdfs::recursive_directory_iterator(p, stdfs::directory_options::skip_permission_denied, ec);
+         it != stdfs::recursive_directory_iterator(); it.increment(ec)) {
+        if (ec) break;
+        if (it->is_regular_file(ec) && !it->is_symlink(ec)) {
+            bytes += it->file_size(ec);
+            ++files;
+        }
+    }
+}
+
+} // namespace
+
+Result<SaveStats> save_tree(const SaveOptions &opt, SaveSink &sink) {
+    Walker w{opt, sink};
+    if (opt.parent) {
+        for (const auto &e : opt.parent->entries) w.parent.emplace(e.path, &e);
+        w.parent_inodes = load_cache(opt.cache_file, opt.parent_tree_id);
+    }
+    std::uint64_t total = 0, files = 0;
+    std::vector<std::string> paths = opt.paths.empty() ? std::vector<std::string>{""} : opt.paths;
+    for (const auto &p : paths) pre_count(p.empty() ? opt.root : opt.root / p, total, files);
+    sink.total(total, files);
+    for (const auto &p : paths) {
+        if (!p.empty()) {
+            // The parents of a saved path are directories in the tree, so a restore recreates them.
+            std::string acc;
+            for (const auto &part : str::split(p, '/')) {
+                acc = acc.empty() ? part : acc + "/" + part;
+                if (acc == p) break;
+                struct stat st{};
+                if (::stat((opt.root / acc).c_str(), &st) == 0) {
+                    Entry d{acc, EntryType::dir, static_cast<std::uint32_t>(st.st_mode & 07777),
+                            static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+                            0, st.st_uid, st.st_gid, {}, {}};
+                    w.entries.push_back(d);
+                }
+            }
+        }
+        BERTH_TRY(w.walk(p));
+    }
+    // Directory entries go to the sink after the walk (their mtimes were read before children).
+    for (const auto &e : w.entries)
+        if (e.type == EntryType::dir) BERTH_TRY(sink.entry(e));
+    auto tree = finish_tree(std::move(w.entries));
+    if (!tree) return tl::unexpected(tree.error());
+    std::string bytes = serialize(*tree);
+    w.stats.tree_id = to_hex(sha256_id(bytes.data(), bytes.size()));
+    store_cache(opt.cache_file, w.stats.tree_id, w.inodes);
+    return w.stats;
+}
+
+Result<Tree> finish_tree(std::vector<Entry> entries) {
+    std::sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) { return a.path < b.path; });
+    entries.erase(std::unique(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) { return a.path == b.path; }),
+                  entries.end());
+    Tree t{std::move(entries)};
+    BERTH_TRY(check_tree(t));
+    return t;
+}
+
+Result<> check_tree(const Tree &t) {
+    for (const auto &e : t.entries) {
+        BERTH_TRY(check_entry_path(e.path));
+        if (e.type != EntryType::symlink) continue;
+        if (e.target.empty() || e.target[0] == '/')
+            return fail("unsafe symlink in snapshot: '" + e.path + "' -> '" + e.target + "' points outside the restore",
+                        "the repository may be tampered with");
+        // Resolve lexically from the link's directory: it must stay inside the root.
+        std::vector<std::string> stack;
+        auto parts = str::split(e.path, '/');
+        parts.pop_back();
+        stack = parts;
+        for (const auto &part : str::split(e.target, '/')) {
+            if (part.empty() || part == ".") continue;
+            if (part == "..") {
+                if (stack.empty())
+                    return fail("unsafe symlink in snapshot: '" + e.path + "' -> '" + e.target + "' escapes the restore",
+                                "the repository may be tampered with");
+                stack.pop_back();
+            } else {
+                stack.push_back(part);
+            }
+        }
+    }
+    return {};
+}
+
+namespace {
+
+// Opens (creating as needed) the directory for rel's parent under rootfd, refusing symlinks.
+Result<int> open_parent(int rootfd, const std::string &rel, const stdfs::path &target) {
+    auto parts = str::split(rel, '/');
+    parts.pop_back();
+    int fd = ::dup(rootfd);
+    for (const auto &p : parts) {
+        if (::mkdirat(fd, p.c_str(), 0755) != 0 && errno != EEXIST) {
+            int e = errno;
+            ::close(fd);
+            return fail_errno((target / rel).parent_path().string(), e);
+        }
+        int next = ::openat(fd, p.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int e = errno;
+        ::close(fd);
+        if (next < 0)
+            return fail_errno("refusing to restore through " + (target / rel).parent_path().string() +
+                                  " (not a plain directory)", e);
+        fd = next;
+    }
+    return fd;
+}
+
+std::string base_name(const std::string &rel) {
+    auto pos = rel.rfind('/');
+    return pos == std::string::npos ? rel : rel.substr(pos + 1);
+}
+
+Result<> write_file(int dirfd, const Entry &e, const stdfs::path &target, const ChunkSource &source,
+                    const std::function<void(std::uint64_t)> &progress) {
+    std::string name = base_name(e.path);
+    std::string tmp = "." + name + ".berth-tmp";
+    ::unlinkat(dirfd, tmp.c_str(), 0);
+    int fd = ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return fail_errno((target / e.path).string(), errno);
+    Result<> r;
+    std::uint64_t written = 0;
+    for (const auto &c : e.chunks) {
+        auto data = source(c); // checked against its id by the source
+        if (!data) {
+            r = tl::unexpected(data.error());
+            break;
+        }
+        std::string_view v = *data;
+        while (!v.empty() && r) {
+            ssize_t n = ::write(fd, v.data(), v.size());
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) r = fail_errno((target / e.path).string(), errno, "free space at the restore target; nothing was left half-written");
+            else v.remove_prefix(static_cast<std::size_t>(n));
+        }
+        written += data->size();
+        if (progress) progress(data->size());
+    }
+    if (r && written != e.size) r = fail((target / e.path).string() + ": restored size differs from the snapshot");
+    if (r) ::fchown(fd, e.uid, e.gid);
+    if (r && ::fchmod(fd, e.mode) != 0) r = fail_errno((target / e.path).string(), errno);
+    struct timespec ts[2] = {{0, UTIME_OMIT}, {static_cast<time_t>(e.mtime_ns / 1000000000), static_cast<long>(e.mtime_ns % 1000000000)}};
+    if (r && ::futimens(fd, ts) != 0) r = fail_errno((target / e.path).string(), errno);
+    ::close(fd);
+    if (r && ::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) r = fail_errno((target / e.path).string(), errno);
+    if (!r) ::unlinkat(dirfd, tmp.c_str(), 0);
+    return r;
+}
+
+} // namespace
+
+Result<RestoreStats> restore_tree(const Tree &t, const std::string &tree_id, const stdfs::path &target,
+                                  const ChunkSource &source, const stdfs::path &cache_file,
+                                  const std::function<void(std::uint64_t)> &progress) {
+    BERTH_TRY(check_tree(t)); // before anything is written
+    BERTH_TRY(fs::make_dirs(target, 0755));
+    int rootfd = ::open(target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) return fail_errno(target.string(), errno);
+    RestoreStats st;
+    InodeMap inodes;
+    Result<> r;
+    std::vector<const Entry *> dirs, links;
+    for (const auto &e : t.entries) {
+        if (e.type == EntryType::dir) {
+            dirs.push_back(&e);
+            auto pfd = open_parent(rootfd, e.path + "/x", target);
+            if (!pfd) {
+                r = tl::unexpected(pfd.error());
+                break;
+            }
+            ::close(*pfd);
+            ++st.dirs;
+            continue;
+        }
+        if (e.type == EntryType::symlink) {
+            links.push_back(&e);
+            continue;
+        }
+        auto pfd = open_parent(rootfd, e.path, target);
+        if (!pfd) {
+            r = tl::unexpected(pfd.error());
+            break;
+        }
+        r = write_file(*pfd, e, target, source, progress);
+        struct stat sst{};
+        if (r && ::fstatat(*pfd, base_name(e.path).c_str(), &sst, AT_SYMLINK_NOFOLLOW) == 0) inodes[e.path] = sst.st_ino;
+        ::close(*pfd);
+        if (!r) break;
+        ++st.files;
+        st.bytes += e.size;
+    }
+    for (std::size_t i = 0; r && i < links.size(); ++i) { // last: nothing is written through them
+        auto pfd = open_parent(rootfd, links[i]->path, target);
+        if (!pfd) {
+            r = tl::unexpected(pfd.error());
+            break;
+        }
+        std::string name = base_name(links[i]->path);
+        ::unlinkat(*pfd, name.c_str(), 0);
+        if (::symlinkat(links[i]->target.c_str(), *pfd, name.c_str()) != 0) r = fail_errno((target / links[i]->path).string(), errno);
+        ::close(*pfd);
+        ++st.symlinks;
+    }
+    for (auto it = dirs.rbegin(); r && it != dirs.rend(); ++it) { // deepest first: mtimes stick
+        const Entry &e = **it;
+        auto pfd = open_parent(rootfd, e.path, target);
+        if (!pfd) continue;
+        std::string name = base_name(e.path);
+        ::fchownat(*pfd, name.c_str(), e.uid, e.gid, AT_SYMLINK_NOFOLLOW);
+        ::fchmodat(*pfd, name.c_str(), e.mode, 0);
+        struct timespec ts[2] = {{0, UTIME_OMIT}, {static_cast<time_t>(e.mtime_ns / 1000000000), static_cast<long>(e.mtime_ns % 1000000000)}};
+        ::utimensat(*pfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
+        ::close(*pfd);
+    }
+    ::syncfs(rootfd);
+    ::close(rootfd);
+    if (!r) return tl::unexpected(r.error());
+    store_cache(cache_file, tree_id, inodes);
+    return st;
+}
+
+} // namespace berth::store
