@@ -1,6 +1,6 @@
 #include "agent/migrate.hpp"
 
-#include "agent/crash.hpp"
+#include "util/crash.hpp"
 #include "util/fs.hpp"
 #include "util/hash.hpp"
 #include "util/strings.hpp"

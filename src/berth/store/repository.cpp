@@ -2,6 +2,7 @@
 
 #include "core/paths.hpp"
 #include "store/compress.hpp"
+#include "util/crash.hpp"
 #include "util/fs.hpp"
 #include "util/strings.hpp"
 
@@ -20,7 +21,15 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-constexpr std::size_t k_pack_target = 32 << 20;
+// Packs of about 32 MiB: few files for the file system, small enough to write often.
+// BERTH_PACK_BYTES overrides it (tests use small packs to crash between them).
+std::size_t pack_target() {
+    static const std::size_t v = [] {
+        const char *e = std::getenv("BERTH_PACK_BYTES");
+        return e && std::atol(e) > 0 ? static_cast<std::size_t>(std::atol(e)) : std::size_t(32) << 20;
+    }();
+    return v;
+}
 constexpr char k_idx_magic[] = "BIDX1\n";
 constexpr std::size_t k_idx_entry = 32 + 8 + 4 + 4 + 1;
 
@@ -150,7 +159,7 @@ Result<> Repository::add(const ChunkId &id, std::uint32_t raw_len, std::uint8_t 
         if (p.id == id) return {};
     m_pending.push_back({id, m_pack_buf.size(), static_cast<std::uint32_t>(stored.size()), raw_len, flags});
     m_pack_buf.append(stored);
-    if (m_pack_buf.size() >= k_pack_target) return flush();
+    if (m_pack_buf.size() >= pack_target()) return flush();
     return {};
 }
 
@@ -164,6 +173,7 @@ Result<> Repository::flush() {
         w.error().fix = "free space where the repository is; what is saved so far is kept";
         return w;
     }
+    crash_point("pack-written"); // a pack without its index: invisible, pruned later
     std::string idx(k_idx_magic);
     for (const auto &p : m_pending) {
         idx.append(reinterpret_cast<const char *>(p.id.data()), 32);
@@ -179,6 +189,7 @@ Result<> Repository::flush() {
     m_written += m_pack_buf.size();
     m_pack_buf.clear();
     m_pending.clear();
+    crash_point("pack-indexed");
     return {};
 }
 
@@ -262,6 +273,7 @@ Result<Tree> Repository::get_tree(const std::string &id) {
 }
 
 Result<> Repository::put_snapshot(const Snapshot &s) {
+    crash_point("before-snapshot");
     return fs::write_file_atomic(m_root / "snapshots" / (s.id + ".json"), snapshot_json(s), 0600);
 }
 

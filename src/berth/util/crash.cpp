@@ -1,4 +1,4 @@
-#include "agent/crash.hpp"
+#include "util/crash.hpp"
 
 #include <csignal>
 #include <cstdlib>
