@@ -11,7 +11,7 @@ command -v hyperfine >/dev/null || { echo "bench: hyperfine is missing"; exit 1;
 W=$(mktemp -d /tmp/berth-bench-up-XXXXXX)
 export HOME=$W/home XDG_DATA_HOME=$W/data NO_COLOR=1
 mkdir -p "$HOME"
-trap 'for n in b1 b2 b3 bench; do "$BERTH" destroy -y $n >/dev/null 2>&1 || true; done; rm -rf "$W"' EXIT
+trap 'for n in b1 b2 b3 bench; do "$BERTH" destroy -y --force $n >/dev/null 2>&1 || true; done; rm -rf "$W"' EXIT
 
 cat > "$W/jupyter-by-hand.sh" <<SH
 #!/usr/bin/env bash
@@ -24,9 +24,9 @@ until curl -s -o /dev/null "http://127.0.0.1:\$port/api/status?token=t"; do slee
 kill \$pid; wait \$pid 2>/dev/null || true
 SH
 hyperfine -N --warmup 1 --runs 8 --export-json "$W/up.json" \
-  --prepare "bash -c '$BERTH destroy -y bench >/dev/null 2>&1 || true'" -n "berth up (local, to ready)" "$BERTH up bench" \
+  --prepare "bash -c '$BERTH destroy -y --force bench >/dev/null 2>&1 || true'" -n "berth up (local, to ready)" "$BERTH up bench" \
   -n "jupyter notebook by hand (to answering)" "bash $W/jupyter-by-hand.sh" >/dev/null 2>&1 || true
-"$BERTH" destroy -y bench >/dev/null 2>&1 || true
+"$BERTH" destroy -y --force bench >/dev/null 2>&1 || true
 for n in b1 b2 b3; do "$BERTH" up $n >/dev/null; done
 hyperfine -N --warmup 3 --runs 50 --export-json "$W/ls.json" \
   -n "berth ls (3 instances)" "$BERTH ls" \

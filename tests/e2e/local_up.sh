@@ -17,7 +17,7 @@ export HOME=$T/home XDG_DATA_HOME=$T/data XDG_CONFIG_HOME=$T/config
 mkdir -p "$HOME"
 stop_all() { # never leave a machine running, whatever happened
   for n in $("$BERTH" --json ls 2>/dev/null | python3 -c "import json,sys; [print(i['name']) for i in json.load(sys.stdin)['instances']]" 2>/dev/null); do
-    "$BERTH" destroy -y "$n" >/dev/null 2>&1 || true
+    "$BERTH" destroy -y --force "$n" >/dev/null 2>&1 || true
   done
   cleanup
 }
@@ -121,7 +121,7 @@ grep -q "^Include \"$XDG_DATA_HOME/berth/ssh_config\"" "$HOME/.ssh/config" || di
 
 echo "== destroy leaves no process, mount or port"
 ports=$("$BERTH" --json status ws1 | python3 -c "import json,sys; d=json.load(sys.stdin); print(d['ssh']['port'], d['jupyter']['url'].split(':')[2].split('/')[0])")
-"$BERTH" destroy -y ws1 >/dev/null
+"$BERTH" destroy -y --force ws1 >/dev/null
 ! pgrep -f "$INST/ws1" >/dev/null || die "a ws1 process survived destroy"
 ! grep -q "$INST/ws1" /proc/self/mountinfo || die "a ws1 mount survived destroy"
 for p in $ports; do ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || die "port $p still answers after destroy"; done
@@ -133,12 +133,12 @@ echo "== bad input"
 expect_exit 1 "$BERTH" ssh nope -- true; expect_in "no instance named 'nope'" "$out"
 expect_exit 1 "$BERTH" up ws3; expect_in "already exists" "$out"
 expect_exit 2 "$BERTH" up Bad_Name; expect_in "bad instance name" "$out"
-expect_exit 2 "$BERTH" destroy ws3 </dev/null; expect_in "pass -y" "$out"
+expect_exit 2 "$BERTH" destroy --force ws3 </dev/null; expect_in "pass -y" "$out"
 expect_exit 2 "$BERTH" up x --provider nowhere; expect_in "unknown provider" "$out"
 mkdir -p "$T/bin"; for t in ssh ssh-keygen python3; do ln -sf "$(command -v $t)" "$T/bin/$t"; done
 PATH=$T/bin expect_exit 1 "$BERTH" up nojup; expect_in "Jupyter not found" "$out"
 unshare -m bash -c "mount -t tmpfs tmpfs /usr/sbin && \"$BERTH\" up nosshd" > "$T/nosshd.out" 2>&1 && die "up without sshd worked"
 grep -q "sshd not found" "$T/nosshd.out" || die "no sshd: $(cat "$T/nosshd.out")"
 "$BERTH" ls | grep -qE "^(nojup|nosshd) " && die "a failed up left an instance behind"
-"$BERTH" destroy -y ws3 >/dev/null; "$BERTH" destroy -y ws2 >/dev/null
+"$BERTH" destroy -y --force ws3 >/dev/null; "$BERTH" destroy -y --force ws2 >/dev/null
 echo "local up: all checks passed"

@@ -77,9 +77,8 @@ double since(std::chrono::steady_clock::time_point t0) {
 // The destroy guard: refuses while the instance holds work newer than its last snapshot.
 void guard_unsaved(const InstanceRecord &r, const std::string &repo_flag) {
     auto path = repo_flag.empty() ? store::default_repo() : std::filesystem::path(repo_flag);
-    auto repo = store::Repository::open(path, true);
-    if (!repo) throw Abort(Error{repo.error().what, "destroy --force to destroy anyway"});
-    auto u = unsaved_work(*repo, r);
+    auto repo = store::Repository::open(path, false); // none yet: nothing was ever saved
+    auto u = unsaved_work(repo ? &*repo : nullptr, r);
     if (!u) throw Abort(Error{u.error().what, u.error().fix});
     if (u->changed.empty()) return;
     throw Abort(Error{"'" + r.name + "' holds work no snapshot has: " + describe_unsaved(*u),

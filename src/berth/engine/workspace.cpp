@@ -250,7 +250,7 @@ static Result<std::vector<Entry>> scan_here(const stdfs::path &root, const std::
     return out;
 }
 
-Result<Unsaved> unsaved_work(Repository &repo, const InstanceRecord &r) {
+Result<Unsaved> unsaved_work(Repository *repo, const InstanceRecord &r) {
     auto paths = default_instance_paths();
     // The machine's own files, as they are now: on this host if the provider keeps them here.
     std::vector<Entry> now;
@@ -272,11 +272,11 @@ Result<Unsaved> unsaved_work(Repository &repo, const InstanceRecord &r) {
     }
     if (!local) return fail("cannot look at '" + r.name + "''s files from here", "run `berth save " + r.name + "` first, or destroy --force");
     Unsaved u;
-    auto last = latest_of(repo, instance_source(r, paths));
+    auto last = repo ? latest_of(*repo, instance_source(r, paths)) : std::nullopt;
     std::map<std::string, const Entry *> saved;
     std::optional<Tree> tree;
     if (last) {
-        auto t = repo.get_tree(last->tree);
+        auto t = repo->get_tree(last->tree);
         if (t) tree = std::move(*t);
     }
     if (tree)

@@ -38,7 +38,8 @@ struct Unsaved {
 };
 
 // Compares what the instance holds now (sizes and mtimes) with its latest snapshot.
-Result<Unsaved> unsaved_work(store::Repository &repo, const InstanceRecord &r);
+// repo may be null (no repository yet: nothing was ever saved).
+Result<Unsaved> unsaved_work(store::Repository *repo, const InstanceRecord &r);
 
 // "up to N paths, and M more"
 std::string describe_unsaved(const Unsaved &u);
