@@ -58,6 +58,7 @@ restore() {
 
 TOOLS=(tar+gzip tar+zstd rsync restic borg berth)
 for t in "${TOOLS[@]}"; do command -v "${t%%+*}" >/dev/null || [ "$t" = berth ] || { echo "bench: $t missing" >&2; exit 1; }; done
+drop_caches   # once here, so CACHE says which it is (subshells below cannot set it)
 declare -A RES
 STEPS=(full touch1pct ckpt10mb edit1pct unchanged restore)
 for step in "${STEPS[@]}"; do

@@ -10,6 +10,10 @@
 #include "util/strings.hpp"
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <ctime>
 #include <fcntl.h>
 #include <map>
@@ -192,6 +196,63 @@ Result<SaveResult> save_instance(Repository &repo, const InstanceRecord &r, std:
     return commit(repo, sink, *stats, source, paths, parent);
 }
 
+namespace {
+
+// Reads, decompresses and verifies chunks on a second thread, in exactly the order the restore
+// writes them, so reading the repository overlaps with writing the files.
+class Prefetch {
+public:
+    Prefetch(Repository &repo, const Tree &t) : m_repo(repo) {
+        for (const auto &e : t.entries)
+            if (e.type == EntryType::file) m_order.insert(m_order.end(), e.chunks.begin(), e.chunks.end());
+        m_thread = std::thread([this] { run(); });
+    }
+    ~Prefetch() {
+        {
+            std::lock_guard lk(m_mu);
+            m_stop = true;
+        }
+        m_space.notify_all();
+        m_thread.join();
+    }
+    Result<std::string> next(const ChunkId &want) {
+        std::unique_lock lk(m_mu);
+        m_ready.wait(lk, [&] { return !m_queue.empty(); });
+        auto r = std::move(m_queue.front());
+        m_queue.pop_front();
+        if (r && !r->empty()) m_bytes -= r->size();
+        m_space.notify_one();
+        if (r && m_next++ >= m_order.size()) return fail("restore asked for more chunks than the tree has");
+        if (r && m_order[m_next - 1] != want) return fail("restore order mismatch");
+        return r;
+    }
+
+private:
+    void run() {
+        for (const auto &id : m_order) {
+            auto r = m_repo.read(id);
+            std::unique_lock lk(m_mu);
+            m_space.wait(lk, [&] { return m_bytes < (64u << 20) || m_stop; });
+            if (m_stop) return;
+            if (r) m_bytes += r->size();
+            bool failed = !r;
+            m_queue.push_back(std::move(r));
+            m_ready.notify_one();
+            if (failed) return;
+        }
+    }
+    Repository &m_repo;
+    std::vector<ChunkId> m_order;
+    std::size_t m_next = 0, m_bytes = 0;
+    std::deque<Result<std::string>> m_queue;
+    std::mutex m_mu;
+    std::condition_variable m_ready, m_space;
+    bool m_stop = false;
+    std::thread m_thread;
+};
+
+} // namespace
+
 Result<RestoreStats> restore_directory(Repository &repo, const Snapshot &s, const stdfs::path &dir, bool progress) {
     BERTH_TRY(repo.lock(false));
     auto tree = repo.get_tree(s.tree);
@@ -199,7 +260,9 @@ Result<RestoreStats> restore_directory(Repository &repo, const Snapshot &s, cons
     std::unique_ptr<term::Progress> bar;
     if (progress) bar = std::make_unique<term::Progress>("restore " + s.id.substr(0, 8), s.bytes);
     auto root = fs::absolute_normal(dir);
-    auto st = restore_tree(*tree, s.tree, root, [&](const ChunkId &id) { return repo.read(id); },
+    BERTH_TRY(check_tree(*tree)); // before a thread starts reading
+    Prefetch prefetch(repo, *tree);
+    auto st = restore_tree(*tree, s.tree, root, [&](const ChunkId &id) { return prefetch.next(id); },
                            cache_file_for(repo.id(), root, {}), [&](std::uint64_t n) {
                                if (bar) bar->add(n);
                            });

@@ -126,12 +126,9 @@ struct Walker {
         ChunkId id = sha256_id(data, n);
         e.chunks.push_back(id);
         if (!sink.has(id)) {
-            std::uint8_t flags = 0;
-            std::string stored = compress(std::string_view(reinterpret_cast<const char *>(data), n), flags);
             ++stats.new_chunks;
             stats.new_bytes += n;
-            stats.stored_bytes += stored.size();
-            BERTH_TRY(sink.chunk(id, static_cast<std::uint32_t>(n), flags, stored));
+            BERTH_TRY(sink.new_chunk(id, std::string_view(reinterpret_cast<const char *>(data), n)));
         }
         sink.progress(n);
         return {};
@@ -202,6 +199,13 @@ void pre_count(const stdfs::path &p, std::uint64_t &bytes, std::uint64_t &files)
 
 } // namespace
 
+Result<> SaveSink::new_chunk(const ChunkId &id, std::string_view raw) {
+    std::uint8_t flags = 0;
+    std::string stored = compress(raw, flags);
+    m_stored += stored.size();
+    return chunk(id, static_cast<std::uint32_t>(raw.size()), flags, stored);
+}
+
 Result<SaveStats> save_tree(const SaveOptions &opt, SaveSink &sink) {
     Walker w{opt, sink};
     if (opt.parent) {
@@ -210,8 +214,10 @@ Result<SaveStats> save_tree(const SaveOptions &opt, SaveSink &sink) {
     }
     std::uint64_t total = 0, files = 0;
     std::vector<std::string> paths = opt.paths.empty() ? std::vector<std::string>{""} : opt.paths;
-    for (const auto &p : paths) pre_count(p.empty() ? opt.root : opt.root / p, total, files);
-    sink.total(total, files);
+    if (sink.wants_total()) {
+        for (const auto &p : paths) pre_count(p.empty() ? opt.root : opt.root / p, total, files);
+        sink.total(total, files);
+    }
     for (const auto &p : paths) {
         if (!p.empty()) {
             // The parents of a saved path are directories in the tree, so a restore recreates them.
@@ -228,8 +234,14 @@ Result<SaveStats> save_tree(const SaveOptions &opt, SaveSink &sink) {
                 }
             }
         }
-        BERTH_TRY(w.walk(p));
+        auto r = w.walk(p);
+        if (!r) {
+            (void)sink.finish();
+            return tl::unexpected(r.error());
+        }
     }
+    BERTH_TRY(sink.finish());
+    w.stats.stored_bytes = sink.stored_bytes();
     // Directory entries go to the sink after the walk (their mtimes were read before children).
     for (const auto &e : w.entries)
         if (e.type == EntryType::dir) BERTH_TRY(sink.entry(e));

@@ -11,6 +11,7 @@
 #include "store/chunker.hpp"
 #include "store/objects.hpp"
 
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -24,10 +25,22 @@ class SaveSink {
 public:
     virtual ~SaveSink() = default;
     virtual bool has(const ChunkId &id) = 0;
+    // A chunk, already in its stored form (compressed or raw as flags say).
     virtual Result<> chunk(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags, std::string_view stored) = 0;
+    // A chunk the repository lacks, as plain bytes. The default compresses it here and calls
+    // chunk(); a sink may do that on another thread (the walker keeps reading meanwhile).
+    virtual Result<> new_chunk(const ChunkId &id, std::string_view raw);
+    // Waits for work in flight; returns its first failure.
+    virtual Result<> finish() { return {}; }
+    std::uint64_t stored_bytes() const { return m_stored; }
     virtual Result<> entry(const Entry &e) = 0;
+    // Whether the sink draws progress against a total (costs a stat walk before the save).
+    virtual bool wants_total() const { return false; }
     virtual void total(std::uint64_t /*bytes*/, std::uint64_t /*files*/) {}
     virtual void progress(std::uint64_t /*bytes_done*/) {}
+
+protected:
+    std::atomic<std::uint64_t> m_stored{0};
 };
 
 struct SaveStats {

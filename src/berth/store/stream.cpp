@@ -87,7 +87,9 @@ Result<ChunkRec> read_chunk_body(int fd) {
 // The agent's sink: everything goes out on the stream.
 class StreamSink : public SaveSink {
 public:
-    StreamSink(int fd, std::unordered_set<ChunkId, IdHash> known) : m_fd(fd), m_known(std::move(known)) {}
+    StreamSink(int fd, std::unordered_set<ChunkId, IdHash> known, bool totals)
+        : m_fd(fd), m_known(std::move(known)), m_totals(totals) {}
+    bool wants_total() const override { return m_totals; }
     bool has(const ChunkId &id) override { return m_known.count(id) != 0; }
     Result<> chunk(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags, std::string_view stored) override {
         m_known.insert(id);
@@ -117,6 +119,7 @@ private:
     int m_fd;
     std::unordered_set<ChunkId, IdHash> m_known;
     std::uint64_t m_done = 0, m_sent = 0;
+    bool m_totals = false;
 };
 
 int answer_error(int fd, const Error &e) {
@@ -156,7 +159,7 @@ int agent_save_stream(int in_fd, int out_fd) {
     opt.parent = has_parent ? &parent : nullptr;
     opt.parent_tree_id = h.value("parent_tree", std::string());
     opt.cache_file = cache_file_for(h.value("repo_id", std::string()), opt.root, opt.paths);
-    StreamSink sink(out_fd, std::move(known));
+    StreamSink sink(out_fd, std::move(known), h.value("progress", false));
     auto stats = save_tree(opt, sink);
     if (!stats) return answer_error(out_fd, stats.error());
     nlohmann::json j{{"files", stats->files}, {"dirs", stats->dirs}, {"bytes", stats->bytes},
@@ -171,7 +174,7 @@ int agent_save_stream(int in_fd, int out_fd) {
 Result<SaveStats> client_save(int to_agent, int from_agent, const RemoteSave &req, const std::vector<ChunkId> &known,
                               SaveSink &sink) {
     nlohmann::json h{{"root", req.root}, {"paths", req.paths}, {"repo_id", req.repo_id},
-                     {"parent_tree", req.parent_tree_id},
+                     {"parent_tree", req.parent_tree_id}, {"progress", sink.wants_total()},
                      {"chunker", {{"min", req.chunker.min}, {"avg", req.chunker.avg}, {"max", req.chunker.max}}}};
     std::string msg = h.dump() + "\n";
     put_blob(msg, req.parent ? serialize(*req.parent) : std::string());
