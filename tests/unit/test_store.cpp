@@ -165,7 +165,7 @@ TEST_F(TempDir, SaveRestoreDedupAndUnchangedFilesAreNotRead) {
     RepoSink sink(*repo, false, "");
     auto st = save_tree(opt, sink);
     ASSERT_TRUE(st) << st.error().what;
-    ASSERT_TRUE(repo->flush());
+    ASSERT_TRUE(repo->commit());
     EXPECT_EQ(st->new_bytes, blob.size() + 100000); // the copy cost nothing
     auto tree = finish_tree(sink.entries);
     ASSERT_TRUE(tree);
@@ -234,7 +234,7 @@ TEST_F(TempDir, DamagedChunkIsDetectedOnReadAndVerify) {
     auto d = random_bytes(1 << 20, 6);
     auto id = sha256_id(d.data(), d.size());
     ASSERT_TRUE(repo->add(id, static_cast<std::uint32_t>(d.size()), k_raw, std::string_view(reinterpret_cast<char *>(d.data()), d.size())));
-    ASSERT_TRUE(repo->flush());
+    ASSERT_TRUE(repo->commit());
     for (const auto &e : stdfs::recursive_directory_iterator(dir / "repo/data")) {
         if (!e.is_regular_file()) continue;
         std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
@@ -256,7 +256,7 @@ TEST_F(TempDir, PruneDropsUnreferencedAndOrphanPacks) {
     auto d = random_bytes(4096, 7);
     auto id = sha256_id(d.data(), d.size());
     ASSERT_TRUE(repo->add(id, 4096, k_raw, std::string_view(reinterpret_cast<char *>(d.data()), d.size())));
-    ASSERT_TRUE(repo->flush());
+    ASSERT_TRUE(repo->commit());
     write(dir / "repo/data/ff/ffff-orphan", "a pack a killed save left without an index");
     auto rep = repo->prune(); // no snapshot references the chunk
     ASSERT_TRUE(rep);

@@ -87,7 +87,7 @@ std::string instance_source(const InstanceRecord &r, const std::vector<std::stri
 
 Result<SaveResult> commit(Repository &repo, RepoSink &sink, const SaveStats &stats, const std::string &source,
                           const std::vector<std::string> &paths, const std::optional<Snapshot> &parent) {
-    BERTH_TRY(repo.flush());
+    BERTH_TRY(repo.commit());
     auto tree = finish_tree(std::move(sink.entries));
     if (!tree) return tl::unexpected(tree.error());
     auto id = repo.put_tree(*tree);
@@ -158,7 +158,7 @@ Result<SaveResult> save_directory(Repository &repo, const stdfs::path &dir, bool
     auto stats = save_tree(opt, sink);
     sink.done();
     if (!stats) {
-        (void)repo.flush(); // what was read is kept: the next save will not send it again
+        (void)repo.commit(); // what was read is kept: the next save will not send it again
         return tl::unexpected(stats.error());
     }
     return commit(repo, sink, *stats, source, {}, parent);
@@ -189,7 +189,7 @@ Result<SaveResult> save_instance(Repository &repo, const InstanceRecord &r, std:
     sink.done();
     int status = proc::wait_pipe(*pipe);
     if (!stats) {
-        (void)repo.flush();
+        (void)repo.commit();
         return tl::unexpected(stats.error());
     }
     if (status != 0) return fail("berth on '" + r.name + "' exited with " + std::to_string(status), "see the message above");

@@ -14,7 +14,7 @@ std::string compress(std::string_view raw, std::uint8_t &flags) {
     std::size_t n = ZSTD_compressCCtx(cctx, buf.data(), buf.size(), raw.data(), sample, 1);
     if (ZSTD_isError(n) || n > sample * 97 / 100) return std::string(raw); // incompressible
     buf.resize(ZSTD_compressBound(raw.size()));
-    n = ZSTD_compressCCtx(cctx, buf.data(), buf.size(), raw.data(), raw.size(), 3);
+    n = ZSTD_compressCCtx(cctx, buf.data(), buf.size(), raw.data(), raw.size(), 1);
     if (ZSTD_isError(n) || n >= raw.size()) return std::string(raw);
     flags = k_zstd;
     return buf.substr(0, n);

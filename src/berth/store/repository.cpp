@@ -154,12 +154,20 @@ std::vector<ChunkId> Repository::chunk_ids() const {
 }
 
 Result<> Repository::add(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags, std::string_view stored) {
-    if (has(id)) return {};
-    for (const auto &p : m_pending)
-        if (p.id == id) return {};
+    if (has(id)) return {}; // callers (the sinks) skip what this save already added
     m_pending.push_back({id, m_pack_buf.size(), static_cast<std::uint32_t>(stored.size()), raw_len, flags});
     m_pack_buf.append(stored);
     if (m_pack_buf.size() >= pack_target()) return flush();
+    return {};
+}
+
+Result<> Repository::sync_fs() {
+    int fd = ::open(m_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return fail_errno(m_root.string(), errno);
+    int rc = ::syncfs(fd);
+    int e = errno;
+    ::close(fd);
+    if (rc != 0) return fail_errno("sync " + m_root.string(), e, "free space where the repository is");
     return {};
 }
 
@@ -168,29 +176,48 @@ Result<> Repository::flush() {
     std::string pack_id = to_hex(sha256_id(m_pack_buf.data(), m_pack_buf.size()));
     auto pp = pack_path(pack_id);
     BERTH_TRY(fs::make_dirs(pp.parent_path(), 0700));
-    auto w = fs::write_file_atomic(pp, m_pack_buf, 0600);
+    auto w = fs::write_file_atomic(pp, m_pack_buf, 0600, false);
     if (!w) {
         w.error().fix = "free space where the repository is; what is saved so far is kept";
         return w;
     }
     crash_point("pack-written"); // a pack without its index: invisible, pruned later
-    std::string idx(k_idx_magic);
-    for (const auto &p : m_pending) {
-        idx.append(reinterpret_cast<const char *>(p.id.data()), 32);
-        put(idx, p.offset);
-        put(idx, p.stored_len);
-        put(idx, p.raw_len);
-        put(idx, p.flags);
-    }
-    BERTH_TRY(fs::write_file_atomic(m_root / "index" / (pack_id + ".idx"), idx, 0600));
-    auto pack = static_cast<std::uint32_t>(m_packs.size());
-    m_packs.push_back(pack_id);
-    for (const auto &p : m_pending) m_index.emplace(p.id, Location{pack, p.offset, p.stored_len, p.raw_len, p.flags});
     m_written += m_pack_buf.size();
+    m_unsynced.push_back({pack_id, std::move(m_pending)});
     m_pack_buf.clear();
     m_pending.clear();
-    crash_point("pack-indexed");
+    if (m_unsynced.size() >= 8) return sync_batch();
     return {};
+}
+
+// One syncfs makes the batch's packs durable; only then are their indexes written, so a
+// durable index never names data that is not on disk.
+Result<> Repository::sync_batch() {
+    if (m_unsynced.empty()) return {};
+    BERTH_TRY(sync_fs());
+    for (auto &u : m_unsynced) {
+        std::string idx(k_idx_magic);
+        for (const auto &p : u.entries) {
+            idx.append(reinterpret_cast<const char *>(p.id.data()), 32);
+            put(idx, p.offset);
+            put(idx, p.stored_len);
+            put(idx, p.raw_len);
+            put(idx, p.flags);
+        }
+        BERTH_TRY(fs::write_file_atomic(m_root / "index" / (u.pack_id + ".idx"), idx, 0600, false));
+        auto pack = static_cast<std::uint32_t>(m_packs.size());
+        m_packs.push_back(u.pack_id);
+        for (const auto &p : u.entries) m_index.emplace(p.id, Location{pack, p.offset, p.stored_len, p.raw_len, p.flags});
+        crash_point("pack-indexed");
+    }
+    m_unsynced.clear();
+    return {};
+}
+
+Result<> Repository::commit() {
+    BERTH_TRY(flush());
+    BERTH_TRY(sync_batch());
+    return sync_fs(); // the indexes too, before a tree or snapshot names their chunks
 }
 
 Result<std::string> Repository::read(const ChunkId &id) {

@@ -73,8 +73,10 @@ public:
 
     // Adds a chunk (already compressed as `flags` says) to the pack being written.
     Result<> add(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags, std::string_view stored);
-    // Writes the pending pack and its index durably.
+    // Writes the pending pack. Packs are made durable in batches (one syncfs), and only then
+    // get their indexes; commit() finishes the last batch and makes the indexes durable.
     Result<> flush();
+    Result<> commit();
     std::uint64_t stored_bytes_written() const { return m_written; }
 
     // The chunk's plain bytes, checked against its id.
@@ -111,6 +113,13 @@ private:
         std::uint8_t flags;
     };
     std::vector<Pending> m_pending;
+    struct Unsynced {
+        std::string pack_id;
+        std::vector<Pending> entries;
+    };
+    std::vector<Unsynced> m_unsynced; // written packs whose data is not yet known durable
+    Result<> sync_batch();
+    Result<> sync_fs();
     std::uint64_t m_written = 0;
     int m_read_fd = -1;
     std::uint32_t m_read_pack = UINT32_MAX;

@@ -74,19 +74,20 @@ static Result<> write_all(int fd, std::string_view data, const stdfs::path &p) {
     return {};
 }
 
-Result<> write_file_atomic(const stdfs::path &p, std::string_view content, mode_t mode) {
+Result<> write_file_atomic(const stdfs::path &p, std::string_view content, mode_t mode, bool durable) {
     stdfs::path tmp = temp_sibling(p);
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0) return fail_errno(tmp.parent_path().string(), errno);
     auto r = write_all(fd, content, p);
     if (r && ::fchmod(fd, mode) != 0) r = fail_errno(p.string(), errno);
-    if (r && ::fsync(fd) != 0) r = fail_errno(p.string(), errno);
+    if (r && durable && ::fsync(fd) != 0) r = fail_errno(p.string(), errno);
     ::close(fd);
     if (r && ::rename(tmp.c_str(), p.c_str()) != 0) r = fail_errno(p.string(), errno);
     if (!r) {
         ::unlink(tmp.c_str());
         return r;
     }
+    if (!durable) return {};
     return fsync_dir(p.parent_path().empty() ? stdfs::path(".") : p.parent_path());
 }
 

@@ -20,7 +20,9 @@ Result<std::string> read_file(const stdfs::path &p);
 
 // Writes content to a temp name beside p, fsyncs it, renames it over p and fsyncs the
 // directory. On failure p is untouched and the temp file is removed.
-Result<> write_file_atomic(const stdfs::path &p, std::string_view content, mode_t mode = 0644);
+// durable=false skips both fsyncs, for callers that make a batch durable with one syncfs.
+Result<> write_file_atomic(const stdfs::path &p, std::string_view content, mode_t mode = 0644,
+                           bool durable = true);
 
 // fsync of a directory, so a rename in it is durable.
 Result<> fsync_dir(const stdfs::path &dir);
