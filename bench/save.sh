@@ -94,7 +94,7 @@ for step in "${STEPS[@]}"; do
   for t in "${TOOLS[@]}"; do
     [ "$t" = berth ] && continue
     read -r s b <<<"${RES[$t,$step]}"
-    printf " %10s" "$(echo "scale=2; $bs / $s" | bc)x"
+    printf " %10s" "$(printf "%.2f" "$(echo "scale=4; $bs / $s" | bc)")x"
   done
   echo
 done
