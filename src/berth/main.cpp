@@ -16,8 +16,7 @@ using namespace berth::cli;
 namespace {
 
 int error_out(const Error &e, bool json) {
-    if (json)
-        print_json({{"error", {{"message", e.what}, {"fix", e.fix}, {"code", e.code}}}});
+    if (json) print_json({{"error", {{"message", e.what}, {"fix", e.fix}, {"code", e.code}}}});
     std::cerr << term::paint("berth: error: ", term::Color::red, 2) << e.line() << std::endl;
     return e.code;
 }
@@ -56,7 +55,8 @@ std::optional<Error> check_command_words(const std::vector<std::string> &words) 
         return Error{"unknown command '" + words[0] + "'",
                      near ? "did you mean '" + *near + "'?" : "see `berth help`", exit_code::usage};
     }
-    if (cmd->subcommands.empty() || words.size() < 2 || std::string(cmd->name) == "help") return std::nullopt;
+    if (cmd->subcommands.empty() || words.size() < 2 || std::string(cmd->name) == "help")
+        return std::nullopt;
     std::vector<std::string> subs;
     for (const auto &s : cmd->subcommands) {
         if (words[1] == s.first) return std::nullopt;
@@ -117,7 +117,8 @@ int main(int argc, char **argv) {
     app.require_subcommand(1);
     app.fallthrough();
     app.add_flag("--json", ctx.json, "machine-readable output (one JSON document, stable schema)");
-    app.add_option("--store", ctx.store_flag, "the persistent store (default: config `store`, then /storage)");
+    app.add_option("--store", ctx.store_flag,
+                   "the persistent store (default: config `store`, then /storage)");
     app.add_option("--home", ctx.home_flag, "the home directory to manage (default: $HOME)");
     app.add_option("-c,--set", ctx.overrides, "override a config key for this run: KEY=VALUE");
     for (const auto &c : command_table())
@@ -127,7 +128,8 @@ int main(int argc, char **argv) {
         std::vector<std::string> rev(args.rbegin(), args.rend());
         app.parse(rev);
     } catch (const CLI::CallForHelp &) {
-        std::cout << (app.get_subcommands().empty() ? app.help() : app.get_subcommands().back()->help());
+        std::cout << (app.get_subcommands().empty() ? app.help()
+                                                    : app.get_subcommands().back()->help());
         return exit_code::ok;
     } catch (const CLI::CallForVersion &) {
         std::cout << "berth " << BERTH_VERSION << std::endl;

@@ -57,40 +57,60 @@ TEST(Hooks, SystemdUnitRunsRestoreOnce) {
     auto u = systemd_unit(Store{"/mnt/store"}, "/mnt/store/.berth/bin/berth", "/home/ana", true);
     EXPECT_NE(u.find("Type=oneshot"), std::string::npos);
     EXPECT_NE(u.find("RequiresMountsFor=/mnt/store"), std::string::npos);
-    EXPECT_NE(u.find("ExecStart=/mnt/store/.berth/bin/berth persist restore --store /mnt/store --home /home/ana"),
+    EXPECT_NE(u.find("ExecStart=/mnt/store/.berth/bin/berth persist restore --store /mnt/store "
+                     "--home /home/ana"),
               std::string::npos);
     EXPECT_NE(u.find("WantedBy=multi-user.target"), std::string::npos);
 }
 
 TEST(Keys, ClassifiesByContentNotName) {
-    EXPECT_EQ(classify_key_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n-----END OPENSSH PRIVATE KEY-----\n"),
+    EXPECT_EQ(classify_key_text(
+                  "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n-----END OPENSSH PRIVATE KEY-----\n"),
               KeyText::private_key);
     EXPECT_EQ(classify_key_text("-----BEGIN RSA PRIVATE KEY-----\n"), KeyText::private_key);
-    EXPECT_EQ(classify_key_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq me@x\n"), KeyText::public_key);
+    EXPECT_EQ(classify_key_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq me@x\n"),
+              KeyText::public_key);
     EXPECT_EQ(classify_key_text("ecdsa-sha2-nistp256 AAAAE2Vj me\n"), KeyText::public_key);
     EXPECT_EQ(classify_key_text("hello world"), KeyText::unknown);
 }
 
 TEST(Keys, GithubGreetingWithExitOneIsSuccess) {
-    auto r = diagnose_ssh(1, "Hi ana! You've successfully authenticated, but GitHub does not provide shell access.\n",
-                          "", "github.com");
+    auto r = diagnose_ssh(
+        1, "Hi ana! You've successfully authenticated, but GitHub does not provide shell access.\n",
+        "", "github.com");
     EXPECT_EQ(r.cause, KeyTestCause::ok);
 }
 
 TEST(Keys, NamesEachFailureCause) {
-    EXPECT_EQ(diagnose_ssh(255, "", "debug1: Authentications that can continue: publickey\n"
-                                    "git@github.com: Permission denied (publickey).\n", "github.com").cause,
+    EXPECT_EQ(diagnose_ssh(255, "",
+                           "debug1: Authentications that can continue: publickey\n"
+                           "git@github.com: Permission denied (publickey).\n",
+                           "github.com")
+                  .cause,
               KeyTestCause::no_key_offered);
-    EXPECT_EQ(diagnose_ssh(255, "", "debug1: Offering public key: /root/.ssh/id_ed25519 ED25519 SHA256:x explicit\n"
-                                    "git@github.com: Permission denied (publickey).\n", "github.com").cause,
+    EXPECT_EQ(diagnose_ssh(
+                  255, "",
+                  "debug1: Offering public key: /root/.ssh/id_ed25519 ED25519 SHA256:x explicit\n"
+                  "git@github.com: Permission denied (publickey).\n",
+                  "github.com")
+                  .cause,
               KeyTestCause::key_not_registered);
-    EXPECT_EQ(diagnose_ssh(255, "", "@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n"
-                                    "Host key verification failed.\n", "github.com").cause,
+    EXPECT_EQ(diagnose_ssh(255, "",
+                           "@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n"
+                           "Host key verification failed.\n",
+                           "github.com")
+                  .cause,
               KeyTestCause::host_key_changed);
-    EXPECT_EQ(diagnose_ssh(255, "", "Host key verification failed.\n", "h").cause, KeyTestCause::host_key_unknown);
-    EXPECT_EQ(diagnose_ssh(255, "", "ssh: connect to host 127.0.0.1 port 1: Connection refused\n", "h").cause,
-              KeyTestCause::network);
-    EXPECT_EQ(diagnose_ssh(255, "", "ssh: Could not resolve hostname nope: Name or service not known\n", "nope").cause,
+    EXPECT_EQ(diagnose_ssh(255, "", "Host key verification failed.\n", "h").cause,
+              KeyTestCause::host_key_unknown);
+    EXPECT_EQ(
+        diagnose_ssh(255, "", "ssh: connect to host 127.0.0.1 port 1: Connection refused\n", "h")
+            .cause,
+        KeyTestCause::network);
+    EXPECT_EQ(diagnose_ssh(255, "",
+                           "ssh: Could not resolve hostname nope: Name or service not known\n",
+                           "nope")
+                  .cause,
               KeyTestCause::network);
 }
 
@@ -109,8 +129,9 @@ TEST(Manifest, NormalisesPathsUnderHomeOnly) {
 
 TEST(Manifest, DefaultsIncludeWhatFastaiForgot) {
     Manifest m{default_items()};
-    for (const char *p : {".local", ".ssh", ".config", ".ipython", ".fastai", ".jupyter", ".conda", ".kaggle",
-                          ".cache/huggingface", ".git-credentials", ".gitconfig", ".bash_history"})
+    for (const char *p :
+         {".local", ".ssh", ".config", ".ipython", ".fastai", ".jupyter", ".conda", ".kaggle",
+          ".cache/huggingface", ".git-credentials", ".gitconfig", ".bash_history"})
         EXPECT_NE(m.find(p), nullptr) << p;
     EXPECT_EQ(m.find(".gitconfig")->kind, ItemKind::file);
     EXPECT_NE(m.overlapping(".cache/huggingface/hub"), nullptr);

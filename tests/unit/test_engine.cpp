@@ -83,8 +83,9 @@ TEST(Engine, NamesAreHostnameSafe) {
 }
 
 TEST(LocalProvider, HostGpusBecomeOffers) {
-    auto offers = LocalProvider::parse_nvidia_smi("NVIDIA GeForce RTX 4090, 24564\nNVIDIA GeForce RTX 4090, 24564\n"
-                                                  "NVIDIA A100-SXM4-80GB, 81920\n");
+    auto offers = LocalProvider::parse_nvidia_smi(
+        "NVIDIA GeForce RTX 4090, 24564\nNVIDIA GeForce RTX 4090, 24564\n"
+        "NVIDIA A100-SXM4-80GB, 81920\n");
     ASSERT_EQ(offers.size(), 2u);
     EXPECT_EQ(offers[1].gpu_name, "NVIDIA GeForce RTX 4090");
     EXPECT_EQ(offers[1].gpu_count, 2);
@@ -104,7 +105,8 @@ TEST_F(TempData, SshPinsAndConfigAndInclude) {
 
     ASSERT_TRUE(ssh::write_config({{"berth-a", "127.0.0.1", 2222, "root"}}));
     auto cfg = *fs::read_file(ssh::config_file());
-    EXPECT_NE(cfg.find("Host berth-a\n  HostName 127.0.0.1\n  Port 2222\n  User root\n"), std::string::npos);
+    EXPECT_NE(cfg.find("Host berth-a\n  HostName 127.0.0.1\n  Port 2222\n  User root\n"),
+              std::string::npos);
     EXPECT_NE(cfg.find("StrictHostKeyChecking yes"), std::string::npos);
 
     auto user = dir / "dotssh/config";

@@ -34,7 +34,8 @@ struct Sandbox : ::testing::Test {
     }
     std::string read(const stdfs::path &p) { return *fs::read_file(p); }
     bool is_link_to_store(const std::string &rel) {
-        return stdfs::is_symlink(home / rel) && stdfs::read_symlink(home / rel) == store.cfg() / rel;
+        return stdfs::is_symlink(home / rel) &&
+               stdfs::read_symlink(home / rel) == store.cfg() / rel;
     }
 };
 
@@ -75,7 +76,7 @@ TEST_F(Sandbox, MergeKeepsStoreVersionAndSavesOursAsConflict) {
 TEST_F(Sandbox, FileItemsAreCreatedWithPrivateModes) {
     Migrator m(store, home, obs);
     ASSERT_TRUE(m.link({".git-credentials", ItemKind::file}));
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(::stat((store.cfg() / ".git-credentials").c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0600u);
     ASSERT_TRUE(m.link({".ssh", ItemKind::dir}));

@@ -20,7 +20,8 @@ namespace {
 std::vector<std::uint8_t> random_bytes(std::size_t n, unsigned seed) {
     std::mt19937_64 g(seed);
     std::vector<std::uint8_t> v(n);
-    for (auto &b : v) b = static_cast<std::uint8_t>(g());
+    for (auto &b : v)
+        b = static_cast<std::uint8_t>(g());
     return v;
 }
 
@@ -187,8 +188,9 @@ TEST_F(TempDir, SaveRestoreDedupAndUnchangedFilesAreNotRead) {
     auto got = repo->get_tree(*tid);
     ASSERT_TRUE(got);
     auto out = dir / "out";
-    auto rs = restore_tree(*got, *tid, out, [&](const ChunkId &id) { return repo->read(id); },
-                           cache_file_for(repo->id(), out, {}), nullptr);
+    auto rs = restore_tree(
+        *got, *tid, out, [&](const ChunkId &id) { return repo->read(id); },
+        cache_file_for(repo->id(), out, {}), nullptr);
     ASSERT_TRUE(rs) << rs.error().what;
     EXPECT_EQ(*fs::read_file(out / "data.bin"), std::string(blob.begin(), blob.end()));
     SaveOptions from_out = opt;
@@ -209,8 +211,9 @@ TEST_F(TempDir, MaliciousTreeWritesNothingOutsideTarget) {
     Entry ok{"fine.txt", EntryType::file, 0644, 0, 0, 0, 0, {}, {}};
     Entry evil{"../escaped.txt", EntryType::file, 0644, 0, 0, 0, 0, {}, {}};
     t.entries = {ok, evil};
-    auto r = restore_tree(t, "", dir / "target", [](const ChunkId &) -> Result<std::string> { return std::string(); },
-                          "", nullptr);
+    auto r = restore_tree(
+        t, "", dir / "target", [](const ChunkId &) -> Result<std::string> { return std::string(); },
+        "", nullptr);
     ASSERT_FALSE(r);
     EXPECT_FALSE(stdfs::exists(dir / "escaped.txt"));
     EXPECT_FALSE(stdfs::exists(dir / "target/fine.txt")); // refused before anything was written
@@ -222,8 +225,9 @@ TEST_F(TempDir, MaliciousTreeWritesNothingOutsideTarget) {
     Tree t2;
     Entry through{"sub/planted.txt", EntryType::file, 0644, 0, 0, 0, 0, {}, {}};
     t2.entries = {through};
-    auto r2 = restore_tree(t2, "", dir / "target2", [](const ChunkId &) -> Result<std::string> { return std::string(); },
-                           "", nullptr);
+    auto r2 = restore_tree(
+        t2, "", dir / "target2",
+        [](const ChunkId &) -> Result<std::string> { return std::string(); }, "", nullptr);
     ASSERT_FALSE(r2);
     EXPECT_FALSE(stdfs::exists(dir / "outside/planted.txt"));
 }
@@ -233,7 +237,8 @@ TEST_F(TempDir, DamagedChunkIsDetectedOnReadAndVerify) {
     ASSERT_TRUE(repo);
     auto d = random_bytes(1 << 20, 6);
     auto id = sha256_id(d.data(), d.size());
-    ASSERT_TRUE(repo->add(id, static_cast<std::uint32_t>(d.size()), k_raw, std::string_view(reinterpret_cast<char *>(d.data()), d.size())));
+    ASSERT_TRUE(repo->add(id, static_cast<std::uint32_t>(d.size()), k_raw,
+                          std::string_view(reinterpret_cast<char *>(d.data()), d.size())));
     ASSERT_TRUE(repo->commit());
     for (const auto &e : stdfs::recursive_directory_iterator(dir / "repo/data")) {
         if (!e.is_regular_file()) continue;
@@ -255,7 +260,8 @@ TEST_F(TempDir, PruneDropsUnreferencedAndOrphanPacks) {
     ASSERT_TRUE(repo);
     auto d = random_bytes(4096, 7);
     auto id = sha256_id(d.data(), d.size());
-    ASSERT_TRUE(repo->add(id, 4096, k_raw, std::string_view(reinterpret_cast<char *>(d.data()), d.size())));
+    ASSERT_TRUE(
+        repo->add(id, 4096, k_raw, std::string_view(reinterpret_cast<char *>(d.data()), d.size())));
     ASSERT_TRUE(repo->commit());
     write(dir / "repo/data/ff/ffff-orphan", "a pack a killed save left without an index");
     auto rep = repo->prune(); // no snapshot references the chunk

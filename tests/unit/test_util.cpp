@@ -81,7 +81,8 @@ TEST(Tree, CopyKeepsContentModesAndMtimesAndVerifies) {
     auto again = tree::digest(d / "dst");
     ASSERT_TRUE(again);
     EXPECT_TRUE(tree::compare(*copied, *again).empty());
-    struct stat a{}, b{};
+    struct stat a {
+    }, b{};
     ::stat((d / "src/sub/b.bin").c_str(), &a);
     ::stat((d / "dst/sub/b.bin").c_str(), &b);
     EXPECT_EQ(a.st_mtim.tv_sec, b.st_mtim.tv_sec);

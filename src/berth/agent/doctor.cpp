@@ -20,10 +20,14 @@ namespace stdfs = std::filesystem;
 
 const char *check_status_name(CheckStatus s) {
     switch (s) {
-    case CheckStatus::ok: return "ok";
-    case CheckStatus::info: return "info";
-    case CheckStatus::warn: return "warn";
-    case CheckStatus::fail: return "fail";
+    case CheckStatus::ok:
+        return "ok";
+    case CheckStatus::info:
+        return "info";
+    case CheckStatus::warn:
+        return "warn";
+    case CheckStatus::fail:
+        return "fail";
     }
     return "?";
 }
@@ -46,7 +50,8 @@ std::vector<std::string> user_site_versions(const stdfs::path &home) {
         auto sp = e.path() / "site-packages";
         bool any = false;
         for (const auto &f : stdfs::directory_iterator(sp, ec))
-            if (f.path().extension() == ".dist-info" || f.path().extension() == ".egg-info") any = true;
+            if (f.path().extension() == ".dist-info" || f.path().extension() == ".egg-info")
+                any = true;
         if (any) out.push_back(n.substr(6));
     }
     std::sort(out.begin(), out.end());
@@ -78,10 +83,12 @@ static void check_links(const Store &store, const stdfs::path &home, std::vector
     }
     std::vector<std::string> bad;
     for (const auto &i : st->items)
-        if (i.state != ItemState::linked) bad.push_back("~/" + i.item.path + " " + state_name(i.state));
+        if (i.state != ItemState::linked)
+            bad.push_back("~/" + i.item.path + " " + state_name(i.state));
     if (bad.empty())
-        out.push_back({"links", CheckStatus::ok,
-                       std::to_string(st->items.size()) + " paths linked to " + store.cfg().string(), ""});
+        out.push_back(
+            {"links", CheckStatus::ok,
+             std::to_string(st->items.size()) + " paths linked to " + store.cfg().string(), ""});
     else
         out.push_back({"links", CheckStatus::fail, str::join(bad, ", "), "berth persist restore"});
     if (st->pending_journals)
@@ -92,16 +99,18 @@ static void check_links(const Store &store, const stdfs::path &home, std::vector
 
 static void check_ssh(const stdfs::path &home, std::vector<Check> &out) {
     auto dir = home / ".ssh";
-    struct stat st{};
+    struct stat st {};
     if (::stat(dir.c_str(), &st) != 0) {
-        out.push_back({"ssh-key", CheckStatus::warn, "no ~/.ssh: no SSH key for GitHub", "berth keys generate"});
+        out.push_back({"ssh-key", CheckStatus::warn, "no ~/.ssh: no SSH key for GitHub",
+                       "berth keys generate"});
         return;
     }
     std::vector<std::string> wrong;
-    if ((st.st_mode & 077) != 0) wrong.push_back("~/.ssh is " + std::to_string((st.st_mode & 0777)));
+    if ((st.st_mode & 077) != 0)
+        wrong.push_back("~/.ssh is " + std::to_string((st.st_mode & 0777)));
     std::error_code ec;
     for (const auto &e : stdfs::directory_iterator(dir, ec)) {
-        struct stat fs_st{};
+        struct stat fs_st {};
         if (::lstat(e.path().c_str(), &fs_st) != 0 || !S_ISREG(fs_st.st_mode)) continue;
         auto text = fs::read_file(e.path());
         if (text && classify_key_text(*text) == KeyText::private_key && (fs_st.st_mode & 077)) {
@@ -120,9 +129,11 @@ static void check_ssh(const stdfs::path &home, std::vector<Check> &out) {
     if (keys && !keys->empty())
         out.push_back({"ssh-key", CheckStatus::ok,
                        std::to_string(keys->size()) + " key(s), e.g. " + (*keys)[0].name + " " +
-                           (*keys)[0].fingerprint, ""});
+                           (*keys)[0].fingerprint,
+                       ""});
     else
-        out.push_back({"ssh-key", CheckStatus::warn, "no SSH key in ~/.ssh", "berth keys generate"});
+        out.push_back(
+            {"ssh-key", CheckStatus::warn, "no SSH key in ~/.ssh", "berth keys generate"});
 }
 
 static void check_hook(const Store &store, std::vector<Check> &out) {
@@ -158,9 +169,10 @@ static void check_path(const DoctorInput &in, std::vector<Check> &out) {
     if (on)
         out.push_back({"path", CheckStatus::ok, "~/.local/bin is on PATH", ""});
     else
-        out.push_back({"path", CheckStatus::warn,
-                       "~/.local/bin is not on PATH: commands from `pip install --user` are not found",
-                       "export PATH=\"$HOME/.local/bin:$PATH\"   (berth hook install adds it at boot)"});
+        out.push_back(
+            {"path", CheckStatus::warn,
+             "~/.local/bin is not on PATH: commands from `pip install --user` are not found",
+             "export PATH=\"$HOME/.local/bin:$PATH\"   (berth hook install adds it at boot)"});
 }
 
 static void check_python(const DoctorInput &in, std::vector<Check> &out) {
@@ -168,7 +180,8 @@ static void check_python(const DoctorInput &in, std::vector<Check> &out) {
     if (versions.empty() || in.python.empty()) return;
     auto r = proc::run({in.python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"});
     if (!r || r->status != 0) {
-        out.push_back({"python", CheckStatus::info, "python3 not found; skipped the user-site check", ""});
+        out.push_back(
+            {"python", CheckStatus::info, "python3 not found; skipped the user-site check", ""});
         return;
     }
     std::string cur = str::trim(r->out);
@@ -181,12 +194,15 @@ static void check_python(const DoctorInput &in, std::vector<Check> &out) {
     }
     auto site = in.home / (".local/lib/python" + stale.back()) / "site-packages";
     auto names = dist_names(site);
-    out.push_back({"python", CheckStatus::warn,
-                   "packages installed with `pip install --user` under Python " + str::join(stale, ", ") +
-                       " are invisible to Python " + cur + " (" + std::to_string(names.size()) + ": " +
-                       str::join(std::vector<std::string>(names.begin(), names.begin() + std::min<std::size_t>(names.size(), 5)), ", ") +
-                       (names.size() > 5 ? ", ..." : "") + ")",
-                   in.python + " -m pip install --user " + str::join(names, " ")});
+    out.push_back(
+        {"python", CheckStatus::warn,
+         "packages installed with `pip install --user` under Python " + str::join(stale, ", ") +
+             " are invisible to Python " + cur + " (" + std::to_string(names.size()) + ": " +
+             str::join(std::vector<std::string>(
+                           names.begin(), names.begin() + std::min<std::size_t>(names.size(), 5)),
+                       ", ") +
+             (names.size() > 5 ? ", ..." : "") + ")",
+         in.python + " -m pip install --user " + str::join(names, " ")});
 }
 
 static void check_quota(const DoctorInput &in, const Store &store, std::vector<Check> &out) {
@@ -201,7 +217,8 @@ static void check_quota(const DoctorInput &in, const Store &store, std::vector<C
         if (auto n = tree::stats(nb)) used += n->disk;
     double gb = static_cast<double>(used) / 1e9;
     if (quota <= 0) {
-        out.push_back({"quota", CheckStatus::info, "using " + str::human_bytes(used) + " (no quota set)", ""});
+        out.push_back({"quota", CheckStatus::info,
+                       "using " + str::human_bytes(used) + " (no quota set)", ""});
         return;
     }
     double over = cost::overage_per_month(gb, quota, c.number("storage_overage_per_gb_month"));
@@ -211,8 +228,9 @@ static void check_quota(const DoctorInput &in, const Store &store, std::vector<C
     if (over > 0) {
         char extra[96];
         std::snprintf(extra, sizeof extra, ": %.2f GB over, $%.2f per month", gb - quota, over);
-        out.push_back({"quota", CheckStatus::warn, std::string(msg) + extra,
-                       "berth persist status   (see what is large; or berth config set plan growth)"});
+        out.push_back(
+            {"quota", CheckStatus::warn, std::string(msg) + extra,
+             "berth persist status   (see what is large; or berth config set plan growth)"});
     } else if (gb > 0.9 * quota) {
         out.push_back({"quota", CheckStatus::warn, std::string(msg) + ": over 90%",
                        "berth persist status   (see what is large)"});
@@ -225,8 +243,8 @@ std::vector<Check> run_doctor(const DoctorInput &in) {
     std::vector<Check> out;
     auto store = find_store(in.store);
     if (!store) {
-        out.push_back({"store", CheckStatus::fail, store.error().what,
-                       "berth persist init --store DIR"});
+        out.push_back(
+            {"store", CheckStatus::fail, store.error().what, "berth persist init --store DIR"});
     } else if (auto w = fs::probe_writable(store->root); !w) {
         out.push_back({"store", CheckStatus::fail, w.error().what,
                        "mount it read-write or pass --store DIR"});

@@ -15,7 +15,7 @@ enum class CheckStatus { ok, info, warn, fail };
 const char *check_status_name(CheckStatus s);
 
 struct Check {
-    std::string id;      // stable, for --json: "store", "links", "ssh-perms", ...
+    std::string id; // stable, for --json: "store", "links", "ssh-perms", ...
     CheckStatus status = CheckStatus::ok;
     std::string message; // one line
     std::string fix;     // the command that fixes it (empty when ok)
@@ -24,9 +24,9 @@ struct Check {
 struct DoctorInput {
     const Config *config = nullptr;
     std::filesystem::path home;
-    std::string store;      // --store or config `store`
-    std::string path_env;   // $PATH
-    std::string python;     // python3 executable to ask for its version ("" to skip)
+    std::string store;    // --store or config `store`
+    std::string path_env; // $PATH
+    std::string python;   // python3 executable to ask for its version ("" to skip)
 };
 
 std::vector<Check> run_doctor(const DoctorInput &in);

@@ -15,7 +15,9 @@ namespace berth {
 
 namespace {
 
-std::string q(const stdfs::path &p) { return str::shell_quote(p.string()); }
+std::string q(const stdfs::path &p) {
+    return str::shell_quote(p.string());
+}
 
 std::string wrap(const std::string &body) {
     return std::string(k_block_begin) +
@@ -34,8 +36,10 @@ stdfs::path self_exe() {
 std::string paperspace_block(const Store &store, const stdfs::path &binary) {
     // Sourced by /run.sh: a subshell keeps cd/set/exit from leaking, `|| true` keeps a failure
     // from stopping Jupyter, </dev/null keeps it from waiting on input.
-    std::string b = "if [ -x " + q(binary) + " ]; then\n"
-                    "  ( " + q(binary) + " persist restore --store " + q(store.root) +
+    std::string b = "if [ -x " + q(binary) +
+                    " ]; then\n"
+                    "  ( " +
+                    q(binary) + " persist restore --store " + q(store.root) +
                     " --home \"${HOME:-/root}\" </dev/null ) || true\n"
                     "fi\n"
                     "case \":$PATH:\" in *\":${HOME:-/root}/.local/bin:\"*) ;; "
@@ -44,8 +48,10 @@ std::string paperspace_block(const Store &store, const stdfs::path &binary) {
 }
 
 std::string bashrc_block(const Store &store, const stdfs::path &binary) {
-    std::string b = "if [ -x " + q(binary) + " ] && [ -z \"${BERTH_RESTORED:-}\" ]; then\n"
-                    "  ( " + q(binary) + " persist restore --store " + q(store.root) +
+    std::string b = "if [ -x " + q(binary) +
+                    " ] && [ -z \"${BERTH_RESTORED:-}\" ]; then\n"
+                    "  ( " +
+                    q(binary) + " persist restore --store " + q(store.root) +
                     " --home \"$HOME\" </dev/null ) || true\n"
                     "  export BERTH_RESTORED=1\n"
                     "fi\n"
@@ -58,17 +64,25 @@ std::string systemd_unit(const Store &store, const stdfs::path &binary, const st
                          bool system_wide) {
     return "# managed by `berth hook install --systemd`\n"
            "[Unit]\n"
-           "Description=berth: link persisted paths in " + home.string() + " to " +
-           store.root.string() + "\n"
-           "RequiresMountsFor=" + store.root.string() + "\n"
+           "Description=berth: link persisted paths in " +
+           home.string() + " to " + store.root.string() +
+           "\n"
+           "RequiresMountsFor=" +
+           store.root.string() +
+           "\n"
            "\n[Service]\n"
            "Type=oneshot\n"
-           "Environment=HOME=" + home.string() + "\n"
-           "ExecStart=" + binary.string() + " persist restore --store " + store.root.string() +
-           " --home " + home.string() + "\n"
+           "Environment=HOME=" +
+           home.string() +
+           "\n"
+           "ExecStart=" +
+           binary.string() + " persist restore --store " + store.root.string() + " --home " +
+           home.string() +
+           "\n"
            "TimeoutStartSec=120\n"
            "\n[Install]\n"
-           "WantedBy=" + (system_wide ? "multi-user.target" : "default.target") + "\n";
+           "WantedBy=" +
+           (system_wide ? "multi-user.target" : "default.target") + "\n";
 }
 
 std::string remove_block(const std::string &text) {
@@ -127,8 +141,9 @@ Result<stdfs::path> find_static_binary() {
         auto s = elf::is_static(c);
         if (s && *s) return c;
     }
-    return fail("no static berth binary found (this one needs shared libraries a fresh machine may lack)",
-                "build the berth-static target, or set BERTH_STATIC_BINARY");
+    return fail(
+        "no static berth binary found (this one needs shared libraries a fresh machine may lack)",
+        "build the berth-static target, or set BERTH_STATIC_BINARY");
 }
 
 Result<stdfs::path> install_binary(const Store &store, const stdfs::path &binary) {
@@ -142,15 +157,18 @@ Result<stdfs::path> install_binary(const Store &store, const stdfs::path &binary
     BERTH_TRY(fs::write_file_atomic(dest, *data, 0755));
     auto got = sha256_file(dest);
     if (!got || *got != *want)
-        return fail("the copy of berth in " + dest.string() + " does not match", "rerun; check the disk");
+        return fail("the copy of berth in " + dest.string() + " does not match",
+                    "rerun; check the disk");
     return dest;
 }
 
 static stdfs::path default_target(const Store &store, const HookOptions &opt) {
     if (!opt.target.empty()) return opt.target;
     switch (opt.kind) {
-    case HookKind::paperspace: return store.root / "pre-run.sh";
-    case HookKind::bashrc: return opt.home / ".bashrc";
+    case HookKind::paperspace:
+        return store.root / "pre-run.sh";
+    case HookKind::bashrc:
+        return opt.home / ".bashrc";
     case HookKind::systemd:
         return ::geteuid() == 0 ? stdfs::path("/etc/systemd/system")
                                 : opt.home / ".config/systemd/user";
@@ -158,7 +176,8 @@ static stdfs::path default_target(const Store &store, const HookOptions &opt) {
     return {};
 }
 
-static Result<bool> write_if_changed(const stdfs::path &file, const std::string &text, mode_t mode) {
+static Result<bool> write_if_changed(const stdfs::path &file, const std::string &text,
+                                     mode_t mode) {
     auto old = fs::read_file(file);
     if (old && *old == text) return false;
     BERTH_TRY(fs::make_dirs(file.parent_path()));
@@ -200,8 +219,10 @@ Result<HookReport> hook_install(const Store &store, const HookOptions &opt) {
     auto old = fs::read_file(target);
     std::string text = old ? *old : std::string();
     bool paperspace = opt.kind == HookKind::paperspace;
-    std::string block = paperspace ? paperspace_block(store, *installed) : bashrc_block(store, *installed);
-    auto ch = write_if_changed(target, splice_block(text, block, paperspace), paperspace ? 0755 : 0644);
+    std::string block =
+        paperspace ? paperspace_block(store, *installed) : bashrc_block(store, *installed);
+    auto ch =
+        write_if_changed(target, splice_block(text, block, paperspace), paperspace ? 0755 : 0644);
     if (!ch) return tl::unexpected(ch.error());
     rep.file = target.string();
     rep.changed = *ch;
@@ -224,7 +245,8 @@ Result<HookReport> hook_uninstall(const Store &store, const HookOptions &opt) {
     }
     auto text = remove_block(*old);
     if (text != *old) {
-        BERTH_TRY(fs::write_file_atomic(target, text, opt.kind == HookKind::paperspace ? 0755 : 0644));
+        BERTH_TRY(
+            fs::write_file_atomic(target, text, opt.kind == HookKind::paperspace ? 0755 : 0644));
         rep.changed = true;
     }
     return rep;

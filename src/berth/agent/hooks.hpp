@@ -52,7 +52,7 @@ enum class HookKind { paperspace, bashrc, systemd };
 
 struct HookOptions {
     HookKind kind = HookKind::paperspace;
-    stdfs::path target;   // file (paperspace/bashrc) or unit directory (systemd); empty: default
+    stdfs::path target; // file (paperspace/bashrc) or unit directory (systemd); empty: default
     stdfs::path home;
 };
 

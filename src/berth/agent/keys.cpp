@@ -14,10 +14,12 @@ namespace berth {
 
 namespace {
 
-bool is_public_name(const std::string &n) { return n.size() > 4 && n.ends_with(".pub"); }
+bool is_public_name(const std::string &n) {
+    return n.size() > 4 && n.ends_with(".pub");
+}
 
 Result<bool> chmod_if(const stdfs::path &p, mode_t want) {
-    struct stat st{};
+    struct stat st {};
     if (::lstat(p.c_str(), &st) != 0 || S_ISLNK(st.st_mode)) return false;
     if ((st.st_mode & 07777) == want) return false;
     if (::chmod(p.c_str(), want) != 0) return fail_errno(p.string(), errno);
@@ -54,7 +56,7 @@ Result<KeyInfo> describe_key(const stdfs::path &pub_or_priv) {
 
 Result<std::size_t> fix_ssh_permissions(const stdfs::path &dir) {
     std::size_t changed = 0;
-    struct stat st{};
+    struct stat st {};
     if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return changed;
     auto r = chmod_if(dir, 0700);
     if (!r) return tl::unexpected(r.error());
@@ -64,8 +66,10 @@ Result<std::size_t> fix_ssh_permissions(const stdfs::path &dir) {
         std::string n = e.path().filename();
         if (!e.is_regular_file(ec) || e.is_symlink(ec)) continue;
         mode_t want = 0600;
-        if (is_public_name(n) || n == "known_hosts" || n == "known_hosts.old") want = 0644;
-        else if (n == "authorized_keys" || n == "config") want = 0600;
+        if (is_public_name(n) || n == "known_hosts" || n == "known_hosts.old")
+            want = 0644;
+        else if (n == "authorized_keys" || n == "config")
+            want = 0600;
         else {
             auto text = fs::read_file(e.path());
             if (!text || classify_key_text(*text) != KeyText::private_key) continue;
@@ -81,8 +85,9 @@ KeyText classify_key_text(std::string_view text) {
     if (str::contains(text, "PRIVATE KEY-----") || str::contains(text, "PuTTY-User-Key-File"))
         return KeyText::private_key;
     auto t = str::trim(text);
-    static const char *prefixes[] = {"ssh-ed25519 ", "ssh-rsa ", "ssh-dss ", "ecdsa-sha2-",
-                                     "sk-ssh-ed25519@openssh.com ", "sk-ecdsa-sha2-"};
+    static const char *prefixes[] = {
+        "ssh-ed25519 ",  "ssh-rsa ", "ssh-dss ", "ecdsa-sha2-", "sk-ssh-ed25519@openssh.com ",
+        "sk-ecdsa-sha2-"};
     for (const char *p : prefixes)
         if (t.rfind(p, 0) == 0) return KeyText::public_key;
     if (str::contains(text, "BEGIN SSH2 PUBLIC KEY")) return KeyText::public_key;
@@ -99,8 +104,8 @@ Result<KeyInfo> keys_generate(const stdfs::path &dir, const std::string &name,
     if (stdfs::exists(priv) || stdfs::exists(pub))
         return fail(priv.string() + " already exists",
                     "keep it, or pass --name to create another key");
-    auto out = proc::run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f",
-                          priv.string()});
+    auto out = proc::run(
+        {"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", priv.string()});
     if (!out) return tl::unexpected(out.error());
     if (out->status != 0) return fail("ssh-keygen failed: " + str::trim(out->err));
     BERTH_TRY(fix_ssh_permissions(dir));
@@ -144,9 +149,11 @@ Result<ImportReport> keys_import(const stdfs::path &dir, const std::vector<std::
             return fail(f + " holds a PRIVATE key under a public key's name",
                         "never share it; import it as " +
                             i.dest_name.substr(0, i.dest_name.size() - 4) +
-                            " and berth derives the .pub", 2);
+                            " and berth derives the .pub",
+                        2);
         if (i.kind == KeyText::private_key && str::contains(i.text, "PuTTY-User-Key-File"))
-            return fail(f + " is a PuTTY key", "convert it with `puttygen KEY -O private-openssh`", 2);
+            return fail(f + " is a PuTTY key", "convert it with `puttygen KEY -O private-openssh`",
+                        2);
         if (i.kind == KeyText::public_key && !is_public_name(i.dest_name)) i.dest_name += ".pub";
         in.push_back(std::move(i));
     }
@@ -177,13 +184,16 @@ Result<ImportReport> keys_import(const stdfs::path &dir, const std::vector<std::
         auto derived = derive_public(tmp);
         ::unlink(tmp.c_str());
         auto pub_it = by_name.find(i.dest_name + ".pub");
-        if (pub_it != by_name.end() && derived && key_body(*derived) != key_body(pub_it->second->text))
-            return fail(pub_it->second->src.string() + " is not the public half of " + i.src.string(),
+        if (pub_it != by_name.end() && derived &&
+            key_body(*derived) != key_body(pub_it->second->text))
+            return fail(pub_it->second->src.string() + " is not the public half of " +
+                            i.src.string(),
                         "import the matching pair", 2);
         if (pub_it == by_name.end() && !stdfs::exists(dir / (i.dest_name + ".pub"))) {
             if (derived) {
                 rep.derived.push_back(i.dest_name + ".pub");
-                BERTH_TRY(fs::write_file_atomic(dir / (i.dest_name + ".pub"), *derived + "\n", 0644));
+                BERTH_TRY(
+                    fs::write_file_atomic(dir / (i.dest_name + ".pub"), *derived + "\n", 0644));
             } else {
                 rep.warnings.push_back(i.dest_name + " has a passphrase: import its .pub too");
             }
@@ -207,7 +217,8 @@ Result<std::vector<KeyInfo>> keys_list(const stdfs::path &dir) {
     std::error_code ec;
     if (!stdfs::is_directory(dir, ec)) return keys;
     std::vector<std::string> names;
-    for (const auto &e : stdfs::directory_iterator(dir, ec)) names.push_back(e.path().filename());
+    for (const auto &e : stdfs::directory_iterator(dir, ec))
+        names.push_back(e.path().filename());
     std::sort(names.begin(), names.end());
     for (const auto &n : names) {
         if (!is_public_name(n)) continue;
@@ -225,37 +236,50 @@ Result<std::vector<KeyInfo>> keys_list(const stdfs::path &dir) {
 
 const char *cause_name(KeyTestCause c) {
     switch (c) {
-    case KeyTestCause::ok: return "ok";
-    case KeyTestCause::no_key_offered: return "no-key-offered";
-    case KeyTestCause::key_not_registered: return "key-not-registered";
-    case KeyTestCause::passphrase_needed: return "passphrase-needed";
-    case KeyTestCause::host_key_changed: return "host-key-changed";
-    case KeyTestCause::host_key_unknown: return "host-key-unknown";
-    case KeyTestCause::network: return "network";
-    case KeyTestCause::unknown: return "unknown";
+    case KeyTestCause::ok:
+        return "ok";
+    case KeyTestCause::no_key_offered:
+        return "no-key-offered";
+    case KeyTestCause::key_not_registered:
+        return "key-not-registered";
+    case KeyTestCause::passphrase_needed:
+        return "passphrase-needed";
+    case KeyTestCause::host_key_changed:
+        return "host-key-changed";
+    case KeyTestCause::host_key_unknown:
+        return "host-key-unknown";
+    case KeyTestCause::network:
+        return "network";
+    case KeyTestCause::unknown:
+        return "unknown";
     }
     return "?";
 }
 
 KeyTestResult diagnose_ssh(int status, std::string_view output, std::string_view verbose,
                            const std::string &host) {
-    auto has = [&](std::string_view s) { return str::contains(output, s) || str::contains(verbose, s); };
+    auto has = [&](std::string_view s) {
+        return str::contains(output, s) || str::contains(verbose, s);
+    };
     if (has("successfully authenticated") || has("Welcome to GitLab") ||
         has("authenticated via ssh key") || status == 0)
         return {KeyTestCause::ok, "authenticated to " + host};
     if (has("REMOTE HOST IDENTIFICATION HAS CHANGED"))
         return {KeyTestCause::host_key_changed,
-                "the host key of " + host + " changed since it was pinned (the host was rebuilt, or "
-                "someone is in between): if you trust the change, remove the old key with "
-                "`ssh-keygen -R " + host + "`"};
+                "the host key of " + host +
+                    " changed since it was pinned (the host was rebuilt, or "
+                    "someone is in between): if you trust the change, remove the old key with "
+                    "`ssh-keygen -R " +
+                    host + "`"};
     if (has("Host key verification failed") || has("No ED25519 host key is known") ||
         has("host key is known for"))
-        return {KeyTestCause::host_key_unknown,
-                "the host key of " + host + " is not known: connect once with `ssh " + host +
-                    "` and check its fingerprint"};
-    for (const char *n : {"Could not resolve hostname", "Connection refused", "Connection timed out",
-                          "No route to host", "Network is unreachable", "Name or service not known",
-                          "Temporary failure in name resolution", "Connection reset"})
+        return {KeyTestCause::host_key_unknown, "the host key of " + host +
+                                                    " is not known: connect once with `ssh " +
+                                                    host + "` and check its fingerprint"};
+    for (const char *n :
+         {"Could not resolve hostname", "Connection refused", "Connection timed out",
+          "No route to host", "Network is unreachable", "Name or service not known",
+          "Temporary failure in name resolution", "Connection reset"})
         if (has(n))
             return {KeyTestCause::network, "cannot reach " + host + ": " + std::string(n) +
                                                " (check the network, the host name and the port)"};
@@ -281,8 +305,19 @@ KeyTestResult diagnose_ssh(int status, std::string_view output, std::string_view
 // GitHub's host keys as published in its documentation (SSH key fingerprints page).
 static const char *k_github_known_hosts =
     "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"
-    "github.com ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=\n"
-    "github.com ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABgQCj7ndNxQowgcQnjshcLrqPEiiphnt+VTTvDP6mHBL9j1aNUkY4Ue1gvwnGLVlOhGeYrnZaMgRK6+PKCUXaDbC7qtbW8gIkhL7aGCsOr/C56SJMy/BCZfxd1nWzAOxSDPgVsmerOBYfNqltV9/hWCqBywINIR+5dIg6JTJ72pcEpEjcYgXkE2YEFXV1JHnsKgbLWNlhScqb2UmyRkQyytRLtL+38TGxkxCflmO+5Z8CSSNY7GidjMIZ7Q4zMjA2n1nGrlTDkzwDCsw+wqFPGQA179cnfGWOWRVruj16z6XyvxvjJwbz0wQZ75XK5tKSb7FNyeIEs4TT4jk+S4dhPeAUC5y+bDYirYgM4GC7uEnztnZyaVWQ7B381AK4Qdrwt51ZqExKbQpTUNn+EjqoTwvqNj4kqx5QUCI0ThS/YkOxJCXmPUWZbhjpCg56i+2aB6CmK2JGhn57K5mj0MNdBXA4/WnwH6XoPWJzK5Nyu2zB3nAZp+S5hpQs+p1vN1/wsjk=\n";
+    "github.com ecdsa-sha2-nistp256 "
+    "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5"
+    "N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=\n"
+    "github.com ssh-rsa "
+    "AAAAB3NzaC1yc2EAAAADAQABAAABgQCj7ndNxQowgcQnjshcLrqPEiiphnt+"
+    "VTTvDP6mHBL9j1aNUkY4Ue1gvwnGLVlOhGeYrnZaMgRK6+PKCUXaDbC7qtbW8gIkhL7aGCsOr/C56SJMy/"
+    "BCZfxd1nWzAOxSDPgVsmerOBYfNqltV9/"
+    "hWCqBywINIR+5dIg6JTJ72pcEpEjcYgXkE2YEFXV1JHnsKgbLWNlhScqb2UmyRkQyytRLtL+38TGxkxCflmO+"
+    "5Z8CSSNY7GidjMIZ7Q4zMjA2n1nGrlTDkzwDCsw+"
+    "wqFPGQA179cnfGWOWRVruj16z6XyvxvjJwbz0wQZ75XK5tKSb7FNyeIEs4TT4jk+S4dhPeAUC5y+"
+    "bDYirYgM4GC7uEnztnZyaVWQ7B381AK4Qdrwt51ZqExKbQpTUNn+EjqoTwvqNj4kqx5QUCI0ThS/"
+    "YkOxJCXmPUWZbhjpCg56i+2aB6CmK2JGhn57K5mj0MNdBXA4/WnwH6XoPWJzK5Nyu2zB3nAZp+S5hpQs+p1vN1/"
+    "wsjk=\n";
 
 Result<> seed_known_hosts(const stdfs::path &file) {
     auto existing = fs::read_file(file);
@@ -294,16 +329,18 @@ Result<> seed_known_hosts(const stdfs::path &file) {
 
 Result<KeyTestResult> keys_test(const KeyTestOptions &opt) {
     std::string target = opt.host;
-    std::string bare = target.substr(target.find('@') == std::string::npos ? 0 : target.find('@') + 1);
+    std::string bare =
+        target.substr(target.find('@') == std::string::npos ? 0 : target.find('@') + 1);
     if (target.find('@') == std::string::npos &&
         (bare == "github.com" || bare == "gitlab.com" || bare == "bitbucket.org"))
         target = "git@" + bare;
     // GitHub's keys are pinned (published); other hosts are trusted on first use and pinned
     // in berth's known_hosts from then on. Never StrictHostKeyChecking=no.
     std::string host_policy = bare == "github.com" ? "yes" : "accept-new";
-    std::vector<std::string> argv = {"ssh", "-T", "-o", "BatchMode=yes", "-o",
-                                     "ConnectTimeout=" + std::to_string(opt.timeout_s),
-                                     "-o", "StrictHostKeyChecking=" + host_policy};
+    std::vector<std::string> argv = {"ssh", "-T",
+                                     "-o",  "BatchMode=yes",
+                                     "-o",  "ConnectTimeout=" + std::to_string(opt.timeout_s),
+                                     "-o",  "StrictHostKeyChecking=" + host_policy};
     if (!opt.ssh_config.empty()) argv.insert(argv.end(), {"-F", opt.ssh_config});
     if (!opt.known_hosts.empty()) {
         BERTH_TRY(seed_known_hosts(opt.known_hosts));
@@ -319,7 +356,8 @@ Result<KeyTestResult> keys_test(const KeyTestOptions &opt) {
             if (text && classify_key_text(*text) == KeyText::private_key) ids.push_back(e.path());
         }
         std::sort(ids.begin(), ids.end());
-        for (const auto &id : ids) argv.insert(argv.end(), {"-i", id});
+        for (const auto &id : ids)
+            argv.insert(argv.end(), {"-i", id});
     }
     proc::Options po;
     po.timeout = std::chrono::seconds(opt.timeout_s + 5);

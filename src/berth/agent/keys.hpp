@@ -26,7 +26,7 @@ struct KeyInfo {
     std::string type;        // "ED25519"
     std::string fingerprint; // "SHA256:..."
     std::string comment;
-    std::string public_key;  // the .pub line
+    std::string public_key; // the .pub line
     bool has_private = false;
 };
 
@@ -46,8 +46,16 @@ Result<ImportReport> keys_import(const stdfs::path &dir, const std::vector<std::
 // Keys in dir (pairs by name), with fingerprints.
 Result<std::vector<KeyInfo>> keys_list(const stdfs::path &dir);
 
-enum class KeyTestCause { ok, no_key_offered, key_not_registered, passphrase_needed,
-                          host_key_changed, host_key_unknown, network, unknown };
+enum class KeyTestCause {
+    ok,
+    no_key_offered,
+    key_not_registered,
+    passphrase_needed,
+    host_key_changed,
+    host_key_unknown,
+    network,
+    unknown
+};
 
 const char *cause_name(KeyTestCause c);
 
@@ -63,10 +71,10 @@ KeyTestResult diagnose_ssh(int status, std::string_view output, std::string_view
 
 struct KeyTestOptions {
     std::string host = "github.com"; // [user@]host
-    int port = 0;                     // 0: from ssh config
-    stdfs::path key_dir;              // keys to offer besides the user's defaults and agent
-    stdfs::path known_hosts;          // berth's pinned known_hosts (seeded with GitHub's keys)
-    std::string ssh_config;           // -F file, if set
+    int port = 0;                    // 0: from ssh config
+    stdfs::path key_dir;             // keys to offer besides the user's defaults and agent
+    stdfs::path known_hosts;         // berth's pinned known_hosts (seeded with GitHub's keys)
+    std::string ssh_config;          // -F file, if set
     int timeout_s = 15;
 };
 

@@ -28,11 +28,13 @@ namespace stdfs = std::filesystem;
 namespace {
 
 volatile sig_atomic_t g_stop = 0;
-extern "C" void on_term(int) { g_stop = 1; }
+extern "C" void on_term(int) {
+    g_stop = 1;
+}
 
 // Without SA_RESTART, so a blocking waitpid returns EINTR and sees the stop.
 void catch_stop() {
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = on_term;
     sigemptyset(&sa.sa_mask);
     ::sigaction(SIGTERM, &sa, nullptr);
@@ -54,7 +56,8 @@ struct StateFile {
     nlohmann::json j = nlohmann::json::object();
     void write() {
         std::string text = j.dump() + "\n";
-        int fd = ::openat(dirfd, "machine.json.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int fd =
+            ::openat(dirfd, "machine.json.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0) return;
         (void)!::write(fd, text.data(), text.size());
         ::fsync(fd);
@@ -73,7 +76,8 @@ struct StateFile {
 bool do_mount(const char *src, const stdfs::path &dst, const char *type, unsigned long flags,
               const char *data = nullptr) {
     if (::mount(src, dst.c_str(), type, flags, data) == 0) return true;
-    log(std::string("mount ") + (type ? type : "bind") + " on " + dst.string() + ": " + std::strerror(errno));
+    log(std::string("mount ") + (type ? type : "bind") + " on " + dst.string() + ": " +
+        std::strerror(errno));
     return false;
 }
 
@@ -85,8 +89,10 @@ bool build_root(const InstanceDir &dir, const stdfs::path &store, const std::str
     ::mkdir(mnt.c_str(), 0700);
     // The ephemeral layer: tmpfs, so it is gone when the namespace is.
     if (!do_mount("berth-ephemeral", mnt, "tmpfs", 0, "mode=0700")) return false;
-    for (const char *d : {"upper", "work", "root"}) ::mkdir((mnt / d).c_str(), 0755);
-    std::string opts = "lowerdir=/,upperdir=" + (mnt / "upper").string() + ",workdir=" + (mnt / "work").string();
+    for (const char *d : {"upper", "work", "root"})
+        ::mkdir((mnt / d).c_str(), 0755);
+    std::string opts =
+        "lowerdir=/,upperdir=" + (mnt / "upper").string() + ",workdir=" + (mnt / "work").string();
     auto root = mnt / "root";
     if (!do_mount("berth-root", root, "overlay", 0, opts.c_str())) return false;
     for (const char *d : {"proc", "dev", "sys", "tmp", "run", "root", "storage", "notebooks"})
@@ -115,7 +121,8 @@ void prepare_system(const std::string &name, const std::string &berth_binary) {
     if (!str::contains(hosts, " " + name + "\n"))
         (void)fs::write_file_atomic("/etc/hosts", hosts + "127.0.1.1 " + name + "\n", 0644);
     // berth itself, so the client can run `berth agent ...` over SSH.
-    if (!berth_binary.empty()) (void)fs::write_file_atomic("/usr/local/bin/berth", berth_binary, 0755);
+    if (!berth_binary.empty())
+        (void)fs::write_file_atomic("/usr/local/bin/berth", berth_binary, 0755);
     // A fresh $HOME, as an image would ship it.
     std::error_code ec;
     for (const auto &e : stdfs::directory_iterator("/etc/skel", ec))
@@ -126,7 +133,8 @@ void prepare_system(const std::string &name, const std::string &berth_binary) {
     ::setenv("LOGNAME", "root", 1);
     ::setenv("SHELL", "/bin/bash", 1);
     ::setenv("LANG", "C.UTF-8", 1);
-    ::setenv("PATH", "/root/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
+    ::setenv("PATH",
+             "/root/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
 }
 
 void restore_persistence(StateFile &st) {
@@ -136,8 +144,11 @@ void restore_persistence(StateFile &st) {
     bool fresh = !stdfs::exists(store.manifest());
     auto run = fresh ? persist_init(store, "/root", quiet)
                      : persist_restore(store, "/root", quiet, std::chrono::seconds(10));
-    if (!run) log("persistence: " + run.error().line());
-    else log("persistence: " + std::to_string(run->items.size()) + " paths linked in " + str::human_duration(run->seconds));
+    if (!run)
+        log("persistence: " + run.error().line());
+    else
+        log("persistence: " + std::to_string(run->items.size()) + " paths linked in " +
+            str::human_duration(run->seconds));
 }
 
 pid_t spawn(const std::vector<std::string> &argv, const char *cwd) {
@@ -146,7 +157,8 @@ pid_t spawn(const std::vector<std::string> &argv, const char *cwd) {
     ::setsid();
     if (cwd && ::chdir(cwd) != 0) ::_exit(126);
     std::vector<char *> a;
-    for (const auto &s : argv) a.push_back(const_cast<char *>(s.c_str()));
+    for (const auto &s : argv)
+        a.push_back(const_cast<char *>(s.c_str()));
     a.push_back(nullptr);
     ::execvp(a[0], a.data());
     std::fprintf(stderr, "agent: cannot run %s: %s\n", a[0], std::strerror(errno));
@@ -164,12 +176,14 @@ struct Service {
 std::string random_token() {
     unsigned char b[24];
     int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || ::read(fd, b, sizeof b) != static_cast<ssize_t>(sizeof b)) std::memset(b, 7, sizeof b);
+    if (fd < 0 || ::read(fd, b, sizeof b) != static_cast<ssize_t>(sizeof b))
+        std::memset(b, 7, sizeof b);
     if (fd >= 0) ::close(fd);
     return str::hex(b, sizeof b);
 }
 
-std::optional<Service> sshd_service(const std::string &host_key, const std::string &auth_keys, int port) {
+std::optional<Service> sshd_service(const std::string &host_key, const std::string &auth_keys,
+                                    int port) {
     auto sshd = proc::which("sshd");
     if (!sshd && stdfs::exists("/usr/sbin/sshd")) sshd = "/usr/sbin/sshd";
     if (!sshd) return std::nullopt;
@@ -177,15 +191,18 @@ std::optional<Service> sshd_service(const std::string &host_key, const std::stri
     ::mkdir("/run/berth", 0700);
     (void)fs::write_file_atomic("/run/berth/ssh_host_ed25519_key", host_key, 0600);
     (void)fs::write_file_atomic("/run/berth/authorized_keys", auth_keys, 0600);
-    std::string cfg = "Port " + std::to_string(port) + "\nListenAddress 127.0.0.1\n"
-                      "HostKey /run/berth/ssh_host_ed25519_key\n"
-                      "AuthorizedKeysFile /run/berth/authorized_keys .ssh/authorized_keys\n"
-                      "PidFile /run/berth/sshd.pid\nUsePAM no\nStrictModes no\n"
-                      "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-                      "PermitRootLogin prohibit-password\nAllowTcpForwarding local\nX11Forwarding no\n"
-                      "PrintMotd no\nAcceptEnv LANG LC_*\n"
-                      "SetEnv PATH=/root/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
-                      "Subsystem sftp internal-sftp\n";
+    std::string cfg =
+        "Port " + std::to_string(port) +
+        "\nListenAddress 127.0.0.1\n"
+        "HostKey /run/berth/ssh_host_ed25519_key\n"
+        "AuthorizedKeysFile /run/berth/authorized_keys .ssh/authorized_keys\n"
+        "PidFile /run/berth/sshd.pid\nUsePAM no\nStrictModes no\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "PermitRootLogin prohibit-password\nAllowTcpForwarding local\nX11Forwarding no\n"
+        "PrintMotd no\nAcceptEnv LANG LC_*\n"
+        "SetEnv "
+        "PATH=/root/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+        "Subsystem sftp internal-sftp\n";
     (void)fs::write_file_atomic("/run/berth/sshd_config", cfg, 0600);
     return Service{"sshd", {*sshd, "-D", "-e", "-f", "/run/berth/sshd_config"}};
 }
@@ -196,15 +213,16 @@ std::optional<Service> jupyter_service(int port, const std::string &token) {
         if (!exe) continue;
         std::string cls = std::string(app) == "jupyter-notebook" ? "NotebookApp" : "ServerApp";
         return Service{"jupyter",
-                       {*exe, "--no-browser", "--allow-root", "--ip=127.0.0.1", "--port=" + std::to_string(port),
-                        "--port-retries=0", "--" + cls + ".token=" + token,
-                        "--" + cls + ".notebook_dir=/notebooks"},
+                       {*exe, "--no-browser", "--allow-root", "--ip=127.0.0.1",
+                        "--port=" + std::to_string(port), "--port-retries=0",
+                        "--" + cls + ".token=" + token, "--" + cls + ".notebook_dir=/notebooks"},
                        "/notebooks"};
     }
     return std::nullopt;
 }
 
-bool wait_ready(int ssh_port, int jupyter_port, const std::string &token, const std::vector<Service> &svcs) {
+bool wait_ready(int ssh_port, int jupyter_port, const std::string &token,
+                const std::vector<Service> &svcs) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (std::chrono::steady_clock::now() < deadline && !g_stop) {
         for (const auto &s : svcs) {
@@ -239,7 +257,8 @@ std::string supervise(std::vector<Service> &svcs, std::time_t deadline, double m
                 if (s.pid != pid) continue;
                 if (++s.restarts > 20) return s.name + " keeps dying; see agent.log";
                 log(s.name + " exited (status " + std::to_string(status) + "); restarting");
-                std::this_thread::sleep_for(std::chrono::milliseconds(200 * std::min(s.restarts, 10)));
+                std::this_thread::sleep_for(
+                    std::chrono::milliseconds(200 * std::min(s.restarts, 10)));
                 s.pid = spawn(s.argv, s.cwd);
             }
         }
@@ -248,7 +267,8 @@ std::string supervise(std::vector<Service> &svcs, std::time_t deadline, double m
 }
 
 void shutdown_all(std::vector<Service> &svcs) {
-    for (auto &s : svcs) ::kill(-s.pid, SIGTERM);
+    for (auto &s : svcs)
+        ::kill(-s.pid, SIGTERM);
     ::kill(-1, SIGTERM);
     for (int i = 0; i < 30; ++i) {
         while (::waitpid(-1, nullptr, WNOHANG) > 0) {
@@ -296,10 +316,12 @@ int pid1(const InstanceDir &dir, const stdfs::path &store, const nlohmann::json 
         return 1;
     }
     std::vector<Service> svcs = {*sshd, *jup};
-    st.set("loading", "starting sshd on 127.0.0.1:" + std::to_string(*ssh_port) + " and Jupyter on 127.0.0.1:" +
-                          std::to_string(*jup_port));
-    for (auto &s : svcs) s.pid = spawn(s.argv, s.cwd);
-    std::time_t deadline = max_hours > 0 ? std::time(nullptr) + static_cast<std::time_t>(max_hours * 3600) : 0;
+    st.set("loading", "starting sshd on 127.0.0.1:" + std::to_string(*ssh_port) +
+                          " and Jupyter on 127.0.0.1:" + std::to_string(*jup_port));
+    for (auto &s : svcs)
+        s.pid = spawn(s.argv, s.cwd);
+    std::time_t deadline =
+        max_hours > 0 ? std::time(nullptr) + static_cast<std::time_t>(max_hours * 3600) : 0;
     st.j["ssh_port"] = *ssh_port;
     st.j["jupyter_port"] = *jup_port;
     st.j["jupyter_token"] = token;

@@ -6,7 +6,9 @@
 
 namespace berth {
 
-const char *kind_name(ItemKind k) { return k == ItemKind::dir ? "dir" : "file"; }
+const char *kind_name(ItemKind k) {
+    return k == ItemKind::dir ? "dir" : "file";
+}
 
 std::vector<Item> default_items() {
     std::vector<Item> items;
@@ -58,7 +60,8 @@ Result<> save_manifest(const Store &s, const Manifest &m) {
     nlohmann::json j;
     j["version"] = 1;
     j["items"] = nlohmann::json::array();
-    for (const auto &i : m.items) j["items"].push_back({{"path", i.path}, {"kind", kind_name(i.kind)}});
+    for (const auto &i : m.items)
+        j["items"].push_back({{"path", i.path}, {"kind", kind_name(i.kind)}});
     return fs::write_file_atomic(s.manifest(), j.dump(2) + "\n", 0644);
 }
 
@@ -66,8 +69,10 @@ Result<std::string> normalise_item_path(const std::string &given, const std::fil
                                         const Store &store) {
     if (given.empty()) return fail("empty path", "name a path under your home directory", 2);
     std::filesystem::path p = given;
-    if (given == "~" || given.rfind("~/", 0) == 0) p = home / given.substr(given.size() > 1 ? 2 : 1);
-    else if (p.is_relative()) p = home / p;
+    if (given == "~" || given.rfind("~/", 0) == 0)
+        p = home / given.substr(given.size() > 1 ? 2 : 1);
+    else if (p.is_relative())
+        p = home / p;
     p = p.lexically_normal();
     if (p.has_filename() == false) p = p.parent_path();
     auto h = fs::absolute_normal(home);

@@ -17,23 +17,31 @@ namespace stdfs = std::filesystem;
 
 const char *action_name(LinkAction a) {
     switch (a) {
-    case LinkAction::linked: return "linked";
-    case LinkAction::created: return "created";
-    case LinkAction::restored: return "restored";
-    case LinkAction::migrated: return "migrated";
-    case LinkAction::merged: return "merged";
-    case LinkAction::repaired: return "repaired";
-    case LinkAction::recovered: return "recovered";
-    case LinkAction::foreign_link: return "foreign-link";
+    case LinkAction::linked:
+        return "linked";
+    case LinkAction::created:
+        return "created";
+    case LinkAction::restored:
+        return "restored";
+    case LinkAction::migrated:
+        return "migrated";
+    case LinkAction::merged:
+        return "merged";
+    case LinkAction::repaired:
+        return "repaired";
+    case LinkAction::recovered:
+        return "recovered";
+    case LinkAction::foreign_link:
+        return "foreign-link";
     }
     return "?";
 }
 
 struct Migrator::Paths {
-    stdfs::path home_path;  // ~/X
-    stdfs::path store_path; // <store>/cfg/X
-    stdfs::path aside;      // ~/.X.berth-old: the original, moved aside after the store has it
-    stdfs::path incoming;   // <store>/cfg/.X.berth-incoming: a copy being made
+    stdfs::path home_path;     // ~/X
+    stdfs::path store_path;    // <store>/cfg/X
+    stdfs::path aside;         // ~/.X.berth-old: the original, moved aside after the store has it
+    stdfs::path incoming;      // <store>/cfg/.X.berth-incoming: a copy being made
     stdfs::path home_incoming; // ~/.X.berth-incoming: a copy back (unlink)
 };
 
@@ -44,7 +52,7 @@ stdfs::path named_sibling(const stdfs::path &p, const char *suffix) {
 }
 
 bool exists_l(const stdfs::path &p) {
-    struct stat st{};
+    struct stat st {};
     return ::lstat(p.c_str(), &st) == 0;
 }
 
@@ -77,7 +85,8 @@ bool unchanged(const tree::Digest &before, const tree::Digest &after) {
     auto filter = [](const tree::Digest &d) {
         std::map<std::string, std::pair<std::uint64_t, std::int64_t>> m;
         for (const auto &[rel, e] : d)
-            if (e.kind == tree::Kind::file || e.kind == tree::Kind::symlink) m[rel] = {e.size, e.mtime_ns};
+            if (e.kind == tree::Kind::file || e.kind == tree::Kind::symlink)
+                m[rel] = {e.size, e.mtime_ns};
         return m;
     };
     return filter(before) == filter(after);
@@ -85,7 +94,8 @@ bool unchanged(const tree::Digest &before, const tree::Digest &after) {
 
 std::string journal_name(const std::string &item) {
     std::string out;
-    for (char c : item) out += c == '/' ? std::string("%2F") : std::string(1, c);
+    for (char c : item)
+        out += c == '/' ? std::string("%2F") : std::string(1, c);
     return out + ".json";
 }
 
@@ -113,7 +123,8 @@ Result<std::string> Migrator::journal_begin(const Item &item, const char *op) {
         if (text) {
             try {
                 auto j = nlohmann::json::parse(*text);
-                m_store.log("resuming interrupted " + j.value("op", std::string("?")) + " of " + item.path);
+                m_store.log("resuming interrupted " + j.value("op", std::string("?")) + " of " +
+                            item.path);
                 return j.at("ts").get<std::string>();
             } catch (...) {
             }
@@ -137,8 +148,9 @@ Result<> Migrator::check_space(const stdfs::path &src, const stdfs::path &dst_di
     // Leave headroom for metadata: a full store is worse than a refused migration.
     std::uint64_t need = st->bytes + (st->files + st->dirs) * 4096;
     if (need > *free)
-        return fail("not enough space in " + dst_dir.string() + " for " + src.string() + ": needs " +
-                        str::human_bytes(need) + ", " + str::human_bytes(*free) + " free",
+        return fail("not enough space in " + dst_dir.string() + " for " + src.string() +
+                        ": needs " + str::human_bytes(need) + ", " + str::human_bytes(*free) +
+                        " free",
                     "free space in the store or pass --store DIR");
     return {};
 }
@@ -184,7 +196,8 @@ Result<> Migrator::move_in(const stdfs::path &src, const stdfs::path &dst, LinkR
     // Same file system: rename(2) moves the whole tree atomically, so there is never a moment
     // without one complete copy, and nothing to verify. A crash after it leaves ~/X missing
     // and the store complete, which the next run links.
-    struct stat s{}, d{};
+    struct stat s {
+    }, d{};
     if (::lstat(src.c_str(), &s) == 0 && ::stat(dst.parent_path().c_str(), &d) == 0 &&
         s.st_dev == d.st_dev) {
         if (::rename(src.c_str(), dst.c_str()) == 0) {
@@ -211,9 +224,11 @@ Result<> Migrator::merge_entry(const stdfs::path &src, const stdfs::path &dst,
                                LinkReport &rep) {
     stdfs::path s = rel.empty() ? src : src / rel;
     stdfs::path d = rel.empty() ? dst : dst / rel;
-    struct stat ss{}, ds{};
+    struct stat ss {
+    }, ds{};
     if (::lstat(s.c_str(), &ss) != 0) return fail_errno(s.string(), errno);
-    if (!S_ISREG(ss.st_mode) && !S_ISDIR(ss.st_mode) && !S_ISLNK(ss.st_mode)) return {}; // sockets etc.
+    if (!S_ISREG(ss.st_mode) && !S_ISDIR(ss.st_mode) && !S_ISLNK(ss.st_mode))
+        return {}; // sockets etc.
     if (::lstat(d.c_str(), &ds) != 0) {
         if (errno != ENOENT) return fail_errno(d.string(), errno);
         return copy_verified(s, d, rep); // the store lacks it: copy it in
@@ -221,7 +236,8 @@ Result<> Migrator::merge_entry(const stdfs::path &src, const stdfs::path &dst,
     if (S_ISDIR(ss.st_mode) && S_ISDIR(ds.st_mode)) {
         std::error_code ec;
         std::vector<std::string> names;
-        for (const auto &e : stdfs::directory_iterator(s, ec)) names.push_back(e.path().filename());
+        for (const auto &e : stdfs::directory_iterator(s, ec))
+            names.push_back(e.path().filename());
         if (ec) return fail(s.string() + ": " + ec.message());
         std::sort(names.begin(), names.end());
         for (const auto &n : names)
@@ -235,7 +251,7 @@ Result<> Migrator::merge_entry(const stdfs::path &src, const stdfs::path &dst,
     }
     // Both sides hold something different: the store's copy wins, ours is kept.
     stdfs::path keep = rel.empty() ? conflicts : conflicts / rel;
-    struct stat ks{};
+    struct stat ks {};
     if (::lstat(keep.c_str(), &ks) == 0) {
         if (!S_ISDIR(ss.st_mode)) {
             auto same = same_content(s, ss, keep, ks);
@@ -300,7 +316,7 @@ Result<> Migrator::recover(const Item &item, const Paths &p, const std::string &
         m_store.log("recovered interrupted migration of " + item.path);
     }
     if (exists_l(p.incoming)) {
-        struct stat hs{};
+        struct stat hs {};
         bool source_intact = ::lstat(p.home_path.c_str(), &hs) == 0 && !S_ISLNK(hs.st_mode);
         if (!source_intact && !exists_l(p.store_path))
             return fail("partial copy " + p.incoming.string() + " has no original left",
@@ -329,7 +345,7 @@ Result<LinkReport> Migrator::link(const Item &item) {
     BERTH_TRY(fs::make_dirs(p.store_path.parent_path()));
     bool leftovers = exists_l(p.aside) || exists_l(p.incoming);
 
-    struct stat hs{};
+    struct stat hs {};
     bool home_exists = ::lstat(p.home_path.c_str(), &hs) == 0;
     if (!home_exists && errno != ENOENT && errno != ENOTDIR)
         return fail_errno(p.home_path.string(), errno);
@@ -357,7 +373,8 @@ Result<LinkReport> Migrator::link(const Item &item) {
     } else if (S_ISLNK(hs.st_mode)) {
         auto target = read_link(p.home_path);
         if (!target) return tl::unexpected(target.error());
-        struct stat via{}, tst{};
+        struct stat via {
+        }, tst{};
         bool resolves = ::stat(p.home_path.c_str(), &via) == 0;
         int err = errno;
         if (resolves && ::stat(p.store_path.c_str(), &tst) == 0 && via.st_dev == tst.st_dev &&
@@ -366,10 +383,12 @@ Result<LinkReport> Migrator::link(const Item &item) {
         } else if (!resolves && err == ELOOP) {
             return fail(p.home_path.string() + " is a symlink loop",
                         "remove or fix the link, then rerun");
-        } else if (!resolves && (stdfs::path(*target).lexically_normal() ==
-                                     p.store_path.lexically_normal() || err == ENOENT)) {
+        } else if (!resolves &&
+                   (stdfs::path(*target).lexically_normal() == p.store_path.lexically_normal() ||
+                    err == ENOENT)) {
             // Dangling (or pointing at our missing copy): replacing it loses nothing.
-            if (!exists_l(p.store_path)) BERTH_TRY(create_empty(p.store_path, item.kind, item.path));
+            if (!exists_l(p.store_path))
+                BERTH_TRY(create_empty(p.store_path, item.kind, item.path));
             BERTH_TRY(fs::symlink_atomic(p.store_path, p.home_path, false));
             rep.action = LinkAction::repaired;
             rep.note = "replaced dangling link to " + *target;
@@ -399,7 +418,7 @@ Result<LinkReport> Migrator::link(const Item &item) {
 Result<UnlinkReport> Migrator::unlink(const Item &item, bool purge) {
     Paths p = paths_for(item);
     UnlinkReport rep{item.path};
-    struct stat hs{};
+    struct stat hs {};
     bool home_exists = ::lstat(p.home_path.c_str(), &hs) == 0;
     if (home_exists && !S_ISLNK(hs.st_mode)) {
         if (!exists_l(p.store_path)) return rep; // already copied back by an interrupted run
@@ -420,7 +439,10 @@ Result<UnlinkReport> Migrator::unlink(const Item &item, bool purge) {
     if (exists_l(inc)) BERTH_TRY(tree::remove(inc));
     tree::CopyOptions opt;
     opt.preserve_owner = ::geteuid() == 0;
-    opt.on_bytes = [&](std::uint64_t n) { m_obs.copied(n); rep.bytes += n; };
+    opt.on_bytes = [&](std::uint64_t n) {
+        m_obs.copied(n);
+        rep.bytes += n;
+    };
     auto copied = tree::copy(p.store_path, inc, opt);
     m_obs.copy_finished();
     if (!copied) {
@@ -436,7 +458,8 @@ Result<UnlinkReport> Migrator::unlink(const Item &item, bool purge) {
     if (home_exists && ::unlink(p.home_path.c_str()) != 0)
         return fail_errno(p.home_path.string(), errno);
     crash_point("unlinked");
-    if (::rename(inc.c_str(), p.home_path.c_str()) != 0) return fail_errno(p.home_path.string(), errno);
+    if (::rename(inc.c_str(), p.home_path.c_str()) != 0)
+        return fail_errno(p.home_path.string(), errno);
     BERTH_TRY(fs::fsync_dir(p.home_path.parent_path()));
 
     if (purge) {
@@ -449,11 +472,13 @@ Result<UnlinkReport> Migrator::unlink(const Item &item, bool purge) {
     } else {
         auto dest = m_store.removed() / *ts / item.path;
         BERTH_TRY(fs::make_dirs(dest.parent_path()));
-        if (::rename(p.store_path.c_str(), dest.c_str()) != 0) return fail_errno(dest.string(), errno);
+        if (::rename(p.store_path.c_str(), dest.c_str()) != 0)
+            return fail_errno(dest.string(), errno);
         rep.store_copy = dest.string();
     }
     journal_end(item);
-    m_store.log("unpersisted " + item.path + (purge ? " (store copy purged)" : " (store copy kept)"));
+    m_store.log("unpersisted " + item.path +
+                (purge ? " (store copy purged)" : " (store copy kept)"));
     return rep;
 }
 

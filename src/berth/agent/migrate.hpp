@@ -32,14 +32,14 @@ public:
 };
 
 enum class LinkAction {
-    linked,         // was already a link to the store
-    created,        // nothing anywhere: created empty in the store and linked
-    restored,       // ~/X was missing; linked to the store's copy
-    migrated,       // ~/X moved into the store
-    merged,         // ~/X merged into the store's existing copy
-    repaired,       // a dangling or stale link replaced
-    recovered,      // finished an interrupted migration
-    foreign_link,   // ~/X is a symlink to somewhere else: left alone
+    linked,       // was already a link to the store
+    created,      // nothing anywhere: created empty in the store and linked
+    restored,     // ~/X was missing; linked to the store's copy
+    migrated,     // ~/X moved into the store
+    merged,       // ~/X merged into the store's existing copy
+    repaired,     // a dangling or stale link replaced
+    recovered,    // finished an interrupted migration
+    foreign_link, // ~/X is a symlink to somewhere else: left alone
 };
 
 const char *action_name(LinkAction a);
@@ -87,8 +87,7 @@ private:
                          LinkReport &rep);
     Result<> copy_verified(const std::filesystem::path &src, const std::filesystem::path &dst,
                            LinkReport &rep);
-    Result<> swap_in_link(const Item &item, const Paths &p, const std::string &ts,
-                          LinkReport &rep);
+    Result<> swap_in_link(const Item &item, const Paths &p, const std::string &ts, LinkReport &rep);
     Result<> check_space(const std::filesystem::path &src, const std::filesystem::path &dst_dir);
 
     const Store &m_store;

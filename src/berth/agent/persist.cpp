@@ -20,12 +20,18 @@ bool PersistRun::ok() const {
 
 const char *state_name(ItemState s) {
     switch (s) {
-    case ItemState::linked: return "linked";
-    case ItemState::not_linked: return "not-linked";
-    case ItemState::drifted: return "drifted";
-    case ItemState::foreign_link: return "foreign-link";
-    case ItemState::dangling: return "dangling";
-    case ItemState::store_missing: return "store-missing";
+    case ItemState::linked:
+        return "linked";
+    case ItemState::not_linked:
+        return "not-linked";
+    case ItemState::drifted:
+        return "drifted";
+    case ItemState::foreign_link:
+        return "foreign-link";
+    case ItemState::dangling:
+        return "dangling";
+    case ItemState::store_missing:
+        return "store-missing";
     }
     return "?";
 }
@@ -59,7 +65,8 @@ static PersistRun link_all(const Store &store, const stdfs::path &home, const Ma
     return run;
 }
 
-Result<PersistRun> persist_init(const Store &store, const stdfs::path &home, MigrationObserver &obs) {
+Result<PersistRun> persist_init(const Store &store, const stdfs::path &home,
+                                MigrationObserver &obs) {
     BERTH_TRY(store.prepare());
     auto lock = lock_store(store, std::chrono::milliseconds{0});
     if (!lock) return tl::unexpected(lock.error());
@@ -72,8 +79,8 @@ Result<PersistRun> persist_init(const Store &store, const stdfs::path &home, Mig
     return link_all(store, home, *m, obs);
 }
 
-Result<LinkReport> persist_add(const Store &store, const stdfs::path &home, const std::string &given,
-                               ItemKind kind, MigrationObserver &obs) {
+Result<LinkReport> persist_add(const Store &store, const stdfs::path &home,
+                               const std::string &given, ItemKind kind, MigrationObserver &obs) {
     auto rel = normalise_item_path(given, home, store);
     if (!rel) return tl::unexpected(rel.error());
     BERTH_TRY(store.prepare());
@@ -84,7 +91,7 @@ Result<LinkReport> persist_add(const Store &store, const stdfs::path &home, cons
     if (const Item *o = m->overlapping(*rel); o && o->path != *rel)
         return fail("~/" + *rel + " overlaps ~/" + o->path + ", which is already persisted",
                     "persist one or the other", 2);
-    struct stat st{};
+    struct stat st {};
     auto hp = home / *rel, sp = store.cfg() / *rel;
     if (::lstat(hp.c_str(), &st) == 0 && !S_ISLNK(st.st_mode))
         kind = S_ISDIR(st.st_mode) ? ItemKind::dir : ItemKind::file;
@@ -114,8 +121,7 @@ Result<UnlinkReport> persist_remove(const Store &store, const stdfs::path &home,
     auto m = load_manifest(store);
     if (!m) return tl::unexpected(m.error());
     const Item *item = m->find(*rel);
-    if (!item)
-        return fail("~/" + *rel + " is not persisted", "see `berth persist status`", 2);
+    if (!item) return fail("~/" + *rel + " is not persisted", "see `berth persist status`", 2);
     Migrator mig(store, home, obs);
     auto r = mig.unlink(*item, purge);
     if (!r) return r;
@@ -129,7 +135,8 @@ Result<PersistRun> persist_restore(const Store &store, const stdfs::path &home,
     auto m = load_manifest(store);
     if (!m) return tl::unexpected(m.error());
     if (m->items.empty())
-        return fail("nothing is persisted in " + store.root.string(), "run `berth persist init` first");
+        return fail("nothing is persisted in " + store.root.string(),
+                    "run `berth persist init` first");
     BERTH_TRY(store.prepare());
     auto lock = lock_store(store, lock_wait);
     if (!lock) return tl::unexpected(lock.error());
@@ -144,7 +151,8 @@ static std::uint64_t disk_of(const stdfs::path &p) {
 static ItemStatus status_of(const Store &store, const stdfs::path &home, const Item &item) {
     ItemStatus s{item};
     auto hp = home / item.path, sp = store.cfg() / item.path;
-    struct stat hs{}, via{}, ss{};
+    struct stat hs {
+    }, via{}, ss{};
     bool store_has = ::lstat(sp.c_str(), &ss) == 0;
     if (store_has) s.store_bytes = disk_of(sp);
     if (::lstat(hp.c_str(), &hs) != 0) {
@@ -172,7 +180,8 @@ Result<StoreStatus> persist_status(const Store &store, const stdfs::path &home) 
     auto m = load_manifest(store);
     if (!m) return tl::unexpected(m.error());
     StoreStatus st{store};
-    for (const auto &item : m->items) st.items.push_back(status_of(store, home, item));
+    for (const auto &item : m->items)
+        st.items.push_back(status_of(store, home, item));
     st.store_total = disk_of(store.root);
     std::error_code ec;
     if (stdfs::is_directory(store.journal_dir(), ec))

@@ -13,7 +13,7 @@ namespace berth {
 Result<Store> find_store(const std::string &configured, const std::filesystem::path &probe_root) {
     if (!configured.empty()) {
         auto p = fs::absolute_normal(configured);
-        struct stat st{};
+        struct stat st {};
         if (::stat(p.c_str(), &st) != 0)
             return fail("store " + p.string() + " does not exist",
                         "create it, mount it, or pass another --store DIR", 1);
@@ -22,7 +22,7 @@ Result<Store> find_store(const std::string &configured, const std::filesystem::p
         return Store{p};
     }
     auto storage = probe_root / "storage";
-    struct stat st{};
+    struct stat st {};
     if (::stat(storage.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return Store{storage};
     return fail("no persistent store found (no /storage on this machine)",
                 "pass --store DIR or set `store` with `berth config set store DIR`", 1);
@@ -30,8 +30,10 @@ Result<Store> find_store(const std::string &configured, const std::filesystem::p
 
 Result<> Store::prepare() const {
     if (auto w = fs::probe_writable(root); !w)
-        return fail(w.error().what, "mount it read-write, fix its permissions, or pass --store DIR");
-    for (const auto &d : {cfg(), meta(), journal_dir(), log_file().parent_path(), bin().parent_path()})
+        return fail(w.error().what,
+                    "mount it read-write, fix its permissions, or pass --store DIR");
+    for (const auto &d :
+         {cfg(), meta(), journal_dir(), log_file().parent_path(), bin().parent_path()})
         BERTH_TRY(fs::make_dirs(d));
     return {};
 }
@@ -47,7 +49,7 @@ std::string timestamp_name() {
 
 void Store::log(const std::string &line) const {
     auto path = log_file();
-    struct stat st{};
+    struct stat st {};
     // Keep the log small: one generation of history is enough to explain the last boots.
     if (::stat(path.c_str(), &st) == 0 && st.st_size > (1 << 20))
         (void)::rename(path.c_str(), (path.string() + ".1").c_str());

@@ -8,7 +8,8 @@
 namespace berth::cli {
 
 void add_agent(CLI::App &app, Context &) {
-    auto *a = app.add_subcommand("agent", "the agent side of berth (run by providers, not by hand)");
+    auto *a =
+        app.add_subcommand("agent", "the agent side of berth (run by providers, not by hand)");
     a->require_subcommand(1);
     auto *boot = a->add_subcommand("boot", "run an instance directory as a machine");
     static std::string dir, storage;
@@ -17,7 +18,8 @@ void add_agent(CLI::App &app, Context &) {
     boot->callback([] { std::exit(run_machine_agent(InstanceDir{dir}, storage)); });
     a->add_subcommand("save-stream", "chunk and send files to a client's repository (stdin/stdout)")
         ->callback([] { std::exit(store::agent_save_stream(0, 1)); });
-    a->add_subcommand("restore-stream", "write files received from a client's repository (stdin/stdout)")
+    a->add_subcommand("restore-stream",
+                      "write files received from a client's repository (stdin/stdout)")
         ->callback([] { std::exit(store::agent_restore_stream(0, 1)); });
 }
 

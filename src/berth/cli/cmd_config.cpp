@@ -16,8 +16,11 @@ void add_config(CLI::App &app, Context &ctx) {
     c->add_subcommand("show", "every setting with where it came from")->callback([&ctx] {
         if (ctx.json) {
             nlohmann::json j = nlohmann::json::object();
-            for (const auto &[k, v] : ctx.config.all()) j[k] = {{"value", v.value}, {"origin", v.origin}};
-            print_json({{"schema", "berth.config.show/1"}, {"file", ctx.config.file().string()}, {"values", j}});
+            for (const auto &[k, v] : ctx.config.all())
+                j[k] = {{"value", v.value}, {"origin", v.origin}};
+            print_json({{"schema", "berth.config.show/1"},
+                        {"file", ctx.config.file().string()},
+                        {"values", j}});
             return;
         }
         for (const auto &[k, v] : ctx.config.all())
@@ -30,7 +33,10 @@ void add_config(CLI::App &app, Context &ctx) {
         must(find_config_key(key));
         const auto &v = ctx.config.get(key);
         if (ctx.json)
-            print_json({{"schema", "berth.config.get/1"}, {"key", key}, {"value", v.value}, {"origin", v.origin}});
+            print_json({{"schema", "berth.config.get/1"},
+                        {"key", key},
+                        {"value", v.value},
+                        {"origin", v.origin}});
         else
             say(v.value);
     });
@@ -40,14 +46,18 @@ void add_config(CLI::App &app, Context &ctx) {
     set->callback([&ctx] {
         must(Config::write_key(ctx.config.file(), key, value));
         if (ctx.json)
-            print_json({{"schema", "berth.config.set/1"}, {"key", key}, {"value", value},
+            print_json({{"schema", "berth.config.set/1"},
+                        {"key", key},
+                        {"value", value},
                         {"file", ctx.config.file().string()}});
         else
             say(key + " = " + value + "  (" + ctx.config.file().string() + ")");
     });
     c->add_subcommand("path", "the config file's path")->callback([&ctx] {
-        if (ctx.json) print_json({{"schema", "berth.config.path/1"}, {"file", ctx.config.file().string()}});
-        else say(ctx.config.file().string());
+        if (ctx.json)
+            print_json({{"schema", "berth.config.path/1"}, {"file", ctx.config.file().string()}});
+        else
+            say(ctx.config.file().string());
     });
 }
 
@@ -56,7 +66,8 @@ void add_version(CLI::App &app, Context &ctx) {
         auto st = elf::is_static("/proc/self/exe");
         bool is_static = st && *st;
         if (ctx.json)
-            print_json({{"schema", "berth.version/1"}, {"version", BERTH_VERSION}, {"static", is_static}});
+            print_json(
+                {{"schema", "berth.version/1"}, {"version", BERTH_VERSION}, {"static", is_static}});
         else
             say(std::string("berth ") + BERTH_VERSION + (is_static ? " (static)" : ""));
     });

@@ -25,12 +25,15 @@ void add_doctor(CLI::App &app, Context &ctx) {
             for (const auto &c : checks)
                 problems += c.status == CheckStatus::fail || c.status == CheckStatus::warn;
             bool failed = false;
-            for (const auto &c : checks) failed |= c.status == CheckStatus::fail;
+            for (const auto &c : checks)
+                failed |= c.status == CheckStatus::fail;
             if (ctx.json) {
                 nlohmann::json arr = nlohmann::json::array();
                 for (const auto &c : checks)
-                    arr.push_back({{"id", c.id}, {"status", check_status_name(c.status)},
-                                   {"message", c.message}, {"fix", c.fix}});
+                    arr.push_back({{"id", c.id},
+                                   {"status", check_status_name(c.status)},
+                                   {"message", c.message},
+                                   {"fix", c.fix}});
                 print_json({{"schema", "berth.doctor/1"}, {"checks", arr}, {"problems", problems}});
             } else {
                 for (const auto &c : checks) {

@@ -13,8 +13,7 @@ struct HookFlags {
 
 HookOptions options(Context &ctx, const HookFlags &f) {
     int n = f.paperspace + f.bashrc + f.systemd;
-    if (n != 1)
-        throw Abort(Error{"choose one of --paperspace, --bashrc, --systemd", "", 2});
+    if (n != 1) throw Abort(Error{"choose one of --paperspace, --bashrc, --systemd", "", 2});
     HookOptions o;
     o.kind = f.paperspace ? HookKind::paperspace : f.bashrc ? HookKind::bashrc : HookKind::systemd;
     o.target = f.target;
@@ -24,13 +23,17 @@ HookOptions options(Context &ctx, const HookFlags &f) {
 
 void print(Context &ctx, const HookReport &r, const char *schema, const char *verb) {
     if (ctx.json) {
-        print_json({{"schema", schema}, {"file", r.file}, {"changed", r.changed}, {"binary", r.binary},
+        print_json({{"schema", schema},
+                    {"file", r.file},
+                    {"changed", r.changed},
+                    {"binary", r.binary},
                     {"notes", r.notes}});
         return;
     }
     say(std::string(r.changed ? verb : "unchanged") + ": " + r.file);
     if (!r.binary.empty()) say("berth for the boot hook: " + r.binary);
-    for (const auto &n : r.notes) warn(n);
+    for (const auto &n : r.notes)
+        warn(n);
 }
 
 } // namespace
@@ -41,10 +44,12 @@ void add_hook(CLI::App &app, Context &ctx) {
     static HookFlags f;
     for (auto *sub : {h->add_subcommand("install", "write the boot hook"),
                       h->add_subcommand("uninstall", "remove berth's lines from the boot hook")}) {
-        sub->add_flag("--paperspace", f.paperspace, "<store>/pre-run.sh, sourced by the fastai runtime");
+        sub->add_flag("--paperspace", f.paperspace,
+                      "<store>/pre-run.sh, sourced by the fastai runtime");
         sub->add_flag("--bashrc", f.bashrc, "~/.bashrc, for machines where home survives");
         sub->add_flag("--systemd", f.systemd, "a oneshot systemd unit");
-        sub->add_option("--target", f.target, "file (or unit directory) to write instead of the default");
+        sub->add_option("--target", f.target,
+                        "file (or unit directory) to write instead of the default");
     }
     h->get_subcommand("install")->callback([&ctx] {
         auto store = must(find_store(ctx.store_setting()));
@@ -52,7 +57,8 @@ void add_hook(CLI::App &app, Context &ctx) {
     });
     h->get_subcommand("uninstall")->callback([&ctx] {
         auto store = must(find_store(ctx.store_setting()));
-        print(ctx, must(hook_uninstall(store, options(ctx, f))), "berth.hook.uninstall/1", "removed");
+        print(ctx, must(hook_uninstall(store, options(ctx, f))), "berth.hook.uninstall/1",
+              "removed");
     });
 }
 

@@ -18,7 +18,9 @@ namespace {
 void ensure_ssh_persisted(Context &ctx) {
     auto store = find_store(ctx.store_setting());
     if (!store) {
-        if (!ctx.json) warn("no store: keys stay in ~/.ssh and die with this machine (`berth persist init --store DIR`)");
+        if (!ctx.json)
+            warn("no store: keys stay in ~/.ssh and die with this machine (`berth persist init "
+                 "--store DIR`)");
         return;
     }
     auto m = load_manifest(*store);
@@ -40,8 +42,12 @@ std::string default_comment() {
 }
 
 nlohmann::json key_json(const KeyInfo &k) {
-    return {{"name", k.name}, {"type", k.type}, {"fingerprint", k.fingerprint},
-            {"comment", k.comment}, {"public_key", k.public_key}, {"has_private", k.has_private}};
+    return {{"name", k.name},
+            {"type", k.type},
+            {"fingerprint", k.fingerprint},
+            {"comment", k.comment},
+            {"public_key", k.public_key},
+            {"has_private", k.has_private}};
 }
 
 void cmd_generate(Context &ctx, const std::string &name, std::string comment) {
@@ -63,25 +69,34 @@ void cmd_generate(Context &ctx, const std::string &name, std::string comment) {
 void cmd_import(Context &ctx, const std::vector<std::string> &files) {
     // Validate before persisting anything: bad input changes nothing.
     for (const auto &f : files)
-        if (::access(f.c_str(), R_OK) != 0) throw Abort(Error{f + ": cannot read it", "check the path", 1});
+        if (::access(f.c_str(), R_OK) != 0)
+            throw Abort(Error{f + ": cannot read it", "check the path", 1});
     ensure_ssh_persisted(ctx);
     auto r = must(keys_import(ctx.home() / ".ssh", files));
     if (ctx.json) {
-        print_json({{"schema", "berth.keys.import/1"}, {"written", r.written}, {"derived", r.derived},
-                    {"unchanged", r.unchanged}, {"warnings", r.warnings}});
+        print_json({{"schema", "berth.keys.import/1"},
+                    {"written", r.written},
+                    {"derived", r.derived},
+                    {"unchanged", r.unchanged},
+                    {"warnings", r.warnings}});
         return;
     }
-    for (const auto &w : r.written) say("imported ~/.ssh/" + w);
-    for (const auto &d : r.derived) say("derived  ~/.ssh/" + d + " from its private key");
-    for (const auto &u : r.unchanged) say("already there: ~/.ssh/" + u);
-    for (const auto &w : r.warnings) warn(w);
+    for (const auto &w : r.written)
+        say("imported ~/.ssh/" + w);
+    for (const auto &d : r.derived)
+        say("derived  ~/.ssh/" + d + " from its private key");
+    for (const auto &u : r.unchanged)
+        say("already there: ~/.ssh/" + u);
+    for (const auto &w : r.warnings)
+        warn(w);
 }
 
 void cmd_list(Context &ctx) {
     auto keys = must(keys_list(ctx.home() / ".ssh"));
     if (ctx.json) {
         nlohmann::json arr = nlohmann::json::array();
-        for (const auto &k : keys) arr.push_back(key_json(k));
+        for (const auto &k : keys)
+            arr.push_back(key_json(k));
         print_json({{"schema", "berth.keys.list/1"}, {"keys", arr}});
         return;
     }
@@ -103,8 +118,11 @@ void cmd_test(Context &ctx, std::string host, int port) {
     auto r = must(keys_test(opt));
     bool ok = r.cause == KeyTestCause::ok;
     if (ctx.json)
-        print_json({{"schema", "berth.keys.test/1"}, {"host", opt.host}, {"ok", ok},
-                    {"cause", cause_name(r.cause)}, {"message", r.message}});
+        print_json({{"schema", "berth.keys.test/1"},
+                    {"host", opt.host},
+                    {"ok", ok},
+                    {"cause", cause_name(r.cause)},
+                    {"message", r.message}});
     else if (ok)
         say(term::paint("ok", term::Color::green) + ": " + r.message);
     else

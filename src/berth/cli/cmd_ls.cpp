@@ -1,7 +1,7 @@
 // berth ls | status | ssh | ssh-config | jupyter
 #include "cli/commands.hpp"
-#include "engine/lifecycle.hpp"
 #include "core/paths.hpp"
+#include "engine/lifecycle.hpp"
 #include "util/fs.hpp"
 #include "util/net.hpp"
 #include "util/process.hpp"
@@ -25,9 +25,12 @@ namespace {
 std::string age(std::int64_t since) {
     long s = static_cast<long>(std::time(nullptr) - since);
     char buf[32];
-    if (s < 120) std::snprintf(buf, sizeof buf, "%lds", s);
-    else if (s < 7200) std::snprintf(buf, sizeof buf, "%ldm", s / 60);
-    else std::snprintf(buf, sizeof buf, "%.1fh", s / 3600.0);
+    if (s < 120)
+        std::snprintf(buf, sizeof buf, "%lds", s);
+    else if (s < 7200)
+        std::snprintf(buf, sizeof buf, "%ldm", s / 60);
+    else
+        std::snprintf(buf, sizeof buf, "%.1fh", s / 3600.0);
     return buf;
 }
 
@@ -46,7 +49,8 @@ void cmd_ls(Context &ctx) {
         if (r.status != Status::destroyed) live.push_back(e.refresh(r));
     if (ctx.json) {
         nlohmann::json arr = nlohmann::json::array();
-        for (const auto &r : live) arr.push_back(instance_json(r));
+        for (const auto &r : live)
+            arr.push_back(instance_json(r));
         print_json({{"schema", "berth.ls/1"}, {"instances", arr}});
         return;
     }
@@ -54,14 +58,15 @@ void cmd_ls(Context &ctx) {
         say("no instances (create one with `berth up`)");
         return;
     }
-    std::printf("%-16s %-9s %-10s %-22s %-6s %s\n", "NAME", "PROVIDER", "STATUS", "SSH", "AGE", "MESSAGE");
+    std::printf("%-16s %-9s %-10s %-22s %-6s %s\n", "NAME", "PROVIDER", "STATUS", "SSH", "AGE",
+                "MESSAGE");
     for (const auto &r : live) {
         std::string st = status_name(r.status);
         st.resize(std::max<std::size_t>(st.size(), 10), ' ');
         std::string ssh = r.ssh_port ? r.ssh_host + ":" + std::to_string(r.ssh_port) : "-";
         std::printf("%-16s %-9s %s %-22s %-6s %s\n", r.name.c_str(), r.provider.c_str(),
-                    term::paint(st, color_of(r.status)).c_str(), ssh.c_str(), age(r.created_at).c_str(),
-                    r.message.c_str());
+                    term::paint(st, color_of(r.status)).c_str(), ssh.c_str(),
+                    age(r.created_at).c_str(), r.message.c_str());
     }
 }
 
@@ -75,22 +80,28 @@ void cmd_status(Context &ctx, const std::string &name) {
         j["schema"] = "berth.status/1";
         nlohmann::json arr = nlohmann::json::array();
         for (const auto &i : intents)
-            arr.push_back({{"action", i.action}, {"state", i.state}, {"detail", i.detail},
-                           {"created_at", i.created_at}, {"finished_at", i.finished_at}});
+            arr.push_back({{"action", i.action},
+                           {"state", i.state},
+                           {"detail", i.detail},
+                           {"created_at", i.created_at},
+                           {"finished_at", i.finished_at}});
         j["intents"] = arr;
         print_json(j);
         return;
     }
-    say(r.name + ": " + term::paint(status_name(r.status), color_of(r.status)) + " on " + r.provider +
-        (r.message.empty() ? "" : " (" + r.message + ")"));
-    if (r.ssh_port) say("  ssh       " + r.ssh_user + "@" + r.ssh_host + ":" + std::to_string(r.ssh_port) + " (berth-" + r.name + ")");
+    say(r.name + ": " + term::paint(status_name(r.status), color_of(r.status)) + " on " +
+        r.provider + (r.message.empty() ? "" : " (" + r.message + ")"));
+    if (r.ssh_port)
+        say("  ssh       " + r.ssh_user + "@" + r.ssh_host + ":" + std::to_string(r.ssh_port) +
+            " (berth-" + r.name + ")");
     if (r.tunnel_port && r.status == Status::running) say("  jupyter   " + Engine::jupyter_url(r));
     say("  intents:");
     for (const auto &i : intents) {
         std::time_t t = static_cast<std::time_t>(i.created_at);
         char ts[32];
         std::strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", std::localtime(&t));
-        say(std::string("    ") + ts + "  " + i.action + "  " + i.state + (i.detail.empty() ? "" : "  " + i.detail));
+        say(std::string("    ") + ts + "  " + i.action + "  " + i.state +
+            (i.detail.empty() ? "" : "  " + i.detail));
     }
 }
 
@@ -100,15 +111,17 @@ void cmd_ssh(Context &ctx, const std::string &name, const std::vector<std::strin
     Engine e(db, [](const std::string &) {});
     auto r = e.refresh(must(e.find(name)));
     if (r.status != Status::running && r.status != Status::loading && r.status != Status::starting)
-        throw Abort(Error{"instance '" + name + "' is " + status_name(r.status), "start it with `berth start " + name + "`"});
+        throw Abort(Error{"instance '" + name + "' is " + status_name(r.status),
+                          "start it with `berth start " + name + "`"});
     auto t = Engine::target_of(r);
     auto delay = std::chrono::milliseconds(100);
     for (int waited = 0;; waited += static_cast<int>(delay.count())) {
         int err = 0;
         if (net::connectable(t.host, t.port, std::chrono::milliseconds(500), &err)) break;
         if (waited > 30000)
-            throw Abort(Error{"cannot reach '" + name + "' at " + t.host + ":" + std::to_string(t.port) + ": " +
-                                  std::strerror(err), "see `berth status " + name + "`"});
+            throw Abort(Error{"cannot reach '" + name + "' at " + t.host + ":" +
+                                  std::to_string(t.port) + ": " + std::strerror(err),
+                              "see `berth status " + name + "`"});
         std::this_thread::sleep_for(delay);
         delay = std::min(delay * 2, std::chrono::milliseconds(2000));
     }
@@ -123,11 +136,13 @@ void cmd_ssh(Context &ctx, const std::string &name, const std::vector<std::strin
     }
     (void)ctx;
     std::vector<char *> a;
-    for (auto &s : argv) a.push_back(s.data());
+    for (auto &s : argv)
+        a.push_back(s.data());
     a.push_back(nullptr);
     std::fflush(stdout);
     ::execvp("ssh", a.data());
-    throw Abort(Error{std::string("cannot run ssh: ") + std::strerror(errno), "install openssh-client"});
+    throw Abort(
+        Error{std::string("cannot run ssh: ") + std::strerror(errno), "install openssh-client"});
 }
 
 void cmd_ssh_config(Context &ctx, bool print_only) {
@@ -140,11 +155,14 @@ void cmd_ssh_config(Context &ctx, bool print_only) {
     auto user_config = ctx.home() / ".ssh" / "config";
     bool changed = must(ssh::install_include(user_config));
     if (ctx.json) {
-        print_json({{"schema", "berth.ssh-config/1"}, {"file", file.string()}, {"included_from", user_config.string()},
+        print_json({{"schema", "berth.ssh-config/1"},
+                    {"file", file.string()},
+                    {"included_from", user_config.string()},
                     {"changed", changed}});
         return;
     }
-    say((changed ? "added `Include " : "already there: `Include ") + file.string() + "` to " + user_config.string());
+    say((changed ? "added `Include " : "already there: `Include ") + file.string() + "` to " +
+        user_config.string());
     say("now `ssh berth-NAME` and VS Code Remote-SSH reach your instances");
 }
 
@@ -153,25 +171,32 @@ void cmd_jupyter(Context &ctx, const std::string &name, bool open) {
     Engine e(db, [](const std::string &) {});
     auto r = e.refresh(must(e.find(name)));
     if (r.status != Status::running)
-        throw Abort(Error{"instance '" + name + "' is " + status_name(r.status), "start it with `berth start " + name + "`"});
+        throw Abort(Error{"instance '" + name + "' is " + status_name(r.status),
+                          "start it with `berth start " + name + "`"});
     r = must(e.ensure_tunnel(r));
     auto url = Engine::jupyter_url(r);
     if (ctx.json)
-        print_json({{"schema", "berth.jupyter/1"}, {"name", name}, {"url", url}, {"local_port", r.tunnel_port}});
+        print_json({{"schema", "berth.jupyter/1"},
+                    {"name", name},
+                    {"url", url},
+                    {"local_port", r.tunnel_port}});
     else
         say(url);
     if (open) {
         const char *browser = std::getenv("BROWSER");
         std::string opener = browser && *browser ? browser : "xdg-open";
         auto res = proc::run({opener, url}, {std::nullopt, {}, std::chrono::seconds(10)});
-        if (!res || res->status != 0) warn("could not open a browser (" + opener + "); open the URL above");
+        if (!res || res->status != 0)
+            warn("could not open a browser (" + opener + "); open the URL above");
     }
 }
 
 } // namespace
 
 void add_ls(CLI::App &app, Context &ctx) {
-    app.add_subcommand("ls", "list instances, as their providers see them now")->callback([&ctx] { cmd_ls(ctx); });
+    app.add_subcommand("ls", "list instances, as their providers see them now")->callback([&ctx] {
+        cmd_ls(ctx);
+    });
 
     auto *st = app.add_subcommand("status", "one instance: state, endpoints, and its intent log");
     static std::string status_name_arg;
@@ -185,12 +210,14 @@ void add_ls(CLI::App &app, Context &ctx) {
     s->add_option("CMD", ssh_cmd, "command to run (after --)");
     s->callback([&ctx] { cmd_ssh(ctx, ssh_name, ssh_cmd); });
 
-    auto *sc = app.add_subcommand("ssh-config", "include berth's hosts from ~/.ssh/config (ssh berth-NAME)");
+    auto *sc = app.add_subcommand("ssh-config",
+                                  "include berth's hosts from ~/.ssh/config (ssh berth-NAME)");
     static bool print_only = false;
     sc->add_flag("--print", print_only, "print berth's ssh_config instead");
     sc->callback([&ctx] { cmd_ssh_config(ctx, print_only); });
 
-    auto *j = app.add_subcommand("jupyter", "tunnel to an instance's Jupyter and print (or --open) its URL");
+    auto *j = app.add_subcommand("jupyter",
+                                 "tunnel to an instance's Jupyter and print (or --open) its URL");
     static std::string jname;
     static bool open = false;
     j->add_option("NAME", jname)->required();

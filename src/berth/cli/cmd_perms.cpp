@@ -19,12 +19,16 @@ void add_perms(CLI::App &app, Context &ctx) {
             char oct[8];
             std::snprintf(oct, sizeof oct, "%o", mode);
             if (ctx.json) {
-                arr.push_back({{"input", m}, {"octal", oct}, {"symbolic", perms::symbolic(mode)},
+                arr.push_back({{"input", m},
+                               {"octal", oct},
+                               {"symbolic", perms::symbolic(mode)},
                                {"lines", perms::explain(mode)}});
                 continue;
             }
-            say(std::string(oct) + " = " + perms::symbolic(mode) + "   (read=4, write=2, execute=1; add them)");
-            for (const auto &l : perms::explain(mode)) say("  " + l);
+            say(std::string(oct) + " = " + perms::symbolic(mode) +
+                "   (read=4, write=2, execute=1; add them)");
+            for (const auto &l : perms::explain(mode))
+                say("  " + l);
         }
         if (ctx.json) print_json({{"schema", "berth.perms.explain/1"}, {"modes", arr}});
     });

@@ -18,18 +18,32 @@ namespace {
 
 std::string repo_flag;
 
-std::filesystem::path repo_path() { return repo_flag.empty() ? store::default_repo() : std::filesystem::path(repo_flag); }
+std::filesystem::path repo_path() {
+    return repo_flag.empty() ? store::default_repo() : std::filesystem::path(repo_flag);
+}
 
-bool show_progress(const Context &ctx) { return !ctx.json && ::isatty(2); }
+bool show_progress(const Context &ctx) {
+    return !ctx.json && ::isatty(2);
+}
 
 nlohmann::json snap_json(const store::Snapshot &s) {
-    return {{"id", s.id}, {"time", s.time}, {"host", s.host}, {"source", s.source}, {"paths", s.paths},
-            {"tree", s.tree}, {"parent", s.parent}, {"files", s.files}, {"bytes", s.bytes},
-            {"new_bytes", s.new_bytes}, {"stored_bytes", s.stored_bytes}};
+    return {{"id", s.id},
+            {"time", s.time},
+            {"host", s.host},
+            {"source", s.source},
+            {"paths", s.paths},
+            {"tree", s.tree},
+            {"parent", s.parent},
+            {"files", s.files},
+            {"bytes", s.bytes},
+            {"new_bytes", s.new_bytes},
+            {"stored_bytes", s.stored_bytes}};
 }
 
 // An instance name, unless it looks like a path.
-bool is_path(const std::string &s) { return s.find('/') != std::string::npos || s == "." || s == ".."; }
+bool is_path(const std::string &s) {
+    return s.find('/') != std::string::npos || s == "." || s == "..";
+}
 
 void cmd_save(Context &ctx, const std::string &what, const std::vector<std::string> &paths) {
     auto repo = must(store::Repository::open(repo_path(), true));
@@ -53,10 +67,12 @@ void cmd_save(Context &ctx, const std::string &what, const std::vector<std::stri
         print_json(j);
         return;
     }
-    say("snapshot " + res.snapshot.id + " of " + res.snapshot.source + ": " + std::to_string(res.stats.files) +
-        " files, " + str::human_bytes(res.stats.bytes) + "; read " + str::human_bytes(res.stats.bytes_read) +
-        ", new " + str::human_bytes(res.stats.new_bytes) + " (stored " + str::human_bytes(res.stats.stored_bytes) +
-        ") in " + str::human_duration(secs) + (res.tree_unchanged ? "; nothing changed" : ""));
+    say("snapshot " + res.snapshot.id + " of " + res.snapshot.source + ": " +
+        std::to_string(res.stats.files) + " files, " + str::human_bytes(res.stats.bytes) +
+        "; read " + str::human_bytes(res.stats.bytes_read) + ", new " +
+        str::human_bytes(res.stats.new_bytes) + " (stored " +
+        str::human_bytes(res.stats.stored_bytes) + ") in " + str::human_duration(secs) +
+        (res.tree_unchanged ? "; nothing changed" : ""));
 }
 
 void cmd_restore(Context &ctx, const std::string &ref, const std::string &dest) {
@@ -78,11 +94,15 @@ void cmd_restore(Context &ctx, const std::string &ref, const std::string &dest) 
         st = must(restore_instance(repo, s, r, "/", show_progress(ctx)));
     }
     if (ctx.json)
-        print_json({{"schema", "berth.restore/1"}, {"snapshot", s.id}, {"files", st.files}, {"dirs", st.dirs},
-                    {"symlinks", st.symlinks}, {"bytes", st.bytes}});
+        print_json({{"schema", "berth.restore/1"},
+                    {"snapshot", s.id},
+                    {"files", st.files},
+                    {"dirs", st.dirs},
+                    {"symlinks", st.symlinks},
+                    {"bytes", st.bytes}});
     else
-        say("restored snapshot " + s.id + " to " + dest + ": " + std::to_string(st.files) + " files, " +
-            str::human_bytes(st.bytes));
+        say("restored snapshot " + s.id + " to " + dest + ": " + std::to_string(st.files) +
+            " files, " + str::human_bytes(st.bytes));
 }
 
 void cmd_snapshots(Context &ctx) {
@@ -90,17 +110,21 @@ void cmd_snapshots(Context &ctx) {
     auto all = must(repo.snapshots());
     if (ctx.json) {
         nlohmann::json arr = nlohmann::json::array();
-        for (const auto &s : all) arr.push_back(snap_json(s));
-        print_json({{"schema", "berth.snapshots/1"}, {"repo", repo.root().string()}, {"snapshots", arr}});
+        for (const auto &s : all)
+            arr.push_back(snap_json(s));
+        print_json(
+            {{"schema", "berth.snapshots/1"}, {"repo", repo.root().string()}, {"snapshots", arr}});
         return;
     }
     if (all.empty()) {
         say("no snapshots in " + repo.root().string());
         return;
     }
-    std::printf("%-16s %-20s %-32s %8s %10s %10s\n", "ID", "TIME (UTC)", "SOURCE", "FILES", "SIZE", "ADDED");
+    std::printf("%-16s %-20s %-32s %8s %10s %10s\n", "ID", "TIME (UTC)", "SOURCE", "FILES", "SIZE",
+                "ADDED");
     for (const auto &s : all)
-        std::printf("%-16s %-20s %-32s %8llu %10s %10s\n", s.id.c_str(), s.time.substr(0, 19).c_str(), s.source.c_str(),
+        std::printf("%-16s %-20s %-32s %8llu %10s %10s\n", s.id.c_str(),
+                    s.time.substr(0, 19).c_str(), s.source.c_str(),
                     static_cast<unsigned long long>(s.files), str::human_bytes(s.bytes).c_str(),
                     str::human_bytes(s.stored_bytes).c_str());
 }
@@ -110,23 +134,32 @@ void cmd_diff(Context &ctx, const std::string &a, const std::string &b) {
     auto sa = must(repo.find_snapshot(a)), sb = must(repo.find_snapshot(b));
     auto ta = must(repo.get_tree(sa.tree)), tb = must(repo.get_tree(sb.tree));
     std::map<std::string, const store::Entry *> ma, mb;
-    for (const auto &e : ta.entries) ma[e.path] = &e;
-    for (const auto &e : tb.entries) mb[e.path] = &e;
+    for (const auto &e : ta.entries)
+        ma[e.path] = &e;
+    for (const auto &e : tb.entries)
+        mb[e.path] = &e;
     std::vector<std::pair<char, std::string>> out;
     for (const auto &[p, e] : ma)
-        if (!mb.count(p)) out.push_back({'-', p});
-        else if (e->chunks != mb[p]->chunks || e->type != mb[p]->type || e->target != mb[p]->target || e->mode != mb[p]->mode)
+        if (!mb.count(p))
+            out.push_back({'-', p});
+        else if (e->chunks != mb[p]->chunks || e->type != mb[p]->type ||
+                 e->target != mb[p]->target || e->mode != mb[p]->mode)
             out.push_back({'M', p});
     for (const auto &[p, e] : mb)
         if (!ma.count(p)) out.push_back({'+', p});
     std::sort(out.begin(), out.end(), [](auto &x, auto &y) { return x.second < y.second; });
     if (ctx.json) {
         nlohmann::json arr = nlohmann::json::array();
-        for (const auto &[c, p] : out) arr.push_back({{"change", c == '+' ? "added" : c == '-' ? "removed" : "modified"}, {"path", p}});
+        for (const auto &[c, p] : out)
+            arr.push_back({{"change", c == '+'   ? "added"
+                                      : c == '-' ? "removed"
+                                                 : "modified"},
+                           {"path", p}});
         print_json({{"schema", "berth.diff/1"}, {"from", sa.id}, {"to", sb.id}, {"changes", arr}});
         return;
     }
-    for (const auto &[c, p] : out) say(std::string(1, c) + " " + p);
+    for (const auto &[c, p] : out)
+        say(std::string(1, c) + " " + p);
     say(std::to_string(out.size()) + " change(s) from " + sa.id + " to " + sb.id);
 }
 
@@ -139,10 +172,16 @@ void cmd_verify(Context &ctx) {
     }));
     bool ok = rep.problems.empty();
     if (ctx.json) {
-        print_json({{"schema", "berth.verify/1"}, {"ok", ok}, {"chunks", rep.chunks}, {"bytes", rep.bytes},
-                    {"trees", rep.trees}, {"snapshots", rep.snapshots}, {"problems", rep.problems}});
+        print_json({{"schema", "berth.verify/1"},
+                    {"ok", ok},
+                    {"chunks", rep.chunks},
+                    {"bytes", rep.bytes},
+                    {"trees", rep.trees},
+                    {"snapshots", rep.snapshots},
+                    {"problems", rep.problems}});
     } else {
-        for (const auto &p : rep.problems) std::fprintf(stderr, "berth: %s\n", p.c_str());
+        for (const auto &p : rep.problems)
+            std::fprintf(stderr, "berth: %s\n", p.c_str());
         say(std::string(ok ? "ok: " : "PROBLEMS: ") + std::to_string(rep.chunks) + " chunks (" +
             str::human_bytes(rep.bytes) + ") re-hashed, " + std::to_string(rep.trees) + " trees, " +
             std::to_string(rep.snapshots) + " snapshots");
@@ -153,8 +192,12 @@ void cmd_verify(Context &ctx) {
 } // namespace
 
 void add_save(CLI::App &app, Context &ctx) {
-    auto repo_opt = [](CLI::App *c) { c->add_option("--repo", repo_flag, "repository directory (default $XDG_DATA_HOME/berth/repo)"); };
-    auto *s = app.add_subcommand("save", "snapshot an instance's work (or a directory) into the repository");
+    auto repo_opt = [](CLI::App *c) {
+        c->add_option("--repo", repo_flag,
+                      "repository directory (default $XDG_DATA_HOME/berth/repo)");
+    };
+    auto *s = app.add_subcommand(
+        "save", "snapshot an instance's work (or a directory) into the repository");
     static std::string what;
     static std::vector<std::string> paths;
     s->add_option("NAME|DIR", what, "an instance name, or a directory (contains a /)")->required();
@@ -162,10 +205,12 @@ void add_save(CLI::App &app, Context &ctx) {
     repo_opt(s);
     s->callback([&ctx] { cmd_save(ctx, what, paths); });
 
-    auto *r = app.add_subcommand("restore", "restore a snapshot onto an instance (NAME[:/path]) or into a directory");
+    auto *r = app.add_subcommand(
+        "restore", "restore a snapshot onto an instance (NAME[:/path]) or into a directory");
     static std::string ref, dest;
     r->add_option("SNAPSHOT", ref, "snapshot id, a unique prefix, or latest")->required();
-    r->add_option("TARGET", dest, "NAME (back where it was saved from), NAME:/path, or a directory")->required();
+    r->add_option("TARGET", dest, "NAME (back where it was saved from), NAME:/path, or a directory")
+        ->required();
     repo_opt(r);
     r->callback([&ctx] { cmd_restore(ctx, ref, dest); });
 
@@ -193,8 +238,10 @@ void add_save(CLI::App &app, Context &ctx) {
         must(repo.lock(true));
         auto s = must(repo.find_snapshot(fref));
         must(repo.forget(s.id));
-        if (ctx.json) print_json({{"schema", "berth.forget/1"}, {"snapshot", s.id}});
-        else say("forgot snapshot " + s.id + " (run `berth prune` to free its data)");
+        if (ctx.json)
+            print_json({{"schema", "berth.forget/1"}, {"snapshot", s.id}});
+        else
+            say("forgot snapshot " + s.id + " (run `berth prune` to free its data)");
     });
 
     auto *p = app.add_subcommand("prune", "delete data no snapshot uses");
@@ -204,12 +251,15 @@ void add_save(CLI::App &app, Context &ctx) {
         must(repo.lock(true));
         auto rep = must(repo.prune());
         if (ctx.json)
-            print_json({{"schema", "berth.prune/1"}, {"packs_removed", rep.packs_removed}, {"bytes_freed", rep.bytes_freed},
-                        {"orphan_packs", rep.orphan_packs}, {"unused_bytes_kept", rep.unused_bytes_kept}});
+            print_json({{"schema", "berth.prune/1"},
+                        {"packs_removed", rep.packs_removed},
+                        {"bytes_freed", rep.bytes_freed},
+                        {"orphan_packs", rep.orphan_packs},
+                        {"unused_bytes_kept", rep.unused_bytes_kept}});
         else
-            say("pruned " + std::to_string(rep.packs_removed + rep.orphan_packs) + " pack(s), freed " +
-                str::human_bytes(rep.bytes_freed) + "; " + str::human_bytes(rep.unused_bytes_kept) +
-                " unused inside packs still in use");
+            say("pruned " + std::to_string(rep.packs_removed + rep.orphan_packs) +
+                " pack(s), freed " + str::human_bytes(rep.bytes_freed) + "; " +
+                str::human_bytes(rep.unused_bytes_kept) + " unused inside packs still in use");
     });
 }
 

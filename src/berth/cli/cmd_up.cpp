@@ -15,19 +15,27 @@
 
 namespace berth::cli {
 
-StateDb open_state() { return must(StateDb::open(state_db_path())); }
+StateDb open_state() {
+    return must(StateDb::open(state_db_path()));
+}
 
 nlohmann::json instance_json(const InstanceRecord &r) {
     auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
-    return {{"name", r.name},
-            {"provider", r.provider},
-            {"status", status_name(r.status)},
-            {"message", r.message},
-            {"ssh", {{"alias", "berth-" + r.name}, {"host", r.ssh_host}, {"port", r.ssh_port}, {"user", r.ssh_user}}},
-            {"jupyter", {{"url", r.tunnel_port ? Engine::jupyter_url(r) : ""}, {"remote_port", r.jupyter_port}}},
-            {"max_hours", spec.is_object() ? spec.value("max_hours", 0.0) : 0.0},
-            {"created_at", r.created_at},
-            {"updated_at", r.updated_at}};
+    return {
+        {"name", r.name},
+        {"provider", r.provider},
+        {"status", status_name(r.status)},
+        {"message", r.message},
+        {"ssh",
+         {{"alias", "berth-" + r.name},
+          {"host", r.ssh_host},
+          {"port", r.ssh_port},
+          {"user", r.ssh_user}}},
+        {"jupyter",
+         {{"url", r.tunnel_port ? Engine::jupyter_url(r) : ""}, {"remote_port", r.jupyter_port}}},
+        {"max_hours", spec.is_object() ? spec.value("max_hours", 0.0) : 0.0},
+        {"created_at", r.created_at},
+        {"updated_at", r.updated_at}};
 }
 
 namespace {
@@ -54,8 +62,10 @@ void print_ready(const Context &ctx, const InstanceRecord &r, const char *verb, 
     }
     char secs[32];
     std::snprintf(secs, sizeof secs, "%.1f s", seconds);
-    say(term::paint("berth: '" + r.name + "' is " + verb, term::Color::green) + " (" + r.provider + ", " + secs + ")");
-    say("  ssh       berth ssh " + r.name + "      (or `ssh berth-" + r.name + "` after `berth ssh-config`)");
+    say(term::paint("berth: '" + r.name + "' is " + verb, term::Color::green) + " (" + r.provider +
+        ", " + secs + ")");
+    say("  ssh       berth ssh " + r.name + "      (or `ssh berth-" + r.name +
+        "` after `berth ssh-config`)");
     say("  jupyter   " + Engine::jupyter_url(r));
     say("  storage   /storage (kept across machines), /notebooks (kept until destroy)");
     auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
@@ -82,7 +92,8 @@ void guard_unsaved(const InstanceRecord &r, const std::string &repo_flag) {
     if (!u) throw Abort(Error{u.error().what, u.error().fix});
     if (u->changed.empty()) return;
     throw Abort(Error{"'" + r.name + "' holds work no snapshot has: " + describe_unsaved(*u),
-                      "`berth save " + r.name + "` first, or `berth destroy " + r.name + " --force` to lose it"});
+                      "`berth save " + r.name + "` first, or `berth destroy " + r.name +
+                          " --force` to lose it"});
 }
 
 void add_up(CLI::App &app, Context &ctx) {
@@ -93,7 +104,8 @@ void add_up(CLI::App &app, Context &ctx) {
     up->add_option("--provider", provider, "where: local")->capture_default_str();
     up->add_option("--max-hours", max_hours, "the machine stops itself after H hours (0: never)")
         ->check(CLI::NonNegativeNumber);
-    up->add_option("--timeout", timeout, "seconds to wait for it to be ready")->capture_default_str();
+    up->add_option("--timeout", timeout, "seconds to wait for it to be ready")
+        ->capture_default_str();
     up->callback([&ctx] {
         auto t0 = std::chrono::steady_clock::now();
         auto db = open_state();
@@ -114,7 +126,8 @@ void add_up(CLI::App &app, Context &ctx) {
         print_ready(ctx, r, "running", since(t0));
     });
 
-    auto *sp = app.add_subcommand("stop", "stop a machine: its ephemeral disk and $HOME are discarded");
+    auto *sp =
+        app.add_subcommand("stop", "stop a machine: its ephemeral disk and $HOME are discarded");
     static std::string stop_name;
     sp->add_option("NAME", stop_name)->required();
     sp->callback([&ctx] {
@@ -126,18 +139,21 @@ void add_up(CLI::App &app, Context &ctx) {
             j["schema"] = "berth.instance/1";
             print_json(j);
         } else {
-            say("berth: '" + r.name + "' stopped; /storage and /notebooks are kept (`berth start " + r.name + "`)");
+            say("berth: '" + r.name + "' stopped; /storage and /notebooks are kept (`berth start " +
+                r.name + "`)");
         }
     });
 
-    auto *d = app.add_subcommand("destroy", "remove a machine and its /notebooks (your /storage is kept)");
+    auto *d = app.add_subcommand("destroy",
+                                 "remove a machine and its /notebooks (your /storage is kept)");
     static std::string destroy_name;
     static bool yes = false, force = false;
     static std::string guard_repo;
     d->add_option("NAME", destroy_name)->required();
     d->add_flag("-y,--yes", yes, "do not ask for confirmation");
     d->add_flag("--force", force, "destroy even if it holds work no snapshot has");
-    d->add_option("--repo", guard_repo, "the repository its snapshots are in (default $XDG_DATA_HOME/berth/repo)");
+    d->add_option("--repo", guard_repo,
+                  "the repository its snapshots are in (default $XDG_DATA_HOME/berth/repo)");
     d->callback([&ctx] {
         auto db = open_state();
         Engine e(db, progress_for(ctx));
@@ -145,15 +161,18 @@ void add_up(CLI::App &app, Context &ctx) {
         if (!force) guard_unsaved(rec, guard_repo);
         if (!yes) {
             if (!::isatty(0))
-                throw Abort(Error{"destroy needs confirmation", "pass -y to destroy '" + destroy_name + "' without asking", 2});
-            std::cerr << "destroy '" << destroy_name << "' and its /notebooks? /storage is kept. [y/N] " << std::flush;
+                throw Abort(Error{"destroy needs confirmation",
+                                  "pass -y to destroy '" + destroy_name + "' without asking", 2});
+            std::cerr << "destroy '" << destroy_name
+                      << "' and its /notebooks? /storage is kept. [y/N] " << std::flush;
             std::string answer;
             std::getline(std::cin, answer);
             if (answer != "y" && answer != "yes") throw Abort(Error{"not destroyed", "", 1});
         }
         must(e.destroy(destroy_name));
         if (ctx.json)
-            print_json({{"schema", "berth.destroy/1"}, {"name", destroy_name}, {"status", "destroyed"}});
+            print_json(
+                {{"schema", "berth.destroy/1"}, {"name", destroy_name}, {"status", "destroyed"}});
         else
             say("berth: '" + destroy_name + "' destroyed; /storage kept");
     });

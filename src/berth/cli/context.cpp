@@ -17,9 +17,13 @@ std::string Context::store_setting() const {
     return store_flag.empty() ? config.str("store") : store_flag;
 }
 
-void print_json(const nlohmann::json &j) { std::cout << j.dump() << std::endl; }
+void print_json(const nlohmann::json &j) {
+    std::cout << j.dump() << std::endl;
+}
 
-void say(const std::string &line) { std::cout << line << '\n'; }
+void say(const std::string &line) {
+    std::cout << line << '\n';
+}
 
 void warn(const std::string &line) {
     std::cerr << term::paint("berth: warning: ", term::Color::yellow, 2) << line << std::endl;

@@ -21,11 +21,11 @@ public:
 
 struct Context {
     bool json = false;
-    std::string store_flag;                 // --store
-    std::string home_flag;                  // --home
-    std::vector<std::string> overrides;     // -c key=value
+    std::string store_flag;             // --store
+    std::string home_flag;              // --home
+    std::vector<std::string> overrides; // -c key=value
     Config config;
-    int exit_code = 0;                      // set by commands that finish with "problems found"
+    int exit_code = 0; // set by commands that finish with "problems found"
 
     std::filesystem::path home() const;
     // Configured store path ("" = auto-detect): --store > config `store`.

@@ -11,14 +11,12 @@ namespace berth {
 
 const std::vector<ConfigKey> &config_keys() {
     static const std::vector<ConfigKey> keys = {
-        {"store", ConfigType::path, "",
-         "persistent store root (empty: auto-detect /storage)"},
+        {"store", ConfigType::path, "", "persistent store root (empty: auto-detect /storage)"},
         {"notebooks_dir", ConfigType::path, "/notebooks",
          "per-machine persistent workspace, counted in the storage quota"},
         {"plan", ConfigType::string, "pro",
          "storage plan for quota checks: free (5 GB), pro (15 GB), growth (50 GB) or custom"},
-        {"quota_gb", ConfigType::number, "",
-         "included storage in GB (empty: from plan)"},
+        {"quota_gb", ConfigType::number, "", "included storage in GB (empty: from plan)"},
         {"storage_overage_per_gb_month", ConfigType::number, "0.29",
          "dollars per GB-month over the quota"},
         {"keys.test_host", ConfigType::string, "github.com",
@@ -31,7 +29,8 @@ const std::vector<ConfigKey> &config_keys() {
 
 std::string config_env_name(const std::string &key) {
     std::string out = "BERTH_";
-    for (char c : key) out += c == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    for (char c : key)
+        out += c == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     return out;
 }
 
@@ -61,7 +60,8 @@ static Result<> check_value(const ConfigKey &k, const std::string &v, const std:
 static void flatten(const toml::table &t, const std::string &prefix,
                     std::vector<std::pair<std::string, const toml::node *>> &out) {
     for (const auto &[k, v] : t) {
-        std::string name = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+        std::string name =
+            prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
         if (const auto *sub = v.as_table())
             flatten(*sub, name, out);
         else
@@ -84,7 +84,8 @@ static std::string node_text(const toml::node &n) {
 Result<Config> Config::load(const std::filesystem::path &file) {
     Config c;
     c.m_file = file;
-    for (const auto &k : config_keys()) c.m_values[k.name] = {k.default_value, "default"};
+    for (const auto &k : config_keys())
+        c.m_values[k.name] = {k.default_value, "default"};
 
     if (std::filesystem::exists(file)) {
         toml::table tbl;
@@ -92,7 +93,8 @@ Result<Config> Config::load(const std::filesystem::path &file) {
             tbl = toml::parse_file(file.string());
         } catch (const toml::parse_error &e) {
             return fail("config file " + file.string() + " line " +
-                            std::to_string(e.source().begin.line) + ": " + std::string(e.description()),
+                            std::to_string(e.source().begin.line) + ": " +
+                            std::string(e.description()),
                         "fix or remove the file", 2);
         }
         std::vector<std::pair<std::string, const toml::node *>> entries;
@@ -127,7 +129,9 @@ Result<> Config::set_override(const std::string &key, const std::string &value) 
     return {};
 }
 
-const ConfigValue &Config::get(const std::string &key) const { return m_values.at(key); }
+const ConfigValue &Config::get(const std::string &key) const {
+    return m_values.at(key);
+}
 
 double Config::number(const std::string &key) const {
     const auto &v = get(key).value;

@@ -16,7 +16,7 @@ namespace berth {
 enum class ConfigType { string, number, path };
 
 struct ConfigKey {
-    std::string name;        // "store", "keys.test_host"
+    std::string name; // "store", "keys.test_host"
     ConfigType type;
     std::string default_value;
     std::string summary;
@@ -30,7 +30,8 @@ std::string config_env_name(const std::string &key);
 
 struct ConfigValue {
     std::string value;
-    std::string origin; // "default", "env BERTH_STORE", "file ~/.config/berth/config.toml", "command line"
+    std::string
+        origin; // "default", "env BERTH_STORE", "file ~/.config/berth/config.toml", "command line"
 };
 
 class Config {

@@ -9,7 +9,7 @@ namespace berth::cost {
 inline constexpr double k_hours_per_month = 720.0;
 
 struct Rates {
-    double rent_per_hour = 0;         // whole machine
+    double rent_per_hour = 0; // whole machine
     double storage_per_gb_month = 0;
     double download_per_gb = 0;
     double upload_per_gb = 0;

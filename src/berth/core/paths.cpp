@@ -16,9 +16,15 @@ std::filesystem::path home() {
     return h && *h ? std::filesystem::path(h) : std::filesystem::path("/");
 }
 
-std::filesystem::path config_home() { return env_or("XDG_CONFIG_HOME", home() / ".config"); }
-std::filesystem::path data_home() { return env_or("XDG_DATA_HOME", home() / ".local/share"); }
-std::filesystem::path state_home() { return env_or("XDG_STATE_HOME", home() / ".local/state"); }
+std::filesystem::path config_home() {
+    return env_or("XDG_CONFIG_HOME", home() / ".config");
+}
+std::filesystem::path data_home() {
+    return env_or("XDG_DATA_HOME", home() / ".local/share");
+}
+std::filesystem::path state_home() {
+    return env_or("XDG_STATE_HOME", home() / ".local/state");
+}
 
 std::filesystem::path config_file() {
     return env_or("BERTH_CONFIG", config_home() / "berth" / "config.toml");

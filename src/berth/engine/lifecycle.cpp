@@ -11,11 +11,15 @@
 namespace berth {
 
 Result<> validate_name(const std::string &name) {
-    bool ok = !name.empty() && name.size() <= 40 && std::isalnum(static_cast<unsigned char>(name[0]));
-    for (char c : name) ok = ok && (std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '-');
+    bool ok =
+        !name.empty() && name.size() <= 40 && std::isalnum(static_cast<unsigned char>(name[0]));
+    for (char c : name)
+        ok = ok && (std::islower(static_cast<unsigned char>(c)) ||
+                    std::isdigit(static_cast<unsigned char>(c)) || c == '-');
     if (!ok)
         return fail("bad instance name '" + name + "'",
-                    "use lowercase letters, digits and dashes, starting with a letter or digit", exit_code::usage);
+                    "use lowercase letters, digits and dashes, starting with a letter or digit",
+                    exit_code::usage);
     return {};
 }
 
@@ -37,9 +41,10 @@ Result<InstanceRecord> Engine::find(const std::string &name) {
         for (const auto &i : *all)
             if (i.status != Status::destroyed) names.push_back(i.name);
     auto near = str::closest(name, names);
-    return fail("no instance named '" + name + "'",
-                near ? "did you mean '" + *near + "'?"
-                     : names.empty() ? "create one with `berth up " + name + "`" : "see `berth ls`");
+    return fail("no instance named '" + name + "'", near ? "did you mean '" + *near + "'?"
+                                                    : names.empty()
+                                                        ? "create one with `berth up " + name + "`"
+                                                        : "see `berth ls`");
 }
 
 Result<> Engine::refresh_ssh_config() {
@@ -54,11 +59,15 @@ Result<> Engine::refresh_ssh_config() {
 static Status status_from(MachineState s) {
     switch (s) {
     case MachineState::provisioning:
-    case MachineState::loading: return Status::loading;
-    case MachineState::running: return Status::running;
+    case MachineState::loading:
+        return Status::loading;
+    case MachineState::running:
+        return Status::running;
     case MachineState::stopped:
-    case MachineState::exited: return Status::stopped;
-    case MachineState::gone: return Status::destroyed;
+    case MachineState::exited:
+        return Status::stopped;
+    case MachineState::gone:
+        return Status::destroyed;
     }
     return Status::failed;
 }
@@ -104,7 +113,8 @@ Result<InstanceRecord> Engine::ensure_tunnel(InstanceRecord r) {
     return r;
 }
 
-Result<InstanceRecord> Engine::wait_running(InstanceRecord r, Provider &p, std::chrono::seconds timeout) {
+Result<InstanceRecord> Engine::wait_running(InstanceRecord r, Provider &p,
+                                            std::chrono::seconds timeout) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     std::string last;
     for (;;) {
@@ -123,13 +133,16 @@ Result<InstanceRecord> Engine::wait_running(InstanceRecord r, Provider &p, std::
             r.jupyter_token = m->jupyter_token;
             break;
         }
-        if (m->state == MachineState::stopped || m->state == MachineState::exited || m->state == MachineState::gone) {
+        if (m->state == MachineState::stopped || m->state == MachineState::exited ||
+            m->state == MachineState::gone) {
             BERTH_TRY(m_db.set_status(r.name, Status::failed, m->message));
-            return fail("instance '" + r.name + "' did not start: " + (m->message.empty() ? machine_state_name(m->state) : m->message),
+            return fail("instance '" + r.name + "' did not start: " +
+                            (m->message.empty() ? machine_state_name(m->state) : m->message),
                         "see `berth status " + r.name + "`");
         }
         if (std::chrono::steady_clock::now() > deadline)
-            return fail("instance '" + r.name + "' was not ready after " + std::to_string(timeout.count()) + " s",
+            return fail("instance '" + r.name + "' was not ready after " +
+                            std::to_string(timeout.count()) + " s",
                         "see `berth status " + r.name + "`");
         std::this_thread::sleep_for(std::chrono::milliseconds(150));
     }
@@ -137,7 +150,8 @@ Result<InstanceRecord> Engine::wait_running(InstanceRecord r, Provider &p, std::
     BERTH_TRY(ssh::pin_host_key(target.alias, r.host_key));
     BERTH_TRY(m_db.put(r));
     BERTH_TRY(refresh_ssh_config());
-    m_progress("checking SSH as " + r.ssh_user + "@" + r.ssh_host + ":" + std::to_string(r.ssh_port));
+    m_progress("checking SSH as " + r.ssh_user + "@" + r.ssh_host + ":" +
+               std::to_string(r.ssh_port));
     BERTH_TRY(ssh::wait_ready(target, std::chrono::seconds(30)));
     m_progress("opening the Jupyter tunnel");
     auto t = ensure_tunnel(r);
@@ -154,7 +168,8 @@ Result<InstanceRecord> Engine::up(const UpRequest &req) {
     auto existing = m_db.get(req.name);
     if (!existing) return tl::unexpected(existing.error());
     if (*existing && (*existing)->status != Status::destroyed)
-        return fail("instance '" + req.name + "' already exists (" + status_name((*existing)->status) + ")",
+        return fail("instance '" + req.name + "' already exists (" +
+                        status_name((*existing)->status) + ")",
                     "`berth start " + req.name + "`, or pick another name");
     auto p = make_provider(req.provider);
     if (!p) return tl::unexpected(p.error());
@@ -220,7 +235,8 @@ Result<InstanceRecord> Engine::stop(const std::string &name) {
     }
     auto m = (*p)->describe(r->provider_id);
     if (m && m->state == MachineState::running)
-        return fail("instance '" + name + "' is still running after stop", "see `berth status " + name + "`");
+        return fail("instance '" + name + "' is still running after stop",
+                    "see `berth status " + name + "`");
     r->status = Status::stopped;
     r->message = "stopped by berth stop";
     BERTH_TRY(m_db.put(*r));
@@ -247,7 +263,8 @@ Result<> Engine::destroy(const std::string &name) {
     auto m = (*p)->describe(r->provider_id);
     if (!m || m->state != MachineState::gone) {
         (void)m_db.finish(*intent, false, "still present after destroy");
-        return fail("instance '" + name + "' is still there after destroy", "retry `berth destroy " + name + "`");
+        return fail("instance '" + name + "' is still there after destroy",
+                    "retry `berth destroy " + name + "`");
     }
     r->status = Status::destroyed;
     r->message = "destroyed";

@@ -46,7 +46,8 @@ public:
     static std::string jupyter_url(const InstanceRecord &r);
 
 private:
-    Result<InstanceRecord> wait_running(InstanceRecord r, Provider &p, std::chrono::seconds timeout);
+    Result<InstanceRecord> wait_running(InstanceRecord r, Provider &p,
+                                        std::chrono::seconds timeout);
     void close_tunnel(InstanceRecord &r);
     Result<> refresh_ssh_config();
 

@@ -11,14 +11,14 @@
 
 #include <algorithm>
 #include <condition_variable>
-#include <deque>
-#include <mutex>
-#include <thread>
 #include <ctime>
+#include <deque>
 #include <fcntl.h>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 
 namespace berth {
@@ -26,13 +26,15 @@ namespace berth {
 namespace stdfs = std::filesystem;
 using namespace store;
 
-std::vector<std::string> default_instance_paths() { return {"notebooks", "storage/cfg"}; }
+std::vector<std::string> default_instance_paths() {
+    return {"notebooks", "storage/cfg"};
+}
 
 namespace {
 
 // Microseconds, so snapshots taken within one second still sort in the order they were taken.
 std::string now_iso() {
-    struct timespec ts{};
+    struct timespec ts {};
     ::clock_gettime(CLOCK_REALTIME, &ts);
     std::tm tm{};
     ::gmtime_r(&ts.tv_sec, &tm);
@@ -59,13 +61,17 @@ std::string hostname() {
 // Which snapshot was last restored onto a source (an instance's paths, or a directory): after a
 // restore onto a new machine, that snapshot is the parent of its first save, so nothing
 // unchanged is read again.
-stdfs::path restored_file() { return ssh::berth_dir() / "restored.json"; }
+stdfs::path restored_file() {
+    return ssh::berth_dir() / "restored.json";
+}
 
-void remember_restore(const Repository &repo, const std::string &source, const std::string &snapshot) {
+void remember_restore(const Repository &repo, const std::string &source,
+                      const std::string &snapshot) {
     auto j = nlohmann::json::parse(fs::read_file(restored_file()).value_or("{}"), nullptr, false);
     if (!j.is_object()) j = nlohmann::json::object();
     j[repo.id() + "|" + source] = snapshot;
-    if (fs::make_dirs(restored_file().parent_path(), 0700)) (void)fs::write_file_atomic(restored_file(), j.dump(1) + "\n", 0600);
+    if (fs::make_dirs(restored_file().parent_path(), 0700))
+        (void)fs::write_file_atomic(restored_file(), j.dump(1) + "\n", 0600);
 }
 
 std::optional<Snapshot> latest_of(Repository &repo, const std::string &source) {
@@ -85,8 +91,9 @@ std::string instance_source(const InstanceRecord &r, const std::vector<std::stri
     return r.name + ":/" + str::join(paths, ",/");
 }
 
-Result<SaveResult> commit(Repository &repo, RepoSink &sink, const SaveStats &stats, const std::string &source,
-                          const std::vector<std::string> &paths, const std::optional<Snapshot> &parent) {
+Result<SaveResult> commit(Repository &repo, RepoSink &sink, const SaveStats &stats,
+                          const std::string &source, const std::vector<std::string> &paths,
+                          const std::optional<Snapshot> &parent) {
     BERTH_TRY(repo.commit());
     auto tree = finish_tree(std::move(sink.entries));
     if (!tree) return tl::unexpected(tree.error());
@@ -114,7 +121,8 @@ Result<SaveResult> commit(Repository &repo, RepoSink &sink, const SaveStats &sta
     return res;
 }
 
-std::vector<std::string> remote_berth(const InstanceRecord &r, const std::vector<std::string> &args) {
+std::vector<std::string> remote_berth(const InstanceRecord &r,
+                                      const std::vector<std::string> &args) {
     auto t = Engine::target_of(r);
     std::vector<std::string> argv = {"ssh", "-T", "-o", "BatchMode=yes"};
     auto opts = ssh::options(t);
@@ -127,7 +135,8 @@ std::vector<std::string> remote_berth(const InstanceRecord &r, const std::vector
 
 Result<> require_running(const InstanceRecord &r) {
     if (r.status != Status::running)
-        return fail("instance '" + r.name + "' is " + status_name(r.status), "start it with `berth start " + r.name + "`");
+        return fail("instance '" + r.name + "' is " + status_name(r.status),
+                    "start it with `berth start " + r.name + "`");
     return {};
 }
 
@@ -135,11 +144,12 @@ Result<> require_running(const InstanceRecord &r) {
 
 Result<SaveResult> save_directory(Repository &repo, const stdfs::path &dir, bool progress) {
     auto root = fs::absolute_normal(dir);
-    struct stat st{};
+    struct stat st {};
     if (::stat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
         return fail(root.string() + " is not a directory", "name a directory or an instance");
     if (fs::is_within(repo.root(), root))
-        return fail("the repository " + repo.root().string() + " is inside " + root.string(), "put the repository elsewhere");
+        return fail("the repository " + repo.root().string() + " is inside " + root.string(),
+                    "put the repository elsewhere");
     BERTH_TRY(repo.lock(true));
     std::string source = root.string();
     auto parent = latest_of(repo, source);
@@ -164,11 +174,13 @@ Result<SaveResult> save_directory(Repository &repo, const stdfs::path &dir, bool
     return commit(repo, sink, *stats, source, {}, parent);
 }
 
-Result<SaveResult> save_instance(Repository &repo, const InstanceRecord &r, std::vector<std::string> paths, bool progress) {
+Result<SaveResult> save_instance(Repository &repo, const InstanceRecord &r,
+                                 std::vector<std::string> paths, bool progress) {
     BERTH_TRY(require_running(r));
     if (paths.empty()) paths = default_instance_paths();
     for (auto &p : paths) {
-        while (!p.empty() && p[0] == '/') p.erase(0, 1);
+        while (!p.empty() && p[0] == '/')
+            p.erase(0, 1);
         BERTH_TRY(check_entry_path(p));
     }
     BERTH_TRY(repo.lock(true));
@@ -179,7 +191,11 @@ Result<SaveResult> save_instance(Repository &repo, const InstanceRecord &r, std:
         auto t = repo.get_tree(parent->tree);
         if (t) parent_tree = std::move(*t);
     }
-    RemoteSave req{"/", paths, repo.id(), repo.chunker(), parent_tree ? &*parent_tree : nullptr,
+    RemoteSave req{"/",
+                   paths,
+                   repo.id(),
+                   repo.chunker(),
+                   parent_tree ? &*parent_tree : nullptr,
                    parent ? parent->tree : ""};
     auto pipe = proc::spawn_pipe(remote_berth(r, {"agent", "save-stream"}));
     if (!pipe) return tl::unexpected(pipe.error());
@@ -192,7 +208,9 @@ Result<SaveResult> save_instance(Repository &repo, const InstanceRecord &r, std:
         (void)repo.commit();
         return tl::unexpected(stats.error());
     }
-    if (status != 0) return fail("berth on '" + r.name + "' exited with " + std::to_string(status), "see the message above");
+    if (status != 0)
+        return fail("berth on '" + r.name + "' exited with " + std::to_string(status),
+                    "see the message above");
     return commit(repo, sink, *stats, source, paths, parent);
 }
 
@@ -204,7 +222,8 @@ class Prefetch {
 public:
     Prefetch(Repository &repo, const Tree &t) : m_repo(repo) {
         for (const auto &e : t.entries)
-            if (e.type == EntryType::file) m_order.insert(m_order.end(), e.chunks.begin(), e.chunks.end());
+            if (e.type == EntryType::file)
+                m_order.insert(m_order.end(), e.chunks.begin(), e.chunks.end());
         m_thread = std::thread([this] { run(); });
     }
     ~Prefetch() {
@@ -222,7 +241,8 @@ public:
         m_queue.pop_front();
         if (r && !r->empty()) m_bytes -= r->size();
         m_space.notify_one();
-        if (r && m_next++ >= m_order.size()) return fail("restore asked for more chunks than the tree has");
+        if (r && m_next++ >= m_order.size())
+            return fail("restore asked for more chunks than the tree has");
         if (r && m_order[m_next - 1] != want) return fail("restore order mismatch");
         return r;
     }
@@ -253,7 +273,8 @@ private:
 
 } // namespace
 
-Result<RestoreStats> restore_directory(Repository &repo, const Snapshot &s, const stdfs::path &dir, bool progress) {
+Result<RestoreStats> restore_directory(Repository &repo, const Snapshot &s, const stdfs::path &dir,
+                                       bool progress) {
     BERTH_TRY(repo.lock(false));
     auto tree = repo.get_tree(s.tree);
     if (!tree) return tl::unexpected(tree.error());
@@ -262,10 +283,12 @@ Result<RestoreStats> restore_directory(Repository &repo, const Snapshot &s, cons
     auto root = fs::absolute_normal(dir);
     BERTH_TRY(check_tree(*tree)); // before a thread starts reading
     Prefetch prefetch(repo, *tree);
-    auto st = restore_tree(*tree, s.tree, root, [&](const ChunkId &id) { return prefetch.next(id); },
-                           cache_file_for(repo.id(), root, {}), [&](std::uint64_t n) {
-                               if (bar) bar->add(n);
-                           });
+    auto st = restore_tree(
+        *tree, s.tree, root, [&](const ChunkId &id) { return prefetch.next(id); },
+        cache_file_for(repo.id(), root, {}),
+        [&](std::uint64_t n) {
+            if (bar) bar->add(n);
+        });
     if (st && s.paths.empty()) remember_restore(repo, root.string(), s.id);
     return st;
 }
@@ -280,33 +303,37 @@ Result<RestoreStats> restore_instance(Repository &repo, const Snapshot &s, const
     if (!pipe) return tl::unexpected(pipe.error());
     std::unique_ptr<term::Progress> bar;
     if (progress) bar = std::make_unique<term::Progress>("restore " + r.name, s.bytes);
-    auto st = client_restore(pipe->in, pipe->out, *tree, s.tree, target.empty() ? "/" : target, repo.id(), s.paths,
-                             [&](const ChunkId &id, std::uint32_t &raw_len) { return repo.read_stored(id, raw_len); },
-                             [&](std::uint64_t n) {
-                                 if (bar) bar->add(n);
-                             });
+    auto st = client_restore(
+        pipe->in, pipe->out, *tree, s.tree, target.empty() ? "/" : target, repo.id(), s.paths,
+        [&](const ChunkId &id, std::uint32_t &raw_len) { return repo.read_stored(id, raw_len); },
+        [&](std::uint64_t n) {
+            if (bar) bar->add(n);
+        });
     pipe->in = -1;
     bar.reset();
     proc::wait_pipe(*pipe);
-    if (st && (target.empty() || target == "/")) remember_restore(repo, instance_source(r, s.paths), s.id);
+    if (st && (target.empty() || target == "/"))
+        remember_restore(repo, instance_source(r, s.paths), s.id);
     return st;
 }
 
-static Result<std::vector<Entry>> scan_here(const stdfs::path &root, const std::vector<std::string> &paths) {
+static Result<std::vector<Entry>> scan_here(const stdfs::path &root,
+                                            const std::vector<std::string> &paths) {
     // Sizes and mtimes only: the guard must be quick and must not read the work.
     std::vector<Entry> out;
     for (const auto &p : paths) {
         auto base = root / p;
         std::error_code ec;
         if (!stdfs::exists(base, ec)) continue;
-        for (auto it = stdfs::recursive_directory_iterator(base, ec); !ec && it != stdfs::recursive_directory_iterator();
-             it.increment(ec)) {
-            struct stat st{};
+        for (auto it = stdfs::recursive_directory_iterator(base, ec);
+             !ec && it != stdfs::recursive_directory_iterator(); it.increment(ec)) {
+            struct stat st {};
             if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
             Entry e;
             e.path = p + "/" + it->path().lexically_relative(base).string();
             e.size = static_cast<std::uint64_t>(st.st_size);
-            e.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+            e.mtime_ns =
+                static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
             out.push_back(std::move(e));
         }
     }
@@ -333,7 +360,9 @@ Result<Unsaved> unsaved_work(Repository *repo, const InstanceRecord &r) {
             now.push_back(std::move(e));
         }
     }
-    if (!local) return fail("cannot look at '" + r.name + "''s files from here", "run `berth save " + r.name + "` first, or destroy --force");
+    if (!local)
+        return fail("cannot look at '" + r.name + "''s files from here",
+                    "run `berth save " + r.name + "` first, or destroy --force");
     Unsaved u;
     auto last = repo ? latest_of(*repo, instance_source(r, paths)) : std::nullopt;
     std::map<std::string, const Entry *> saved;
@@ -343,7 +372,8 @@ Result<Unsaved> unsaved_work(Repository *repo, const InstanceRecord &r) {
         if (t) tree = std::move(*t);
     }
     if (tree)
-        for (const auto &e : tree->entries) saved[e.path] = &e;
+        for (const auto &e : tree->entries)
+            saved[e.path] = &e;
     u.never_saved = !last;
     for (const auto &e : now) {
         if (e.path.rfind("storage/cfg/.conflicts", 0) == 0) continue;
@@ -358,7 +388,8 @@ Result<Unsaved> unsaved_work(Repository *repo, const InstanceRecord &r) {
 }
 
 std::string describe_unsaved(const Unsaved &u) {
-    std::vector<std::string> first(u.changed.begin(), u.changed.begin() + std::min<std::size_t>(u.changed.size(), 3));
+    std::vector<std::string> first(u.changed.begin(),
+                                   u.changed.begin() + std::min<std::size_t>(u.changed.size(), 3));
     std::string s = str::join(first, ", ");
     if (u.changed.size() > 3) s += " and " + std::to_string(u.changed.size() - 3) + " more";
     return s + " (" + str::human_bytes(u.bytes) + ")";

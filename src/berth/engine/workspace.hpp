@@ -21,15 +21,17 @@ struct SaveResult {
 // What the default save of an instance covers: its work and its persisted environment.
 std::vector<std::string> default_instance_paths();
 
-Result<SaveResult> save_directory(store::Repository &repo, const std::filesystem::path &dir, bool progress);
-Result<SaveResult> save_instance(store::Repository &repo, const InstanceRecord &r, std::vector<std::string> paths,
-                                 bool progress);
+Result<SaveResult> save_directory(store::Repository &repo, const std::filesystem::path &dir,
+                                  bool progress);
+Result<SaveResult> save_instance(store::Repository &repo, const InstanceRecord &r,
+                                 std::vector<std::string> paths, bool progress);
 
 Result<store::RestoreStats> restore_directory(store::Repository &repo, const store::Snapshot &s,
                                               const std::filesystem::path &dir, bool progress);
 // Restores onto NAME under `target` ("/" puts every path back where it was saved from).
 Result<store::RestoreStats> restore_instance(store::Repository &repo, const store::Snapshot &s,
-                                             const InstanceRecord &r, const std::string &target, bool progress);
+                                             const InstanceRecord &r, const std::string &target,
+                                             bool progress);
 
 struct Unsaved {
     bool never_saved = false;

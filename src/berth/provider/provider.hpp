@@ -20,16 +20,16 @@ namespace berth {
 struct Offer {
     std::string provider;
     std::string id;
-    std::string gpu_name;   // "RTX 4090"; "none" for a CPU-only host
+    std::string gpu_name; // "RTX 4090"; "none" for a CPU-only host
     int gpu_count = 0;
-    double vram_gb = 0;     // per GPU
+    double vram_gb = 0; // per GPU
     double price_per_hour = 0;
     std::string location;
 };
 
 struct InstanceSpec {
     std::string name;
-    double max_hours = 0;   // 0: no auto-shutdown
+    double max_hours = 0; // 0: no auto-shutdown
     std::string offer_id;
     std::string authorized_keys; // public keys allowed to log in (berth's own, at least)
 };
@@ -38,7 +38,7 @@ struct SshEndpoint {
     std::string host;
     int port = 0;
     std::string user;
-    std::string host_key;   // "ssh-ed25519 AAAA..." when the provider knows it
+    std::string host_key; // "ssh-ed25519 AAAA..." when the provider knows it
 };
 
 enum class MachineState { provisioning, loading, running, stopped, exited, gone };
@@ -48,9 +48,9 @@ const char *machine_state_name(MachineState s);
 struct MachineInfo {
     std::string id;
     MachineState state = MachineState::provisioning;
-    std::string message;    // the provider's own words ("restarting sshd", "max-hours reached")
+    std::string message; // the provider's own words ("restarting sshd", "max-hours reached")
     SshEndpoint ssh;
-    int jupyter_port = 0;   // on the machine's loopback
+    int jupyter_port = 0; // on the machine's loopback
     std::string jupyter_token;
 };
 
@@ -69,7 +69,8 @@ public:
     virtual Result<> destroy(const std::string &id) = 0;
     // Where a path of the machine is on this host, for providers whose disks are local
     // (lets the destroy guard look at a stopped machine). nullopt: only over SSH.
-    virtual std::optional<std::filesystem::path> host_path(const std::string & /*id*/, const std::string & /*path*/) {
+    virtual std::optional<std::filesystem::path> host_path(const std::string & /*id*/,
+                                                           const std::string & /*path*/) {
         return std::nullopt;
     }
 };

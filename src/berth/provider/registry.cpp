@@ -6,12 +6,18 @@ namespace berth {
 
 const char *machine_state_name(MachineState s) {
     switch (s) {
-    case MachineState::provisioning: return "provisioning";
-    case MachineState::loading: return "loading";
-    case MachineState::running: return "running";
-    case MachineState::stopped: return "stopped";
-    case MachineState::exited: return "exited";
-    case MachineState::gone: return "gone";
+    case MachineState::provisioning:
+        return "provisioning";
+    case MachineState::loading:
+        return "loading";
+    case MachineState::running:
+        return "running";
+    case MachineState::stopped:
+        return "stopped";
+    case MachineState::exited:
+        return "exited";
+    case MachineState::gone:
+        return "gone";
     }
     return "?";
 }

@@ -17,18 +17,28 @@ namespace berth::ssh {
 
 namespace stdfs = std::filesystem;
 
-stdfs::path berth_dir() { return paths::data_home() / "berth"; }
-stdfs::path key_file() { return berth_dir() / "id_ed25519"; }
-stdfs::path known_hosts_file() { return berth_dir() / "known_hosts"; }
-stdfs::path config_file() { return berth_dir() / "ssh_config"; }
+stdfs::path berth_dir() {
+    return paths::data_home() / "berth";
+}
+stdfs::path key_file() {
+    return berth_dir() / "id_ed25519";
+}
+stdfs::path known_hosts_file() {
+    return berth_dir() / "known_hosts";
+}
+stdfs::path config_file() {
+    return berth_dir() / "ssh_config";
+}
 
 Result<std::string> ensure_key() {
     auto pub = stdfs::path(key_file().string() + ".pub");
     if (!stdfs::exists(key_file())) {
         BERTH_TRY(fs::make_dirs(berth_dir(), 0700));
-        auto r = proc::run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "berth", "-f", key_file().string()});
-        if (!r || r->status != 0) return fail("cannot create berth's SSH key " + key_file().string(),
-                                              "check that ssh-keygen (openssh-client) works");
+        auto r = proc::run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "berth", "-f",
+                            key_file().string()});
+        if (!r || r->status != 0)
+            return fail("cannot create berth's SSH key " + key_file().string(),
+                        "check that ssh-keygen (openssh-client) works");
     }
     auto text = fs::read_file(pub);
     if (!text) return tl::unexpected(text.error());
@@ -50,8 +60,9 @@ Result<> pin_host_key(const std::string &alias, const std::string &host_key) {
     auto text = fs::read_file(known_hosts_file()).value_or("");
     auto parts = str::split(host_key, ' ');
     if (parts.size() < 2) return fail("bad host key for " + alias);
-    return fs::write_file_atomic(known_hosts_file(),
-                                 without_alias(text, alias) + alias + " " + parts[0] + " " + parts[1] + "\n", 0644);
+    return fs::write_file_atomic(
+        known_hosts_file(),
+        without_alias(text, alias) + alias + " " + parts[0] + " " + parts[1] + "\n", 0644);
 }
 
 Result<> unpin(const std::string &alias) {
@@ -73,9 +84,10 @@ std::vector<std::string> options(const Target &t) {
 Result<> write_config(const std::vector<Target> &targets) {
     std::string text = "# written by berth; `berth ssh-config` includes it from ~/.ssh/config\n";
     for (const auto &t : targets)
-        text += "\nHost " + t.alias + "\n  HostName " + t.host + "\n  Port " + std::to_string(t.port) +
-                "\n  User " + t.user + "\n  IdentityFile \"" + key_file().string() + "\"" +
-                "\n  HostKeyAlias " + t.alias + "\n  UserKnownHostsFile \"" + known_hosts_file().string() + "\"" +
+        text += "\nHost " + t.alias + "\n  HostName " + t.host + "\n  Port " +
+                std::to_string(t.port) + "\n  User " + t.user + "\n  IdentityFile \"" +
+                key_file().string() + "\"" + "\n  HostKeyAlias " + t.alias +
+                "\n  UserKnownHostsFile \"" + known_hosts_file().string() + "\"" +
                 "\n  StrictHostKeyChecking yes\n  ServerAliveInterval 30\n";
     BERTH_TRY(fs::make_dirs(berth_dir(), 0700));
     return fs::write_file_atomic(config_file(), text, 0644);
@@ -96,16 +108,18 @@ Result<> wait_ready(const Target &t, std::chrono::seconds timeout) {
     auto delay = std::chrono::milliseconds(100);
     std::string last;
     for (;;) {
-        std::vector<std::string> argv = {"ssh", "-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"};
+        std::vector<std::string> argv = {"ssh",           "-T", "-o",
+                                         "BatchMode=yes", "-o", "ConnectTimeout=5"};
         auto opts = options(t);
         argv.insert(argv.end(), opts.begin(), opts.end());
         argv.insert(argv.end(), {t.host, "true"});
         auto r = proc::run(argv, {std::nullopt, {}, std::chrono::seconds(20)});
         if (r && r->status == 0) return {};
         last = r ? str::trim(r->err) : r.error().what;
-        bool retryable = str::contains(last, "Connection refused") || str::contains(last, "Connection reset") ||
-                         str::contains(last, "Connection closed") || str::contains(last, "timed out") ||
-                         (r && r->timed_out);
+        bool retryable = str::contains(last, "Connection refused") ||
+                         str::contains(last, "Connection reset") ||
+                         str::contains(last, "Connection closed") ||
+                         str::contains(last, "timed out") || (r && r->timed_out);
         if (!retryable || std::chrono::steady_clock::now() + delay > deadline) break;
         std::this_thread::sleep_for(delay);
         delay = std::min(delay * 2, std::chrono::milliseconds(2000));
@@ -122,9 +136,16 @@ bool is_ssh_process(pid_t pid) {
 }
 
 Result<pid_t> start_tunnel(const Target &t, int local_port, int remote_port) {
-    std::vector<std::string> argv = {"ssh", "-N", "-T", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
-                                     "-L", "127.0.0.1:" + std::to_string(local_port) + ":127.0.0.1:" +
-                                               std::to_string(remote_port)};
+    std::vector<std::string> argv = {"ssh",
+                                     "-N",
+                                     "-T",
+                                     "-o",
+                                     "BatchMode=yes",
+                                     "-o",
+                                     "ExitOnForwardFailure=yes",
+                                     "-L",
+                                     "127.0.0.1:" + std::to_string(local_port) +
+                                         ":127.0.0.1:" + std::to_string(remote_port)};
     auto opts = options(t);
     argv.insert(argv.end(), opts.begin(), opts.end());
     argv.push_back(t.host);
@@ -139,7 +160,8 @@ Result<pid_t> start_tunnel(const Target &t, int local_port, int remote_port) {
         ::dup2(null, 1);
         ::dup2(null, 2);
         std::vector<char *> a;
-        for (auto &s : argv) a.push_back(s.data());
+        for (auto &s : argv)
+            a.push_back(s.data());
         a.push_back(nullptr);
         ::execv(exe->c_str(), a.data());
         ::_exit(127);
@@ -147,12 +169,14 @@ Result<pid_t> start_tunnel(const Target &t, int local_port, int remote_port) {
     for (int i = 0; i < 100; ++i) {
         int st = 0;
         if (::waitpid(pid, &st, WNOHANG) == pid)
-            return fail("the SSH tunnel to " + t.alias + " exited", "check `berth ssh " + t.alias.substr(6) + "`");
+            return fail("the SSH tunnel to " + t.alias + " exited",
+                        "check `berth ssh " + t.alias.substr(6) + "`");
         if (net::connectable("127.0.0.1", local_port, std::chrono::milliseconds(100))) return pid;
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     ::kill(pid, SIGTERM);
-    return fail("the SSH tunnel to " + t.alias + " did not open", "check `berth ssh " + t.alias.substr(6) + "`");
+    return fail("the SSH tunnel to " + t.alias + " did not open",
+                "check `berth ssh " + t.alias.substr(6) + "`");
 }
 
 } // namespace berth::ssh

@@ -15,16 +15,16 @@
 namespace berth::ssh {
 
 struct Target {
-    std::string alias;   // "berth-gpu1"
+    std::string alias; // "berth-gpu1"
     std::string host;
     int port = 22;
     std::string user;
 };
 
-std::filesystem::path berth_dir();          // $XDG_DATA_HOME/berth
-std::filesystem::path key_file();           // berth's own ed25519 key
-std::filesystem::path known_hosts_file();   // pinned host keys (GitHub's too)
-std::filesystem::path config_file();        // Host berth-NAME blocks
+std::filesystem::path berth_dir();        // $XDG_DATA_HOME/berth
+std::filesystem::path key_file();         // berth's own ed25519 key
+std::filesystem::path known_hosts_file(); // pinned host keys (GitHub's too)
+std::filesystem::path config_file();      // Host berth-NAME blocks
 
 // Creates berth's key if missing; returns its public line.
 Result<std::string> ensure_key();

@@ -27,7 +27,9 @@ const char *k_migrations[] = {
        CREATE INDEX intents_instance ON intents(instance);)",
 };
 
-std::int64_t now() { return static_cast<std::int64_t>(std::time(nullptr)); }
+std::int64_t now() {
+    return static_cast<std::int64_t>(std::time(nullptr));
+}
 
 struct Stmt {
     sqlite3_stmt *s = nullptr;
@@ -43,33 +45,47 @@ std::string col_text(sqlite3_stmt *s, int i) {
 
 const char *status_name(Status s) {
     switch (s) {
-    case Status::creating: return "creating";
-    case Status::loading: return "loading";
-    case Status::running: return "running";
-    case Status::stopping: return "stopping";
-    case Status::stopped: return "stopped";
-    case Status::starting: return "starting";
-    case Status::destroying: return "destroying";
-    case Status::destroyed: return "destroyed";
-    case Status::failed: return "failed";
+    case Status::creating:
+        return "creating";
+    case Status::loading:
+        return "loading";
+    case Status::running:
+        return "running";
+    case Status::stopping:
+        return "stopping";
+    case Status::stopped:
+        return "stopped";
+    case Status::starting:
+        return "starting";
+    case Status::destroying:
+        return "destroying";
+    case Status::destroyed:
+        return "destroyed";
+    case Status::failed:
+        return "failed";
     }
     return "?";
 }
 
 std::optional<Status> parse_status(const std::string &s) {
-    for (auto st : {Status::creating, Status::loading, Status::running, Status::stopping, Status::stopped,
-                    Status::starting, Status::destroying, Status::destroyed, Status::failed})
+    for (auto st :
+         {Status::creating, Status::loading, Status::running, Status::stopping, Status::stopped,
+          Status::starting, Status::destroying, Status::destroyed, Status::failed})
         if (s == status_name(st)) return st;
     return std::nullopt;
 }
 
-std::filesystem::path state_db_path() { return paths::data_home() / "berth" / "state.db"; }
+std::filesystem::path state_db_path() {
+    return paths::data_home() / "berth" / "state.db";
+}
 
 StateDb::~StateDb() {
     if (m_db) sqlite3_close(m_db);
 }
 
-StateDb::StateDb(StateDb &&o) noexcept : m_db(o.m_db) { o.m_db = nullptr; }
+StateDb::StateDb(StateDb &&o) noexcept : m_db(o.m_db) {
+    o.m_db = nullptr;
+}
 
 Result<> StateDb::exec(const std::string &sql) {
     char *err = nullptr;
@@ -101,7 +117,8 @@ Result<StateDb> StateDb::open(const std::filesystem::path &file) {
     const int latest = static_cast<int>(std::size(k_migrations));
     if (version > latest)
         return fail("state database " + file.string() + " is from a newer berth (schema " +
-                    std::to_string(version) + ")", "upgrade berth");
+                        std::to_string(version) + ")",
+                    "upgrade berth");
     for (int v = version; v < latest; ++v) {
         BERTH_TRY(s.exec("BEGIN IMMEDIATE;"));
         auto r = s.exec(k_migrations[v]);
@@ -135,8 +152,10 @@ static InstanceRecord read_row(sqlite3_stmt *s) {
     return r;
 }
 
-static const char *k_cols = "name, provider, provider_id, status, spec, ssh_host, ssh_port, ssh_user, "
-                            "host_key, jupyter_port, jupyter_token, created_at, updated_at, message, tunnel_port, tunnel_pid";
+static const char *k_cols =
+    "name, provider, provider_id, status, spec, ssh_host, ssh_port, ssh_user, "
+    "host_key, jupyter_port, jupyter_token, created_at, updated_at, message, tunnel_port, "
+    "tunnel_pid";
 
 Result<std::optional<InstanceRecord>> StateDb::get(const std::string &name) {
     Stmt st;
@@ -155,7 +174,8 @@ Result<std::vector<InstanceRecord>> StateDb::list() {
     sqlite3_prepare_v2(m_db, sql.c_str(), -1, &st.s, nullptr);
     std::vector<InstanceRecord> out;
     int rc;
-    while ((rc = sqlite3_step(st.s)) == SQLITE_ROW) out.push_back(read_row(st.s));
+    while ((rc = sqlite3_step(st.s)) == SQLITE_ROW)
+        out.push_back(read_row(st.s));
     if (rc != SQLITE_DONE) return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
     return out;
 }
@@ -166,7 +186,9 @@ Result<> StateDb::put(const InstanceRecord &r) {
                       ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
     sqlite3_prepare_v2(m_db, sql.c_str(), -1, &st.s, nullptr);
     int i = 1;
-    auto text = [&](const std::string &v) { sqlite3_bind_text(st.s, i++, v.c_str(), -1, SQLITE_TRANSIENT); };
+    auto text = [&](const std::string &v) {
+        sqlite3_bind_text(st.s, i++, v.c_str(), -1, SQLITE_TRANSIENT);
+    };
     text(r.name);
     text(r.provider);
     text(r.provider_id);
@@ -183,19 +205,22 @@ Result<> StateDb::put(const InstanceRecord &r) {
     text(r.message);
     sqlite3_bind_int(st.s, i++, r.tunnel_port);
     sqlite3_bind_int(st.s, i++, r.tunnel_pid);
-    if (sqlite3_step(st.s) != SQLITE_DONE) return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
+    if (sqlite3_step(st.s) != SQLITE_DONE)
+        return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
     return {};
 }
 
 Result<> StateDb::set_status(const std::string &name, Status s, const std::string &message) {
     Stmt st;
-    sqlite3_prepare_v2(m_db, "UPDATE instances SET status = ?, message = ?, updated_at = ? WHERE name = ?",
-                       -1, &st.s, nullptr);
+    sqlite3_prepare_v2(
+        m_db, "UPDATE instances SET status = ?, message = ?, updated_at = ? WHERE name = ?", -1,
+        &st.s, nullptr);
     sqlite3_bind_text(st.s, 1, status_name(s), -1, SQLITE_STATIC);
     sqlite3_bind_text(st.s, 2, message.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st.s, 3, now());
     sqlite3_bind_text(st.s, 4, name.c_str(), -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st.s) != SQLITE_DONE) return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
+    if (sqlite3_step(st.s) != SQLITE_DONE)
+        return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
     return {};
 }
 
@@ -203,45 +228,57 @@ Result<> StateDb::remove(const std::string &name) {
     Stmt st;
     sqlite3_prepare_v2(m_db, "DELETE FROM instances WHERE name = ?", -1, &st.s, nullptr);
     sqlite3_bind_text(st.s, 1, name.c_str(), -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st.s) != SQLITE_DONE) return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
+    if (sqlite3_step(st.s) != SQLITE_DONE)
+        return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
     return {};
 }
 
 Result<std::int64_t> StateDb::intend(const std::string &instance, const std::string &action,
                                      const std::string &detail) {
     Stmt st;
-    sqlite3_prepare_v2(m_db, "INSERT INTO intents (instance, action, state, detail, created_at) VALUES (?,?,'pending',?,?)",
+    sqlite3_prepare_v2(m_db,
+                       "INSERT INTO intents (instance, action, state, detail, created_at) VALUES "
+                       "(?,?,'pending',?,?)",
                        -1, &st.s, nullptr);
     sqlite3_bind_text(st.s, 1, instance.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 2, action.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 3, detail.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st.s, 4, now());
-    if (sqlite3_step(st.s) != SQLITE_DONE) return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
+    if (sqlite3_step(st.s) != SQLITE_DONE)
+        return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
     return sqlite3_last_insert_rowid(m_db);
 }
 
 Result<> StateDb::finish(std::int64_t intent, bool ok, const std::string &detail) {
     Stmt st;
-    sqlite3_prepare_v2(m_db, "UPDATE intents SET state = ?, detail = CASE WHEN ? = '' THEN detail ELSE ? END, "
-                             "finished_at = ? WHERE id = ?", -1, &st.s, nullptr);
+    sqlite3_prepare_v2(
+        m_db,
+        "UPDATE intents SET state = ?, detail = CASE WHEN ? = '' THEN detail ELSE ? END, "
+        "finished_at = ? WHERE id = ?",
+        -1, &st.s, nullptr);
     sqlite3_bind_text(st.s, 1, ok ? "done" : "failed", -1, SQLITE_STATIC);
     sqlite3_bind_text(st.s, 2, detail.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 3, detail.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st.s, 4, now());
     sqlite3_bind_int64(st.s, 5, intent);
-    if (sqlite3_step(st.s) != SQLITE_DONE) return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
+    if (sqlite3_step(st.s) != SQLITE_DONE)
+        return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
     return {};
 }
 
 Result<std::vector<Intent>> StateDb::intents(const std::string &instance) {
     Stmt st;
-    sqlite3_prepare_v2(m_db, "SELECT id, instance, action, state, detail, created_at, finished_at FROM intents "
-                             "WHERE instance = ? ORDER BY id", -1, &st.s, nullptr);
+    sqlite3_prepare_v2(
+        m_db,
+        "SELECT id, instance, action, state, detail, created_at, finished_at FROM intents "
+        "WHERE instance = ? ORDER BY id",
+        -1, &st.s, nullptr);
     sqlite3_bind_text(st.s, 1, instance.c_str(), -1, SQLITE_TRANSIENT);
     std::vector<Intent> out;
     while (sqlite3_step(st.s) == SQLITE_ROW)
-        out.push_back({sqlite3_column_int64(st.s, 0), col_text(st.s, 1), col_text(st.s, 2), col_text(st.s, 3),
-                       col_text(st.s, 4), sqlite3_column_int64(st.s, 5), sqlite3_column_int64(st.s, 6)});
+        out.push_back({sqlite3_column_int64(st.s, 0), col_text(st.s, 1), col_text(st.s, 2),
+                       col_text(st.s, 3), col_text(st.s, 4), sqlite3_column_int64(st.s, 5),
+                       sqlite3_column_int64(st.s, 6)});
     return out;
 }
 

@@ -19,27 +19,37 @@ struct sqlite3;
 namespace berth {
 
 // The life of an instance. Names are stored as text and appear in --json output.
-enum class Status { creating, loading, running, stopping, stopped, starting, destroying, destroyed, failed };
+enum class Status {
+    creating,
+    loading,
+    running,
+    stopping,
+    stopped,
+    starting,
+    destroying,
+    destroyed,
+    failed
+};
 
 const char *status_name(Status s);
 std::optional<Status> parse_status(const std::string &s);
 
 struct InstanceRecord {
     std::string name;
-    std::string provider;      // "local"
-    std::string provider_id;   // the provider's id for it
+    std::string provider;    // "local"
+    std::string provider_id; // the provider's id for it
     Status status = Status::creating;
-    std::string spec_json;     // what the user asked for (max_hours, ...)
+    std::string spec_json; // what the user asked for (max_hours, ...)
     std::string ssh_host;
     int ssh_port = 0;
     std::string ssh_user;
-    std::string host_key;      // the instance's public host key, pinned
-    int jupyter_port = 0;      // on the instance's loopback
+    std::string host_key; // the instance's public host key, pinned
+    int jupyter_port = 0; // on the instance's loopback
     std::string jupyter_token;
     std::int64_t created_at = 0, updated_at = 0;
-    std::string message;       // last status message from the provider or engine
-    int tunnel_port = 0;       // local end of the Jupyter tunnel
-    int tunnel_pid = 0;        // the ssh -L process
+    std::string message; // last status message from the provider or engine
+    int tunnel_port = 0; // local end of the Jupyter tunnel
+    int tunnel_pid = 0;  // the ssh -L process
 };
 
 struct Intent {

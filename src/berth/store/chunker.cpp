@@ -27,7 +27,8 @@ constexpr auto k_gear = make_gear();
 // A mask with `bits` one-bits spread over the high half of the word (the hash's best bits).
 constexpr std::uint64_t spread_mask(int bits) {
     std::uint64_t m = 0;
-    for (int i = 0; i < bits; ++i) m |= 1ull << (63 - 2 * i);
+    for (int i = 0; i < bits; ++i)
+        m |= 1ull << (63 - 2 * i);
     return m;
 }
 

@@ -19,6 +19,7 @@ struct ChunkerParams {
 
 // Length of the first chunk of data[0, n). When no cut is found and !eof, returns 0: give it
 // more bytes (at least params.max, or up to the end of the input).
-std::size_t find_cut(const std::uint8_t *data, std::size_t n, bool eof, const ChunkerParams &p = {});
+std::size_t find_cut(const std::uint8_t *data, std::size_t n, bool eof,
+                     const ChunkerParams &p = {});
 
 } // namespace berth::store

@@ -9,7 +9,9 @@
 
 namespace berth::store {
 
-std::string to_hex(const ChunkId &id) { return str::hex(id.data(), id.size()); }
+std::string to_hex(const ChunkId &id) {
+    return str::hex(id.data(), id.size());
+}
 
 Result<ChunkId> from_hex(const std::string &hex) {
     ChunkId id{};
@@ -87,7 +89,8 @@ std::string serialize(const Tree &t) {
         put(out, e.gid);
         put_str(out, e.target);
         put<std::uint32_t>(out, static_cast<std::uint32_t>(e.chunks.size()));
-        for (const auto &c : e.chunks) out.append(reinterpret_cast<const char *>(c.data()), c.size());
+        for (const auto &c : e.chunks)
+            out.append(reinterpret_cast<const char *>(c.data()), c.size());
     }
     return out;
 }
@@ -112,7 +115,8 @@ Result<Tree> parse_tree(const std::string &bytes) {
         e.gid = r.get<std::uint32_t>();
         e.target = r.get_str();
         auto nc = r.get<std::uint32_t>();
-        if (!r.ok || r.pos + std::size_t(nc) * 32 > bytes.size()) return fail("tree object is damaged (chunks)");
+        if (!r.ok || r.pos + std::size_t(nc) * 32 > bytes.size())
+            return fail("tree object is damaged (chunks)");
         e.chunks.resize(nc);
         for (auto &c : e.chunks) {
             std::memcpy(c.data(), bytes.data() + r.pos, 32);
@@ -125,9 +129,17 @@ Result<Tree> parse_tree(const std::string &bytes) {
 }
 
 std::string snapshot_json(const Snapshot &s) {
-    nlohmann::json j{{"id", s.id},         {"time", s.time},   {"host", s.host},       {"source", s.source},
-                     {"paths", s.paths},   {"tree", s.tree},   {"parent", s.parent},   {"files", s.files},
-                     {"bytes", s.bytes},   {"new_bytes", s.new_bytes}, {"stored_bytes", s.stored_bytes}};
+    nlohmann::json j{{"id", s.id},
+                     {"time", s.time},
+                     {"host", s.host},
+                     {"source", s.source},
+                     {"paths", s.paths},
+                     {"tree", s.tree},
+                     {"parent", s.parent},
+                     {"files", s.files},
+                     {"bytes", s.bytes},
+                     {"new_bytes", s.new_bytes},
+                     {"stored_bytes", s.stored_bytes}};
     return j.dump(2) + "\n";
 }
 
@@ -154,10 +166,12 @@ Result<Snapshot> parse_snapshot(const std::string &json) {
 
 Result<> check_entry_path(const std::string &path) {
     if (path.empty() || path[0] == '/')
-        return fail("unsafe path in snapshot: '" + path + "' is absolute or empty", "the repository may be tampered with");
+        return fail("unsafe path in snapshot: '" + path + "' is absolute or empty",
+                    "the repository may be tampered with");
     for (const auto &part : str::split(path, '/'))
         if (part.empty() || part == "." || part == ".." || part.find('\0') != std::string::npos)
-            return fail("unsafe path in snapshot: '" + path + "'", "the repository may be tampered with");
+            return fail("unsafe path in snapshot: '" + path + "'",
+                        "the repository may be tampered with");
     return {};
 }
 

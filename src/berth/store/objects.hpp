@@ -23,13 +23,13 @@ ChunkId sha256_id(const void *data, std::size_t n);
 enum class EntryType : std::uint8_t { file = 0, dir = 1, symlink = 2 };
 
 struct Entry {
-    std::string path;  // relative to the tree root, '/'-separated, never empty, no '..'
+    std::string path; // relative to the tree root, '/'-separated, never empty, no '..'
     EntryType type = EntryType::file;
     std::uint32_t mode = 0;
     std::int64_t mtime_ns = 0;
     std::uint64_t size = 0;
     std::uint32_t uid = 0, gid = 0;
-    std::string target;  // symlinks
+    std::string target; // symlinks
     std::vector<ChunkId> chunks;
 };
 
@@ -41,13 +41,13 @@ std::string serialize(const Tree &t);
 Result<Tree> parse_tree(const std::string &bytes);
 
 struct Snapshot {
-    std::string id;       // 16 hex chars
-    std::string time;     // ISO 8601 UTC
+    std::string id;   // 16 hex chars
+    std::string time; // ISO 8601 UTC
     std::string host;
-    std::string source;   // "gpu1:/notebooks,/storage/cfg" or "/home/ana/work"
+    std::string source; // "gpu1:/notebooks,/storage/cfg" or "/home/ana/work"
     std::vector<std::string> paths;
-    std::string tree;     // tree id (hex)
-    std::string parent;   // snapshot id or ""
+    std::string tree;   // tree id (hex)
+    std::string parent; // snapshot id or ""
     std::uint64_t files = 0, bytes = 0, new_bytes = 0, stored_bytes = 0;
 };
 

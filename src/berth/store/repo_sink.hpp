@@ -28,7 +28,8 @@ public:
     }
     ~RepoSink() override { (void)finish(); }
     bool has(const ChunkId &id) override { return m_sent.count(id) != 0; }
-    Result<> chunk(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags, std::string_view stored) override {
+    Result<> chunk(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags,
+                   std::string_view stored) override {
         m_sent.insert(id);
         m_stored += stored.size();
         std::lock_guard lk(m_mu);
@@ -94,7 +95,8 @@ private:
             m_stored += stored.size();
             std::lock_guard lk(m_mu);
             if (m_error) continue;
-            auto r = m_repo.add(item.first, static_cast<std::uint32_t>(item.second.size()), flags, stored);
+            auto r = m_repo.add(item.first, static_cast<std::uint32_t>(item.second.size()), flags,
+                                stored);
             if (!r) {
                 m_error = r.error();
                 m_space.notify_all();

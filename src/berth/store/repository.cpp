@@ -26,7 +26,8 @@ namespace {
 std::size_t pack_target() {
     static const std::size_t v = [] {
         const char *e = std::getenv("BERTH_PACK_BYTES");
-        return e && std::atol(e) > 0 ? static_cast<std::size_t>(std::atol(e)) : std::size_t(32) << 20;
+        return e && std::atol(e) > 0 ? static_cast<std::size_t>(std::atol(e))
+                                     : std::size_t(32) << 20;
     }();
     return v;
 }
@@ -43,16 +44,21 @@ std::string random_hex(std::size_t bytes) {
     return str::hex(reinterpret_cast<const unsigned char *>(raw.data()), raw.size());
 }
 
-template <class T> void put(std::string &out, T v) { out.append(reinterpret_cast<const char *>(&v), sizeof v); }
+template <class T> void put(std::string &out, T v) {
+    out.append(reinterpret_cast<const char *>(&v), sizeof v);
+}
 
 } // namespace
 
-stdfs::path default_repo() { return paths::data_home() / "berth" / "repo"; }
+stdfs::path default_repo() {
+    return paths::data_home() / "berth" / "repo";
+}
 
 Repository::Repository(Repository &&o) noexcept
-    : m_root(std::move(o.m_root)), m_id(std::move(o.m_id)), m_chunker(o.m_chunker), m_lock_fd(o.m_lock_fd),
-      m_packs(std::move(o.m_packs)), m_index(std::move(o.m_index)), m_pack_buf(std::move(o.m_pack_buf)),
-      m_pending(std::move(o.m_pending)), m_written(o.m_written), m_read_fd(o.m_read_fd), m_read_pack(o.m_read_pack) {
+    : m_root(std::move(o.m_root)), m_id(std::move(o.m_id)), m_chunker(o.m_chunker),
+      m_lock_fd(o.m_lock_fd), m_packs(std::move(o.m_packs)), m_index(std::move(o.m_index)),
+      m_pack_buf(std::move(o.m_pack_buf)), m_pending(std::move(o.m_pending)),
+      m_written(o.m_written), m_read_fd(o.m_read_fd), m_read_pack(o.m_read_pack) {
     o.m_read_fd = -1;
     o.m_lock_fd = -1;
 }
@@ -68,13 +74,19 @@ Result<Repository> Repository::open(const stdfs::path &root, bool create) {
     auto cfg = r.m_root / "config.json";
     if (!stdfs::exists(cfg)) {
         if (!create)
-            return fail("no berth repository at " + r.m_root.string(), "save something to it first, or pass --repo DIR");
+            return fail("no berth repository at " + r.m_root.string(),
+                        "save something to it first, or pass --repo DIR");
         std::error_code ec;
         if (stdfs::exists(r.m_root) && !stdfs::is_empty(r.m_root, ec))
-            return fail(r.m_root.string() + " is not empty and not a berth repository", "pass an empty or new directory as --repo");
-        for (const char *d : {"", "data", "index", "trees", "snapshots"}) BERTH_TRY(fs::make_dirs(r.m_root / d, 0700));
-        nlohmann::json j{{"version", 1}, {"id", random_hex(16)},
-                         {"chunker", {{"min", r.m_chunker.min}, {"avg", r.m_chunker.avg}, {"max", r.m_chunker.max}}}};
+            return fail(r.m_root.string() + " is not empty and not a berth repository",
+                        "pass an empty or new directory as --repo");
+        for (const char *d : {"", "data", "index", "trees", "snapshots"})
+            BERTH_TRY(fs::make_dirs(r.m_root / d, 0700));
+        nlohmann::json j{
+            {"version", 1},
+            {"id", random_hex(16)},
+            {"chunker",
+             {{"min", r.m_chunker.min}, {"avg", r.m_chunker.avg}, {"max", r.m_chunker.max}}}};
         BERTH_TRY(fs::write_file_atomic(cfg, j.dump(2) + "\n", 0600));
     }
     auto text = fs::read_file(cfg);
@@ -82,9 +94,12 @@ Result<Repository> Repository::open(const stdfs::path &root, bool create) {
     try {
         auto j = nlohmann::json::parse(*text);
         if (j.at("version").get<int>() != 1)
-            return fail("repository " + r.m_root.string() + " has format version " + j.at("version").dump(), "upgrade berth");
+            return fail("repository " + r.m_root.string() + " has format version " +
+                            j.at("version").dump(),
+                        "upgrade berth");
         r.m_id = j.at("id");
-        r.m_chunker = {j.at("chunker").at("min"), j.at("chunker").at("avg"), j.at("chunker").at("max")};
+        r.m_chunker = {j.at("chunker").at("min"), j.at("chunker").at("avg"),
+                       j.at("chunker").at("max")};
     } catch (const std::exception &e) {
         return fail("repository config " + cfg.string() + " is damaged: " + e.what());
     }
@@ -149,13 +164,16 @@ Result<> Repository::load_index() {
 std::vector<ChunkId> Repository::chunk_ids() const {
     std::vector<ChunkId> out;
     out.reserve(m_index.size());
-    for (const auto &[id, l] : m_index) out.push_back(id);
+    for (const auto &[id, l] : m_index)
+        out.push_back(id);
     return out;
 }
 
-Result<> Repository::add(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags, std::string_view stored) {
+Result<> Repository::add(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags,
+                         std::string_view stored) {
     if (has(id)) return {}; // callers (the sinks) skip what this save already added
-    m_pending.push_back({id, m_pack_buf.size(), static_cast<std::uint32_t>(stored.size()), raw_len, flags});
+    m_pending.push_back(
+        {id, m_pack_buf.size(), static_cast<std::uint32_t>(stored.size()), raw_len, flags});
     m_pack_buf.append(stored);
     if (m_pack_buf.size() >= pack_target()) return flush();
     return {};
@@ -167,7 +185,8 @@ Result<> Repository::sync_fs() {
     int rc = ::syncfs(fd);
     int e = errno;
     ::close(fd);
-    if (rc != 0) return fail_errno("sync " + m_root.string(), e, "free space where the repository is");
+    if (rc != 0)
+        return fail_errno("sync " + m_root.string(), e, "free space where the repository is");
     return {};
 }
 
@@ -207,7 +226,8 @@ Result<> Repository::sync_batch() {
         BERTH_TRY(fs::write_file_atomic(m_root / "index" / (u.pack_id + ".idx"), idx, 0600, false));
         auto pack = static_cast<std::uint32_t>(m_packs.size());
         m_packs.push_back(u.pack_id);
-        for (const auto &p : u.entries) m_index.emplace(p.id, Location{pack, p.offset, p.stored_len, p.raw_len, p.flags});
+        for (const auto &p : u.entries)
+            m_index.emplace(p.id, Location{pack, p.offset, p.stored_len, p.raw_len, p.flags});
         crash_point("pack-indexed");
     }
     m_unsynced.clear();
@@ -225,8 +245,10 @@ Result<std::string> Repository::read(const ChunkId &id) {
     if (it == m_index.end()) {
         for (const auto &p : m_pending)
             if (p.id == id)
-                return decompress(std::string_view(m_pack_buf).substr(p.offset, p.stored_len), p.flags, p.raw_len);
-        return fail("chunk " + to_hex(id).substr(0, 16) + " is missing from the repository", "run `berth verify`");
+                return decompress(std::string_view(m_pack_buf).substr(p.offset, p.stored_len),
+                                  p.flags, p.raw_len);
+        return fail("chunk " + to_hex(id).substr(0, 16) + " is missing from the repository",
+                    "run `berth verify`");
     }
     const Location &l = it->second;
     if (m_read_pack != l.pack) {
@@ -239,19 +261,24 @@ Result<std::string> Repository::read(const ChunkId &id) {
         }
     }
     std::string stored(l.stored_len, '\0');
-    if (::pread(m_read_fd, stored.data(), stored.size(), static_cast<off_t>(l.offset)) != static_cast<ssize_t>(l.stored_len))
+    if (::pread(m_read_fd, stored.data(), stored.size(), static_cast<off_t>(l.offset)) !=
+        static_cast<ssize_t>(l.stored_len))
         return fail("pack " + m_packs[l.pack] + " is truncated", "run `berth verify`");
     auto raw = decompress(stored, l.flags, l.raw_len);
     if (!raw) return raw;
     if (sha256_id(raw->data(), raw->size()) != id)
-        return fail("chunk " + to_hex(id).substr(0, 16) + " in pack " + m_packs[l.pack].substr(0, 16) + " is damaged",
+        return fail("chunk " + to_hex(id).substr(0, 16) + " in pack " +
+                        m_packs[l.pack].substr(0, 16) + " is damaged",
                     "the repository's disk corrupted it; run `berth verify`");
     return raw;
 }
 
-Result<std::pair<std::uint8_t, std::string>> Repository::read_stored(const ChunkId &id, std::uint32_t &raw_len) {
+Result<std::pair<std::uint8_t, std::string>> Repository::read_stored(const ChunkId &id,
+                                                                     std::uint32_t &raw_len) {
     auto it = m_index.find(id);
-    if (it == m_index.end()) return fail("chunk " + to_hex(id).substr(0, 16) + " is missing from the repository", "run `berth verify`");
+    if (it == m_index.end())
+        return fail("chunk " + to_hex(id).substr(0, 16) + " is missing from the repository",
+                    "run `berth verify`");
     const Location &l = it->second;
     if (m_read_pack != l.pack) {
         if (m_read_fd >= 0) ::close(m_read_fd);
@@ -263,7 +290,8 @@ Result<std::pair<std::uint8_t, std::string>> Repository::read_stored(const Chunk
         }
     }
     std::string stored(l.stored_len, '\0');
-    if (::pread(m_read_fd, stored.data(), stored.size(), static_cast<off_t>(l.offset)) != static_cast<ssize_t>(l.stored_len))
+    if (::pread(m_read_fd, stored.data(), stored.size(), static_cast<off_t>(l.offset)) !=
+        static_cast<ssize_t>(l.stored_len))
         return fail("pack " + m_packs[l.pack] + " is truncated", "run `berth verify`");
     raw_len = l.raw_len;
     return std::make_pair(l.flags, std::move(stored));
@@ -291,8 +319,9 @@ Result<Tree> Repository::get_tree(const std::string &id) {
     if (file->size() < 9) return fail("tree " + id.substr(0, 16) + " is damaged");
     std::uint64_t raw_len;
     std::memcpy(&raw_len, file->data() + file->size() - 8, 8);
-    auto bytes = decompress(std::string_view(*file).substr(1, file->size() - 9), static_cast<std::uint8_t>((*file)[0]),
-                            static_cast<std::size_t>(raw_len));
+    auto bytes =
+        decompress(std::string_view(*file).substr(1, file->size() - 9),
+                   static_cast<std::uint8_t>((*file)[0]), static_cast<std::size_t>(raw_len));
     if (!bytes) return tl::unexpected(bytes.error());
     if (to_hex(sha256_id(bytes->data(), bytes->size())) != id)
         return fail("tree " + id.substr(0, 16) + " is damaged", "run `berth verify`");
@@ -314,7 +343,9 @@ Result<std::vector<Snapshot>> Repository::snapshots() {
         auto s = parse_snapshot(*text);
         if (s) out.push_back(*s);
     }
-    std::sort(out.begin(), out.end(), [](const Snapshot &a, const Snapshot &b) { return a.time < b.time || (a.time == b.time && a.id < b.id); });
+    std::sort(out.begin(), out.end(), [](const Snapshot &a, const Snapshot &b) {
+        return a.time < b.time || (a.time == b.time && a.id < b.id);
+    });
     return out;
 }
 
@@ -322,15 +353,18 @@ Result<Snapshot> Repository::find_snapshot(const std::string &ref) {
     auto all = snapshots();
     if (!all) return tl::unexpected(all.error());
     if (ref == "latest") {
-        if (all->empty()) return fail("the repository has no snapshots", "save one with `berth save`");
+        if (all->empty())
+            return fail("the repository has no snapshots", "save one with `berth save`");
         return all->back();
     }
     std::vector<Snapshot> hits;
     for (const auto &s : *all)
         if (s.id.rfind(ref, 0) == 0) hits.push_back(s);
     if (hits.size() == 1) return hits[0];
-    if (hits.empty()) return fail("no snapshot '" + ref + "' in " + m_root.string(), "see `berth snapshots`");
-    return fail("snapshot '" + ref + "' is ambiguous (" + std::to_string(hits.size()) + " match)", "give more of its id");
+    if (hits.empty())
+        return fail("no snapshot '" + ref + "' in " + m_root.string(), "see `berth snapshots`");
+    return fail("snapshot '" + ref + "' is ambiguous (" + std::to_string(hits.size()) + " match)",
+                "give more of its id");
 }
 
 Result<> Repository::forget(const std::string &ref) {
@@ -347,7 +381,8 @@ Result<VerifyReport> Repository::verify(const std::function<void(std::uint64_t)>
     if (!snaps) return tl::unexpected(snaps.error());
     rep.snapshots = snaps->size();
     std::set<std::string> trees;
-    for (const auto &s : *snaps) trees.insert(s.tree);
+    for (const auto &s : *snaps)
+        trees.insert(s.tree);
     for (const auto &t : trees) {
         auto tree = get_tree(t);
         if (!tree) {
@@ -357,12 +392,16 @@ Result<VerifyReport> Repository::verify(const std::function<void(std::uint64_t)>
         ++rep.trees;
         for (const auto &e : tree->entries)
             for (const auto &c : e.chunks)
-                if (!has(c)) rep.problems.push_back("chunk " + to_hex(c).substr(0, 16) + " of " + e.path + " is missing");
+                if (!has(c))
+                    rep.problems.push_back("chunk " + to_hex(c).substr(0, 16) + " of " + e.path +
+                                           " is missing");
     }
     for (const auto &[id, l] : m_index) {
         auto raw = read(id);
-        if (!raw) rep.problems.push_back(raw.error().what);
-        else rep.bytes += raw->size();
+        if (!raw)
+            rep.problems.push_back(raw.error().what);
+        else
+            rep.bytes += raw->size();
         ++rep.chunks;
         if (progress) progress(l.raw_len);
     }
@@ -379,10 +418,12 @@ Result<PruneReport> Repository::prune() {
         auto t = get_tree(s.tree);
         if (!t) return fail("cannot prune: " + t.error().what, "run `berth verify` first");
         used_trees.insert(s.tree);
-        for (const auto &e : t->entries) used.insert(e.chunks.begin(), e.chunks.end());
+        for (const auto &e : t->entries)
+            used.insert(e.chunks.begin(), e.chunks.end());
     }
     std::vector<std::uint64_t> live(m_packs.size(), 0), dead(m_packs.size(), 0);
-    for (const auto &[id, l] : m_index) (used.count(id) ? live : dead)[l.pack] += l.stored_len;
+    for (const auto &[id, l] : m_index)
+        (used.count(id) ? live : dead)[l.pack] += l.stored_len;
     std::error_code ec;
     for (std::size_t p = 0; p < m_packs.size(); ++p) {
         if (live[p] == 0) {

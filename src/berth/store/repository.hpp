@@ -16,8 +16,8 @@
 
 #include "store/chunker.hpp"
 #include "store/objects.hpp"
-#include <cstring>
 #include "util/result.hpp"
+#include <cstring>
 
 #include <filesystem>
 #include <functional>
@@ -72,7 +72,8 @@ public:
     std::vector<ChunkId> chunk_ids() const;
 
     // Adds a chunk (already compressed as `flags` says) to the pack being written.
-    Result<> add(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags, std::string_view stored);
+    Result<> add(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags,
+                 std::string_view stored);
     // Writes the pending pack. Packs are made durable in batches (one syncfs), and only then
     // get their indexes; commit() finishes the last batch and makes the indexes durable.
     Result<> flush();
@@ -82,7 +83,8 @@ public:
     // The chunk's plain bytes, checked against its id.
     Result<std::string> read(const ChunkId &id);
     // The chunk as stored (compressed or not), for sending; the receiver checks the hash.
-    Result<std::pair<std::uint8_t, std::string>> read_stored(const ChunkId &id, std::uint32_t &raw_len);
+    Result<std::pair<std::uint8_t, std::string>> read_stored(const ChunkId &id,
+                                                             std::uint32_t &raw_len);
 
     Result<std::string> put_tree(const Tree &t);
     Result<Tree> get_tree(const std::string &id);

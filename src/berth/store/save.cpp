@@ -24,9 +24,11 @@ stdfs::path cache_dir() {
     return (x && *x == '/' ? stdfs::path(x) : paths::home() / ".cache") / "berth";
 }
 
-stdfs::path cache_file_for(const std::string &repo_id, const stdfs::path &root, const std::vector<std::string> &paths) {
+stdfs::path cache_file_for(const std::string &repo_id, const stdfs::path &root,
+                           const std::vector<std::string> &paths) {
     std::string key = repo_id + '\0' + root.string();
-    for (const auto &p : paths) key += '\0' + p;
+    for (const auto &p : paths)
+        key += '\0' + p;
     return cache_dir() / "files" / to_hex(sha256_id(key.data(), key.size())).substr(0, 32);
 }
 
@@ -40,8 +42,10 @@ InodeMap load_cache(const stdfs::path &file, const std::string &tree_id) {
     InodeMap m;
     auto bytes = fs::read_file(file);
     std::size_t head = sizeof k_cache_magic - 1;
-    if (!bytes || bytes->size() < head + 64 || bytes->compare(0, head, k_cache_magic) != 0) return m;
-    if (tree_id.empty() || bytes->compare(head, 64, tree_id) != 0) return m; // cache of another tree
+    if (!bytes || bytes->size() < head + 64 || bytes->compare(0, head, k_cache_magic) != 0)
+        return m;
+    if (tree_id.empty() || bytes->compare(head, 64, tree_id) != 0)
+        return m; // cache of another tree
     for (std::size_t p = head + 64; p + 12 <= bytes->size();) {
         std::uint64_t ino;
         std::uint32_t len;
@@ -80,8 +84,9 @@ struct Walker {
     Result<> file(const std::string &rel, const stdfs::path &abs, const struct stat &st, Entry &e) {
         auto it = parent.find(rel);
         auto ino = parent_inodes.find(rel);
-        if (it != parent.end() && it->second->type == EntryType::file && it->second->size == e.size &&
-            it->second->mtime_ns == e.mtime_ns && ino != parent_inodes.end() && ino->second == st.st_ino) {
+        if (it != parent.end() && it->second->type == EntryType::file &&
+            it->second->size == e.size && it->second->mtime_ns == e.mtime_ns &&
+            ino != parent_inodes.end() && ino->second == st.st_ino) {
             e.chunks = it->second->chunks; // unchanged: not read at all
             sink.progress(e.size);
             return {};
@@ -128,7 +133,8 @@ struct Walker {
         if (!sink.has(id)) {
             ++stats.new_chunks;
             stats.new_bytes += n;
-            BERTH_TRY(sink.new_chunk(id, std::string_view(reinterpret_cast<const char *>(data), n)));
+            BERTH_TRY(
+                sink.new_chunk(id, std::string_view(reinterpret_cast<const char *>(data), n)));
         }
         sink.progress(n);
         return {};
@@ -136,8 +142,9 @@ struct Walker {
 
     Result<> walk(const std::string &rel) {
         stdfs::path abs = rel.empty() ? opt.root : opt.root / rel;
-        struct stat st{};
-        if (::lstat(abs.c_str(), &st) != 0) return fail_errno(abs.string(), errno, "check the path");
+        struct stat st {};
+        if (::lstat(abs.c_str(), &st) != 0)
+            return fail_errno(abs.string(), errno, "check the path");
         Entry e;
         e.path = rel;
         e.mode = st.st_mode & 07777;
@@ -168,7 +175,8 @@ struct Walker {
             ::closedir(d);
             std::sort(names.begin(), names.end());
             if (!rel.empty()) entries.push_back(e);
-            for (const auto &n : names) BERTH_TRY(walk(rel.empty() ? n : rel + "/" + n));
+            for (const auto &n : names)
+                BERTH_TRY(walk(rel.empty() ? n : rel + "/" + n));
             return {};
         } else {
             return {}; // sockets, FIFOs, devices: no bytes to keep
@@ -187,7 +195,8 @@ void pre_count(const stdfs::path &p, std::uint64_t &bytes, std::uint64_t &files)
         ++files;
         return;
     }
-    for (auto it = stdfs::recursive_directory_iterator(p, stdfs::directory_options::skip_permission_denied, ec);
+    for (auto it = stdfs::recursive_directory_iterator(
+             p, stdfs::directory_options::skip_permission_denied, ec);
          it != stdfs::recursive_directory_iterator(); it.increment(ec)) {
         if (ec) break;
         if (it->is_regular_file(ec) && !it->is_symlink(ec)) {
@@ -209,13 +218,15 @@ Result<> SaveSink::new_chunk(const ChunkId &id, std::string_view raw) {
 Result<SaveStats> save_tree(const SaveOptions &opt, SaveSink &sink) {
     Walker w{opt, sink};
     if (opt.parent) {
-        for (const auto &e : opt.parent->entries) w.parent.emplace(e.path, &e);
+        for (const auto &e : opt.parent->entries)
+            w.parent.emplace(e.path, &e);
         w.parent_inodes = load_cache(opt.cache_file, opt.parent_tree_id);
     }
     std::uint64_t total = 0, files = 0;
     std::vector<std::string> paths = opt.paths.empty() ? std::vector<std::string>{""} : opt.paths;
     if (sink.wants_total()) {
-        for (const auto &p : paths) pre_count(p.empty() ? opt.root : opt.root / p, total, files);
+        for (const auto &p : paths)
+            pre_count(p.empty() ? opt.root : opt.root / p, total, files);
         sink.total(total, files);
     }
     for (const auto &p : paths) {
@@ -225,11 +236,18 @@ Result<SaveStats> save_tree(const SaveOptions &opt, SaveSink &sink) {
             for (const auto &part : str::split(p, '/')) {
                 acc = acc.empty() ? part : acc + "/" + part;
                 if (acc == p) break;
-                struct stat st{};
+                struct stat st {};
                 if (::stat((opt.root / acc).c_str(), &st) == 0) {
-                    Entry d{acc, EntryType::dir, static_cast<std::uint32_t>(st.st_mode & 07777),
-                            static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
-                            0, st.st_uid, st.st_gid, {}, {}};
+                    Entry d{acc,
+                            EntryType::dir,
+                            static_cast<std::uint32_t>(st.st_mode & 07777),
+                            static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 +
+                                st.st_mtim.tv_nsec,
+                            0,
+                            st.st_uid,
+                            st.st_gid,
+                            {},
+                            {}};
                     w.entries.push_back(d);
                 }
             }
@@ -254,8 +272,10 @@ Result<SaveStats> save_tree(const SaveOptions &opt, SaveSink &sink) {
 }
 
 Result<Tree> finish_tree(std::vector<Entry> entries) {
-    std::sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) { return a.path < b.path; });
-    entries.erase(std::unique(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) { return a.path == b.path; }),
+    std::sort(entries.begin(), entries.end(),
+              [](const Entry &a, const Entry &b) { return a.path < b.path; });
+    entries.erase(std::unique(entries.begin(), entries.end(),
+                              [](const Entry &a, const Entry &b) { return a.path == b.path; }),
                   entries.end());
     Tree t{std::move(entries)};
     BERTH_TRY(check_tree(t));
@@ -267,7 +287,8 @@ Result<> check_tree(const Tree &t) {
         BERTH_TRY(check_entry_path(e.path));
         if (e.type != EntryType::symlink) continue;
         if (e.target.empty() || e.target[0] == '/')
-            return fail("unsafe symlink in snapshot: '" + e.path + "' -> '" + e.target + "' points outside the restore",
+            return fail("unsafe symlink in snapshot: '" + e.path + "' -> '" + e.target +
+                            "' points outside the restore",
                         "the repository may be tampered with");
         // Resolve lexically from the link's directory: it must stay inside the root.
         std::vector<std::string> stack;
@@ -278,7 +299,8 @@ Result<> check_tree(const Tree &t) {
             if (part.empty() || part == ".") continue;
             if (part == "..") {
                 if (stack.empty())
-                    return fail("unsafe symlink in snapshot: '" + e.path + "' -> '" + e.target + "' escapes the restore",
+                    return fail("unsafe symlink in snapshot: '" + e.path + "' -> '" + e.target +
+                                    "' escapes the restore",
                                 "the repository may be tampered with");
                 stack.pop_back();
             } else {
@@ -306,8 +328,10 @@ Result<int> open_parent(int rootfd, const std::string &rel, const stdfs::path &t
         int e = errno;
         ::close(fd);
         if (next < 0)
-            return fail_errno("refusing to restore through " + (target / rel).parent_path().string() +
-                                  " (not a plain directory)", e);
+            return fail_errno("refusing to restore through " +
+                                  (target / rel).parent_path().string() +
+                                  " (not a plain directory)",
+                              e);
         fd = next;
     }
     return fd;
@@ -323,7 +347,8 @@ Result<> write_file(int dirfd, const Entry &e, const stdfs::path &target, const 
     std::string name = base_name(e.path);
     std::string tmp = "." + name + ".berth-tmp";
     ::unlinkat(dirfd, tmp.c_str(), 0);
-    int fd = ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int fd =
+        ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) return fail_errno((target / e.path).string(), errno);
     Result<> r;
     std::uint64_t written = 0;
@@ -337,27 +362,35 @@ Result<> write_file(int dirfd, const Entry &e, const stdfs::path &target, const 
         while (!v.empty() && r) {
             ssize_t n = ::write(fd, v.data(), v.size());
             if (n < 0 && errno == EINTR) continue;
-            if (n < 0) r = fail_errno((target / e.path).string(), errno, "free space at the restore target; nothing was left half-written");
-            else v.remove_prefix(static_cast<std::size_t>(n));
+            if (n < 0)
+                r = fail_errno((target / e.path).string(), errno,
+                               "free space at the restore target; nothing was left half-written");
+            else
+                v.remove_prefix(static_cast<std::size_t>(n));
         }
         written += data->size();
         if (progress) progress(data->size());
     }
-    if (r && written != e.size) r = fail((target / e.path).string() + ": restored size differs from the snapshot");
+    if (r && written != e.size)
+        r = fail((target / e.path).string() + ": restored size differs from the snapshot");
     if (r) ::fchown(fd, e.uid, e.gid);
     if (r && ::fchmod(fd, e.mode) != 0) r = fail_errno((target / e.path).string(), errno);
-    struct timespec ts[2] = {{0, UTIME_OMIT}, {static_cast<time_t>(e.mtime_ns / 1000000000), static_cast<long>(e.mtime_ns % 1000000000)}};
+    struct timespec ts[2] = {
+        {0, UTIME_OMIT},
+        {static_cast<time_t>(e.mtime_ns / 1000000000), static_cast<long>(e.mtime_ns % 1000000000)}};
     if (r && ::futimens(fd, ts) != 0) r = fail_errno((target / e.path).string(), errno);
     ::close(fd);
-    if (r && ::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) r = fail_errno((target / e.path).string(), errno);
+    if (r && ::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0)
+        r = fail_errno((target / e.path).string(), errno);
     if (!r) ::unlinkat(dirfd, tmp.c_str(), 0);
     return r;
 }
 
 } // namespace
 
-Result<RestoreStats> restore_tree(const Tree &t, const std::string &tree_id, const stdfs::path &target,
-                                  const ChunkSource &source, const stdfs::path &cache_file,
+Result<RestoreStats> restore_tree(const Tree &t, const std::string &tree_id,
+                                  const stdfs::path &target, const ChunkSource &source,
+                                  const stdfs::path &cache_file,
                                   const std::function<void(std::uint64_t)> &progress) {
     BERTH_TRY(check_tree(t)); // before anything is written
     BERTH_TRY(fs::make_dirs(target, 0755));
@@ -389,8 +422,9 @@ Result<RestoreStats> restore_tree(const Tree &t, const std::string &tree_id, con
             break;
         }
         r = write_file(*pfd, e, target, source, progress);
-        struct stat sst{};
-        if (r && ::fstatat(*pfd, base_name(e.path).c_str(), &sst, AT_SYMLINK_NOFOLLOW) == 0) inodes[e.path] = sst.st_ino;
+        struct stat sst {};
+        if (r && ::fstatat(*pfd, base_name(e.path).c_str(), &sst, AT_SYMLINK_NOFOLLOW) == 0)
+            inodes[e.path] = sst.st_ino;
         ::close(*pfd);
         if (!r) break;
         ++st.files;
@@ -404,7 +438,8 @@ Result<RestoreStats> restore_tree(const Tree &t, const std::string &tree_id, con
         }
         std::string name = base_name(links[i]->path);
         ::unlinkat(*pfd, name.c_str(), 0);
-        if (::symlinkat(links[i]->target.c_str(), *pfd, name.c_str()) != 0) r = fail_errno((target / links[i]->path).string(), errno);
+        if (::symlinkat(links[i]->target.c_str(), *pfd, name.c_str()) != 0)
+            r = fail_errno((target / links[i]->path).string(), errno);
         ::close(*pfd);
         ++st.symlinks;
     }
@@ -415,7 +450,9 @@ Result<RestoreStats> restore_tree(const Tree &t, const std::string &tree_id, con
         std::string name = base_name(e.path);
         ::fchownat(*pfd, name.c_str(), e.uid, e.gid, AT_SYMLINK_NOFOLLOW);
         ::fchmodat(*pfd, name.c_str(), e.mode, 0);
-        struct timespec ts[2] = {{0, UTIME_OMIT}, {static_cast<time_t>(e.mtime_ns / 1000000000), static_cast<long>(e.mtime_ns % 1000000000)}};
+        struct timespec ts[2] = {{0, UTIME_OMIT},
+                                 {static_cast<time_t>(e.mtime_ns / 1000000000),
+                                  static_cast<long>(e.mtime_ns % 1000000000)}};
         ::utimensat(*pfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
         ::close(*pfd);
     }

@@ -26,7 +26,8 @@ public:
     virtual ~SaveSink() = default;
     virtual bool has(const ChunkId &id) = 0;
     // A chunk, already in its stored form (compressed or raw as flags say).
-    virtual Result<> chunk(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags, std::string_view stored) = 0;
+    virtual Result<> chunk(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags,
+                           std::string_view stored) = 0;
     // A chunk the repository lacks, as plain bytes. The default compresses it here and calls
     // chunk(); a sink may do that on another thread (the walker keeps reading meanwhile).
     virtual Result<> new_chunk(const ChunkId &id, std::string_view raw);
@@ -44,20 +45,20 @@ protected:
 };
 
 struct SaveStats {
-    std::uint64_t files = 0, dirs = 0, bytes = 0;      // what the snapshot holds
-    std::uint64_t bytes_read = 0, files_read = 0;      // what had to be read
-    std::uint64_t new_chunks = 0, new_bytes = 0;       // raw bytes the repository lacked
-    std::uint64_t stored_bytes = 0;                    // their size as stored (compressed)
-    std::string tree_id;                               // computed from the sorted entries
+    std::uint64_t files = 0, dirs = 0, bytes = 0; // what the snapshot holds
+    std::uint64_t bytes_read = 0, files_read = 0; // what had to be read
+    std::uint64_t new_chunks = 0, new_bytes = 0;  // raw bytes the repository lacked
+    std::uint64_t stored_bytes = 0;               // their size as stored (compressed)
+    std::string tree_id;                          // computed from the sorted entries
 };
 
 struct SaveOptions {
-    std::filesystem::path root;        // "/" or a directory
-    std::vector<std::string> paths;    // relative to root; empty: root itself
-    const Tree *parent = nullptr;      // the previous snapshot of the same source
+    std::filesystem::path root;     // "/" or a directory
+    std::vector<std::string> paths; // relative to root; empty: root itself
+    const Tree *parent = nullptr;   // the previous snapshot of the same source
     std::string parent_tree_id;
     ChunkerParams chunker;
-    std::filesystem::path cache_file;  // path -> inode map for unchanged detection
+    std::filesystem::path cache_file; // path -> inode map for unchanged detection
 };
 
 // Walks, chunks and feeds the sink; writes the inode cache for the new tree at the end.
@@ -77,8 +78,9 @@ struct RestoreStats {
 // Writes the tree under target: each file through a temp name, every chunk checked against its
 // id, modes and mtimes kept, symlinks last. Refuses unsafe trees before writing anything.
 // Writes the inode cache so the next save from target reads nothing unchanged.
-Result<RestoreStats> restore_tree(const Tree &t, const std::string &tree_id, const std::filesystem::path &target,
-                                  const ChunkSource &source, const std::filesystem::path &cache_file,
+Result<RestoreStats> restore_tree(const Tree &t, const std::string &tree_id,
+                                  const std::filesystem::path &target, const ChunkSource &source,
+                                  const std::filesystem::path &cache_file,
                                   const std::function<void(std::uint64_t)> &progress);
 
 // Where this machine keeps inode caches: /storage/.berth/cache on a machine with a store,

@@ -20,7 +20,9 @@ struct IdHash {
     }
 };
 
-template <class T> void put(std::string &out, T v) { out.append(reinterpret_cast<const char *>(&v), sizeof v); }
+template <class T> void put(std::string &out, T v) {
+    out.append(reinterpret_cast<const char *>(&v), sizeof v);
+}
 template <class T> T get(const std::string &s, std::size_t at) {
     T v;
     std::memcpy(&v, s.data() + at, sizeof v);
@@ -52,7 +54,8 @@ void put_blob(std::string &out, const std::string &b) {
     out += b;
 }
 
-std::string chunk_record(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags, std::string_view stored) {
+std::string chunk_record(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags,
+                         std::string_view stored) {
     std::string r(1, 'C');
     r.append(reinterpret_cast<const char *>(id.data()), 32);
     put(r, raw_len);
@@ -91,7 +94,8 @@ public:
         : m_fd(fd), m_known(std::move(known)), m_totals(totals) {}
     bool wants_total() const override { return m_totals; }
     bool has(const ChunkId &id) override { return m_known.count(id) != 0; }
-    Result<> chunk(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags, std::string_view stored) override {
+    Result<> chunk(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags,
+                   std::string_view stored) override {
         m_known.insert(id);
         return proc::write_all(m_fd, chunk_record(id, raw_len, flags, stored));
     }
@@ -155,32 +159,40 @@ int agent_save_stream(int in_fd, int out_fd) {
     SaveOptions opt;
     opt.root = h.value("root", std::string("/"));
     opt.paths = h.value("paths", std::vector<std::string>{});
-    opt.chunker = {h["chunker"].value("min", 131072ul), h["chunker"].value("avg", 524288ul), h["chunker"].value("max", 2097152ul)};
+    opt.chunker = {h["chunker"].value("min", 131072ul), h["chunker"].value("avg", 524288ul),
+                   h["chunker"].value("max", 2097152ul)};
     opt.parent = has_parent ? &parent : nullptr;
     opt.parent_tree_id = h.value("parent_tree", std::string());
     opt.cache_file = cache_file_for(h.value("repo_id", std::string()), opt.root, opt.paths);
     StreamSink sink(out_fd, std::move(known), h.value("progress", false));
     auto stats = save_tree(opt, sink);
     if (!stats) return answer_error(out_fd, stats.error());
-    nlohmann::json j{{"files", stats->files}, {"dirs", stats->dirs}, {"bytes", stats->bytes},
-                     {"bytes_read", stats->bytes_read}, {"files_read", stats->files_read},
-                     {"new_chunks", stats->new_chunks}, {"new_bytes", stats->new_bytes},
-                     {"stored_bytes", stats->stored_bytes}, {"tree", stats->tree_id}};
+    nlohmann::json j{{"files", stats->files},           {"dirs", stats->dirs},
+                     {"bytes", stats->bytes},           {"bytes_read", stats->bytes_read},
+                     {"files_read", stats->files_read}, {"new_chunks", stats->new_chunks},
+                     {"new_bytes", stats->new_bytes},   {"stored_bytes", stats->stored_bytes},
+                     {"tree", stats->tree_id}};
     std::string r(1, 'Z');
     put_blob(r, j.dump());
     return proc::write_all(out_fd, r) ? 0 : 1;
 }
 
-Result<SaveStats> client_save(int to_agent, int from_agent, const RemoteSave &req, const std::vector<ChunkId> &known,
-                              SaveSink &sink) {
-    nlohmann::json h{{"root", req.root}, {"paths", req.paths}, {"repo_id", req.repo_id},
-                     {"parent_tree", req.parent_tree_id}, {"progress", sink.wants_total()},
-                     {"chunker", {{"min", req.chunker.min}, {"avg", req.chunker.avg}, {"max", req.chunker.max}}}};
+Result<SaveStats> client_save(int to_agent, int from_agent, const RemoteSave &req,
+                              const std::vector<ChunkId> &known, SaveSink &sink) {
+    nlohmann::json h{
+        {"root", req.root},
+        {"paths", req.paths},
+        {"repo_id", req.repo_id},
+        {"parent_tree", req.parent_tree_id},
+        {"progress", sink.wants_total()},
+        {"chunker",
+         {{"min", req.chunker.min}, {"avg", req.chunker.avg}, {"max", req.chunker.max}}}};
     std::string msg = h.dump() + "\n";
     put_blob(msg, req.parent ? serialize(*req.parent) : std::string());
     std::string ids;
     ids.reserve(known.size() * 32);
-    for (const auto &id : known) ids.append(reinterpret_cast<const char *>(id.data()), 32);
+    for (const auto &id : known)
+        ids.append(reinterpret_cast<const char *>(id.data()), 32);
     put_blob(msg, ids);
     BERTH_TRY(proc::write_all(to_agent, msg));
     ::close(to_agent);
@@ -241,7 +253,9 @@ Result<SaveStats> client_save(int to_agent, int from_agent, const RemoteSave &re
             s.tree_id = j.value("tree", std::string());
             return s;
         }
-        default: return fail("unexpected record in the save stream (is berth the same version on the machine?)");
+        default:
+            return fail(
+                "unexpected record in the save stream (is berth the same version on the machine?)");
         }
     }
 }
@@ -264,27 +278,35 @@ int agent_restore_stream(int in_fd, int out_fd) {
         if (c->id != want) return fail("the restore stream sent the wrong chunk");
         auto raw = decompress(c->stored, c->flags, c->raw_len);
         if (!raw) return raw;
-        if (sha256_id(raw->data(), raw->size()) != want) return fail("a chunk failed its hash check during restore");
+        if (sha256_id(raw->data(), raw->size()) != want)
+            return fail("a chunk failed its hash check during restore");
         return raw;
     };
     auto st = restore_tree(*t, tree_id, target, source,
-                           cache_file_for(h.value("repo_id", std::string()), h.value("cache_root", target),
+                           cache_file_for(h.value("repo_id", std::string()),
+                                          h.value("cache_root", target),
                                           h.value("cache_paths", std::vector<std::string>{})),
                            nullptr);
     if (!st) return answer_error(out_fd, st.error());
-    nlohmann::json j{{"files", st->files}, {"dirs", st->dirs}, {"symlinks", st->symlinks}, {"bytes", st->bytes}};
+    nlohmann::json j{
+        {"files", st->files}, {"dirs", st->dirs}, {"symlinks", st->symlinks}, {"bytes", st->bytes}};
     std::string r(1, 'Z');
     put_blob(r, j.dump());
     return proc::write_all(out_fd, r) ? 0 : 1;
 }
 
-Result<RestoreStats> client_restore(int to_agent, int from_agent, const Tree &t, const std::string &tree_id,
-                                    const std::string &target, const std::string &repo_id,
-                                    const std::vector<std::string> &paths, const StoredChunk &get_chunk,
+Result<RestoreStats> client_restore(int to_agent, int from_agent, const Tree &t,
+                                    const std::string &tree_id, const std::string &target,
+                                    const std::string &repo_id,
+                                    const std::vector<std::string> &paths,
+                                    const StoredChunk &get_chunk,
                                     const std::function<void(std::uint64_t)> &progress) {
     BERTH_TRY(check_tree(t));
-    nlohmann::json h{{"target", target}, {"tree", tree_id}, {"repo_id", repo_id},
-                     {"cache_root", target}, {"cache_paths", paths}};
+    nlohmann::json h{{"target", target},
+                     {"tree", tree_id},
+                     {"repo_id", repo_id},
+                     {"cache_root", target},
+                     {"cache_paths", paths}};
     std::string msg = h.dump() + "\n";
     put_blob(msg, serialize(t));
     BERTH_TRY(proc::write_all(to_agent, msg));
@@ -298,7 +320,8 @@ Result<RestoreStats> client_restore(int to_agent, int from_agent, const Tree &t,
                 sent = tl::unexpected(stored.error());
                 break;
             }
-            sent = proc::write_all(to_agent, chunk_record(c, raw_len, stored->first, stored->second));
+            sent =
+                proc::write_all(to_agent, chunk_record(c, raw_len, stored->first, stored->second));
             if (!sent) break;
             if (progress) progress(raw_len);
         }
@@ -308,7 +331,8 @@ Result<RestoreStats> client_restore(int to_agent, int from_agent, const Tree &t,
     auto type = proc::read_exact(from_agent, 1);
     if (!type) return tl::unexpected(sent ? type.error() : sent.error());
     auto b = read_blob(from_agent);
-    if ((*type)[0] == 'X') return fail("on the machine: " + (b ? *b : std::string("unknown error")));
+    if ((*type)[0] == 'X')
+        return fail("on the machine: " + (b ? *b : std::string("unknown error")));
     if (!sent) return tl::unexpected(sent.error());
     if (!b) return tl::unexpected(b.error());
     auto j = nlohmann::json::parse(*b, nullptr, false);

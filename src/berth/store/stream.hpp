@@ -24,7 +24,7 @@ int agent_save_stream(int in_fd, int out_fd);
 int agent_restore_stream(int in_fd, int out_fd);
 
 struct RemoteSave {
-    std::string root;                  // "/"
+    std::string root; // "/"
     std::vector<std::string> paths;
     std::string repo_id;
     ChunkerParams chunker;
@@ -37,9 +37,11 @@ Result<SaveStats> client_save(int to_agent, int from_agent, const RemoteSave &re
                               const std::vector<ChunkId> &known, SaveSink &sink);
 
 // Client side of a restore: sends the tree and every file's chunks, in stored form.
-using StoredChunk = std::function<Result<std::pair<std::uint8_t, std::string>>(const ChunkId &, std::uint32_t &raw_len)>;
-Result<RestoreStats> client_restore(int to_agent, int from_agent, const Tree &t, const std::string &tree_id,
-                                    const std::string &target, const std::string &repo_id,
+using StoredChunk = std::function<Result<std::pair<std::uint8_t, std::string>>(
+    const ChunkId &, std::uint32_t &raw_len)>;
+Result<RestoreStats> client_restore(int to_agent, int from_agent, const Tree &t,
+                                    const std::string &tree_id, const std::string &target,
+                                    const std::string &repo_id,
                                     const std::vector<std::string> &paths, const StoredChunk &get,
                                     const std::function<void(std::uint64_t)> &progress);
 

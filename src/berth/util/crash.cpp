@@ -34,7 +34,8 @@ void pause_here() {
     std::string reached = std::string(file) + ".reached";
     int fd = ::open(reached.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     if (fd >= 0) ::close(fd);
-    while (::access(file, F_OK) == 0) ::usleep(10000);
+    while (::access(file, F_OK) == 0)
+        ::usleep(10000);
 }
 
 } // namespace

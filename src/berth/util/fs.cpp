@@ -18,7 +18,7 @@ tl::unexpected<Error> fail_errno(const std::string &what, int err, std::string f
 namespace berth::fs {
 
 Result<std::optional<struct stat>> lstat_opt(const stdfs::path &p) {
-    struct stat st{};
+    struct stat st {};
     if (::lstat(p.c_str(), &st) == 0) return st;
     if (errno == ENOENT || errno == ENOTDIR) return std::optional<struct stat>{};
     return fail_errno(p.string(), errno);
@@ -74,7 +74,8 @@ static Result<> write_all(int fd, std::string_view data, const stdfs::path &p) {
     return {};
 }
 
-Result<> write_file_atomic(const stdfs::path &p, std::string_view content, mode_t mode, bool durable) {
+Result<> write_file_atomic(const stdfs::path &p, std::string_view content, mode_t mode,
+                           bool durable) {
     stdfs::path tmp = temp_sibling(p);
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0) return fail_errno(tmp.parent_path().string(), errno);
@@ -93,7 +94,7 @@ Result<> write_file_atomic(const stdfs::path &p, std::string_view content, mode_
 
 Result<> make_dirs(const stdfs::path &dir, mode_t mode) {
     if (dir.empty()) return {};
-    struct stat st{};
+    struct stat st {};
     if (::stat(dir.c_str(), &st) == 0) {
         if (S_ISDIR(st.st_mode)) return {};
         return fail(dir.string() + " exists and is not a directory", "move it away");
@@ -128,7 +129,7 @@ Result<> probe_writable(const stdfs::path &dir) {
 }
 
 Result<std::uint64_t> free_bytes(const stdfs::path &dir) {
-    struct statvfs v{};
+    struct statvfs v {};
     if (::statvfs(dir.c_str(), &v) != 0) return fail_errno(dir.string(), errno);
     return static_cast<std::uint64_t>(v.f_bavail) * v.f_frsize;
 }

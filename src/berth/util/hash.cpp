@@ -20,9 +20,13 @@ Sha256::Sha256() : m_impl(std::make_unique<Impl>()) {
         throw std::runtime_error("OpenSSL: cannot initialise SHA-256");
 }
 
-Sha256::~Sha256() { EVP_MD_CTX_free(m_impl->ctx); }
+Sha256::~Sha256() {
+    EVP_MD_CTX_free(m_impl->ctx);
+}
 
-void Sha256::update(const void *data, std::size_t n) { EVP_DigestUpdate(m_impl->ctx, data, n); }
+void Sha256::update(const void *data, std::size_t n) {
+    EVP_DigestUpdate(m_impl->ctx, data, n);
+}
 
 std::string Sha256::hex_digest() {
     unsigned char md[EVP_MAX_MD_SIZE];

@@ -38,7 +38,8 @@ Result<FileLock> FileLock::acquire(const std::filesystem::path &p, std::chrono::
             char buf[32] = {};
             ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
             ::close(fd);
-            std::string holder = n > 0 ? str::trim(std::string(buf, static_cast<std::size_t>(n))) : "?";
+            std::string holder =
+                n > 0 ? str::trim(std::string(buf, static_cast<std::size_t>(n))) : "?";
             return fail("another berth (pid " + holder + ") is working on this store",
                         "wait for it to finish, then rerun", 4);
         }

@@ -74,14 +74,17 @@ Result<int> http_status(const std::string &host, int port, const std::string &pa
     if (fd < 0) return fail_errno(host + ":" + std::to_string(port), err);
     int flags = ::fcntl(fd, F_GETFL);
     ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-    timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+    timeval tv{static_cast<time_t>(timeout.count() / 1000),
+               static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string req = "GET " + path + " HTTP/1.0\r\nHost: " + host + ":" + std::to_string(port) + "\r\n\r\n";
+    std::string req =
+        "GET " + path + " HTTP/1.0\r\nHost: " + host + ":" + std::to_string(port) + "\r\n\r\n";
     (void)!::write(fd, req.data(), req.size());
     char buf[64] = {};
     ssize_t n = ::read(fd, buf, sizeof buf - 1);
     ::close(fd);
-    if (n < 12 || std::strncmp(buf, "HTTP/1.", 7) != 0) return fail("no HTTP answer from port " + std::to_string(port));
+    if (n < 12 || std::strncmp(buf, "HTTP/1.", 7) != 0)
+        return fail("no HTTP answer from port " + std::to_string(port));
     return std::atoi(buf + 9);
 }
 

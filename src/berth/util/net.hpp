@@ -12,7 +12,8 @@ namespace berth::net {
 Result<int> free_loopback_port();
 
 // Whether a TCP connection to host:port succeeds within timeout; errno of the failure in *err.
-bool connectable(const std::string &host, int port, std::chrono::milliseconds timeout, int *err = nullptr);
+bool connectable(const std::string &host, int port, std::chrono::milliseconds timeout,
+                 int *err = nullptr);
 
 // GET http://host:port/path; returns the status code, or fails if nothing answers.
 Result<int> http_status(const std::string &host, int port, const std::string &path,

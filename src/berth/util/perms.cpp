@@ -68,8 +68,12 @@ std::vector<std::string> explain(mode_t m) {
         lines.emplace_back(buf);
     }
     if (m & S_ISUID) lines.emplace_back("setuid: runs with the owner's user id (4000)");
-    if (m & S_ISGID) lines.emplace_back("setgid: runs with the group's id; new files inherit the directory's group (2000)");
-    if (m & S_ISVTX) lines.emplace_back("sticky: in a directory, only a file's owner may delete or rename it (1000)");
+    if (m & S_ISGID)
+        lines.emplace_back(
+            "setgid: runs with the group's id; new files inherit the directory's group (2000)");
+    if (m & S_ISVTX)
+        lines.emplace_back(
+            "sticky: in a directory, only a file's owner may delete or rename it (1000)");
     return lines;
 }
 

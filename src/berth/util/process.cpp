@@ -22,8 +22,9 @@ std::optional<std::string> which(const std::string &name) {
     const char *path = std::getenv("PATH");
     for (const auto &dir : str::split(path ? path : "/usr/bin:/bin", ':')) {
         std::string cand = (dir.empty() ? "." : dir) + "/" + name;
-        struct stat st{};
-        if (::stat(cand.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(cand.c_str(), X_OK) == 0)
+        struct stat st {};
+        if (::stat(cand.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+            ::access(cand.c_str(), X_OK) == 0)
             return cand;
     }
     return std::nullopt;
@@ -36,12 +37,16 @@ Result<Output> run(const std::vector<std::string> &argv, const Options &opt) {
     if (::pipe2(in_p, O_CLOEXEC) || ::pipe2(out_p, O_CLOEXEC) || ::pipe2(err_p, O_CLOEXEC))
         return fail_errno("pipe", errno);
     std::vector<std::string> env_s;
-    for (char **e = environ; *e; ++e) env_s.emplace_back(*e);
-    for (const auto &kv : opt.env) env_s.push_back(kv);
+    for (char **e = environ; *e; ++e)
+        env_s.emplace_back(*e);
+    for (const auto &kv : opt.env)
+        env_s.push_back(kv);
     std::vector<char *> args, envp;
-    for (const auto &a : argv) args.push_back(const_cast<char *>(a.c_str()));
+    for (const auto &a : argv)
+        args.push_back(const_cast<char *>(a.c_str()));
     args.push_back(nullptr);
-    for (auto &e : env_s) envp.push_back(e.data());
+    for (auto &e : env_s)
+        envp.push_back(e.data());
     envp.push_back(nullptr);
 
     pid_t pid = ::fork();
@@ -121,7 +126,8 @@ Result<Pipe> spawn_pipe(const std::vector<std::string> &argv) {
     int in_p[2], out_p[2];
     if (::pipe2(in_p, O_CLOEXEC) || ::pipe2(out_p, O_CLOEXEC)) return fail_errno("pipe", errno);
     std::vector<char *> args;
-    for (const auto &a : argv) args.push_back(const_cast<char *>(a.c_str()));
+    for (const auto &a : argv)
+        args.push_back(const_cast<char *>(a.c_str()));
     args.push_back(nullptr);
     pid_t pid = ::fork();
     if (pid < 0) return fail_errno("fork", errno);
@@ -164,7 +170,8 @@ Result<std::string> read_exact(int fd, std::size_t n) {
         ssize_t r = ::read(fd, out.data() + got, n - got);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) return fail_errno("read from the stream", errno);
-        if (r == 0) return fail("the stream ended early (the other side failed; see its message above)");
+        if (r == 0)
+            return fail("the stream ended early (the other side failed; see its message above)");
         got += static_cast<std::size_t>(r);
     }
     return out;

@@ -5,9 +5,9 @@
 
 #include <chrono>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <sys/types.h>
-#include <string>
 #include <vector>
 
 namespace berth::proc {
@@ -19,9 +19,9 @@ struct Output {
 };
 
 struct Options {
-    std::optional<std::string> input;                 // fed to stdin; else /dev/null
-    std::vector<std::string> env;                     // extra "K=V" entries
-    std::chrono::milliseconds timeout{0};             // 0: none; the child is killed at the deadline
+    std::optional<std::string> input;     // fed to stdin; else /dev/null
+    std::vector<std::string> env;         // extra "K=V" entries
+    std::chrono::milliseconds timeout{0}; // 0: none; the child is killed at the deadline
 };
 
 // Runs argv[0] (looked up on PATH) and captures both streams. Fails only if it cannot start.

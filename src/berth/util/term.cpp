@@ -21,13 +21,26 @@ std::string paint(std::string_view s, Color c, int fd) {
     if (c == Color::none || !color_enabled(fd)) return std::string(s);
     const char *code = "";
     switch (c) {
-    case Color::red: code = "31"; break;
-    case Color::green: code = "32"; break;
-    case Color::yellow: code = "33"; break;
-    case Color::blue: code = "34"; break;
-    case Color::bold: code = "1"; break;
-    case Color::dim: code = "2"; break;
-    case Color::none: break;
+    case Color::red:
+        code = "31";
+        break;
+    case Color::green:
+        code = "32";
+        break;
+    case Color::yellow:
+        code = "33";
+        break;
+    case Color::blue:
+        code = "34";
+        break;
+    case Color::bold:
+        code = "1";
+        break;
+    case Color::dim:
+        code = "2";
+        break;
+    case Color::none:
+        break;
     }
     return std::string("\x1b[") + code + "m" + std::string(s) + "\x1b[0m";
 }
@@ -36,7 +49,9 @@ Progress::Progress(std::string label, std::uint64_t total)
     : m_label(std::move(label)), m_total(total), m_enabled(::isatty(2) == 1),
       m_start(std::chrono::steady_clock::now()), m_last(m_start) {}
 
-Progress::~Progress() { done(); }
+Progress::~Progress() {
+    done();
+}
 
 void Progress::add(std::uint64_t bytes) {
     m_done += bytes;

@@ -51,16 +51,16 @@ Result<std::string> read_link(const stdfs::path &p) {
 }
 
 // Walks root depth-first (directories before their contents), calling fn for each entry.
-template <class Fn>
-Result<> walk(const stdfs::path &root, const std::string &rel, Fn &&fn) {
+template <class Fn> Result<> walk(const stdfs::path &root, const std::string &rel, Fn &&fn) {
     stdfs::path p = rel.empty() ? root : root / rel;
-    struct stat st{};
+    struct stat st {};
     if (::lstat(p.c_str(), &st) != 0) return fail_errno(p.string(), errno);
     BERTH_TRY(fn(rel, p, st));
     if (!S_ISDIR(st.st_mode)) return {};
     auto names = list_dir(p);
     if (!names) return tl::unexpected(names.error());
-    for (const auto &n : *names) BERTH_TRY(walk(root, join_rel(rel, n), fn));
+    for (const auto &n : *names)
+        BERTH_TRY(walk(root, join_rel(rel, n), fn));
     return {};
 }
 
@@ -69,8 +69,8 @@ bool same_version(const struct stat &a, const struct stat &b) {
            a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
 }
 
-Result<std::string> copy_file(const stdfs::path &src, const stdfs::path &dst,
-                              const struct stat &st, const CopyOptions &opt) {
+Result<std::string> copy_file(const stdfs::path &src, const stdfs::path &dst, const struct stat &st,
+                              const CopyOptions &opt) {
     int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (in < 0) return fail_errno(src.string(), errno);
     int out = ::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -103,7 +103,7 @@ Result<std::string> copy_file(const stdfs::path &src, const stdfs::path &dst,
         if (!r) break;
         if (opt.on_bytes) opt.on_bytes(static_cast<std::uint64_t>(n));
     }
-    struct stat after{};
+    struct stat after {};
     if (r && ::fstat(in, &after) == 0 && !same_version(st, after))
         r = fail(src.string() + " changed while it was being copied", "rerun when it is quiet");
     if (r && ::fchmod(out, st.st_mode & 07777) != 0) r = fail_errno(dst.string(), errno);
@@ -131,7 +131,7 @@ Result<> copy_rec(const stdfs::path &src, const stdfs::path &dst, const std::str
                   const CopyOptions &opt, Digest &out) {
     stdfs::path s = rel.empty() ? src : src / rel;
     stdfs::path d = rel.empty() ? dst : dst / rel;
-    struct stat st{};
+    struct stat st {};
     if (::lstat(s.c_str(), &st) != 0) return fail_errno(s.string(), errno);
     Entry e{kind_of(st.st_mode), 0, static_cast<mode_t>(st.st_mode & 07777), {}, mtime_ns(st)};
     if (e.kind == Kind::file) {
@@ -152,7 +152,8 @@ Result<> copy_rec(const stdfs::path &src, const stdfs::path &dst, const std::str
         if (::mkdir(d.c_str(), 0700) != 0) return fail_errno(d.string(), errno);
         auto names = list_dir(s);
         if (!names) return tl::unexpected(names.error());
-        for (const auto &n : *names) BERTH_TRY(copy_rec(src, dst, join_rel(rel, n), opt, out));
+        for (const auto &n : *names)
+            BERTH_TRY(copy_rec(src, dst, join_rel(rel, n), opt, out));
         BERTH_TRY(finish_dir(d, st, opt));
     }
     out[rel] = std::move(e);
@@ -163,52 +164,64 @@ Result<> copy_rec(const stdfs::path &src, const stdfs::path &dst, const std::str
 
 Result<Stats> stats(const stdfs::path &root) {
     Stats s;
-    auto r = walk(root, "", [&](const std::string &, const stdfs::path &, const struct stat &st) -> Result<> {
-        s.disk += static_cast<std::uint64_t>(st.st_blocks) * 512;
-        switch (kind_of(st.st_mode)) {
-        case Kind::file:
-            ++s.files;
-            s.bytes += static_cast<std::uint64_t>(st.st_size);
-            break;
-        case Kind::dir: ++s.dirs; break;
-        case Kind::symlink: ++s.symlinks; break;
-        case Kind::other: break;
-        }
-        return {};
-    });
+    auto r = walk(root, "",
+                  [&](const std::string &, const stdfs::path &, const struct stat &st) -> Result<> {
+                      s.disk += static_cast<std::uint64_t>(st.st_blocks) * 512;
+                      switch (kind_of(st.st_mode)) {
+                      case Kind::file:
+                          ++s.files;
+                          s.bytes += static_cast<std::uint64_t>(st.st_size);
+                          break;
+                      case Kind::dir:
+                          ++s.dirs;
+                          break;
+                      case Kind::symlink:
+                          ++s.symlinks;
+                          break;
+                      case Kind::other:
+                          break;
+                      }
+                      return {};
+                  });
     if (!r) return tl::unexpected(r.error());
     return s;
 }
 
 Result<Digest> digest(const stdfs::path &root) {
     Digest d;
-    auto r = walk(root, "", [&](const std::string &rel, const stdfs::path &p, const struct stat &st) -> Result<> {
-        Entry e{kind_of(st.st_mode), 0, static_cast<mode_t>(st.st_mode & 07777), {}, mtime_ns(st)};
-        if (e.kind == Kind::file) {
-            auto h = sha256_file(p);
-            if (!h) return tl::unexpected(h.error());
-            e.size = static_cast<std::uint64_t>(st.st_size);
-            e.content = *h;
-        } else if (e.kind == Kind::symlink) {
-            auto t = read_link(p);
-            if (!t) return tl::unexpected(t.error());
-            e.content = *t;
-        }
-        d[rel] = std::move(e);
-        return {};
-    });
+    auto r = walk(
+        root, "",
+        [&](const std::string &rel, const stdfs::path &p, const struct stat &st) -> Result<> {
+            Entry e{
+                kind_of(st.st_mode), 0, static_cast<mode_t>(st.st_mode & 07777), {}, mtime_ns(st)};
+            if (e.kind == Kind::file) {
+                auto h = sha256_file(p);
+                if (!h) return tl::unexpected(h.error());
+                e.size = static_cast<std::uint64_t>(st.st_size);
+                e.content = *h;
+            } else if (e.kind == Kind::symlink) {
+                auto t = read_link(p);
+                if (!t) return tl::unexpected(t.error());
+                e.content = *t;
+            }
+            d[rel] = std::move(e);
+            return {};
+        });
     if (!r) return tl::unexpected(r.error());
     return d;
 }
 
 Result<Digest> shallow(const stdfs::path &root) {
     Digest d;
-    auto r = walk(root, "", [&](const std::string &rel, const stdfs::path &, const struct stat &st) -> Result<> {
-        Entry e{kind_of(st.st_mode), 0, static_cast<mode_t>(st.st_mode & 07777), {}, mtime_ns(st)};
-        if (e.kind == Kind::file) e.size = static_cast<std::uint64_t>(st.st_size);
-        d[rel] = std::move(e);
-        return {};
-    });
+    auto r = walk(
+        root, "",
+        [&](const std::string &rel, const stdfs::path &, const struct stat &st) -> Result<> {
+            Entry e{
+                kind_of(st.st_mode), 0, static_cast<mode_t>(st.st_mode & 07777), {}, mtime_ns(st)};
+            if (e.kind == Kind::file) e.size = static_cast<std::uint64_t>(st.st_size);
+            d[rel] = std::move(e);
+            return {};
+        });
     if (!r) return tl::unexpected(r.error());
     return d;
 }
@@ -246,7 +259,8 @@ std::vector<std::string> compare(const Digest &expected, const Digest &actual) {
             diffs.push_back(name(rel) + ": mode differs");
     }
     for (const auto &[rel, a] : actual)
-        if (a.kind != Kind::other && !expected.count(rel)) diffs.push_back(name(rel) + ": unexpected");
+        if (a.kind != Kind::other && !expected.count(rel))
+            diffs.push_back(name(rel) + ": unexpected");
     return diffs;
 }
 

@@ -22,8 +22,8 @@ enum class Kind { file, dir, symlink, other };
 struct Entry {
     Kind kind = Kind::other;
     std::uint64_t size = 0;
-    mode_t mode = 0;         // permission bits only
-    std::string content;     // sha256 hex for files, target for symlinks
+    mode_t mode = 0;           // permission bits only
+    std::string content;       // sha256 hex for files, target for symlinks
     std::int64_t mtime_ns = 0; // not compared: a copy keeps it, but only content counts
 };
 
@@ -53,8 +53,8 @@ Result<Stats> stats(const stdfs::path &root);
 Result<Digest> digest(const stdfs::path &root);
 
 // Copies src to dst (which must not exist), keeping modes and mtimes, and makes it durable
-// (syncfs of dst's file system) before returning. Returns the digest of what was read. If a source file changes while it
-// is read, fails. On failure dst may be partial: the caller owns its cleanup.
+// (syncfs of dst's file system) before returning. Returns the digest of what was read. If a source
+// file changes while it is read, fails. On failure dst may be partial: the caller owns its cleanup.
 Result<Digest> copy(const stdfs::path &src, const stdfs::path &dst, const CopyOptions &opt = {});
 
 // Differences between two digests as readable lines ("a/b: content differs"), empty if equal.

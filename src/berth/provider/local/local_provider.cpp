@@ -39,13 +39,15 @@ std::vector<Offer> LocalProvider::parse_nvidia_smi(const std::string &csv) {
     }
     std::vector<Offer> out;
     for (const auto &[name, e] : by_model)
-        out.push_back({"local", "local-" + std::to_string(out.size()), name, e.first, e.second, 0.0, "this machine"});
+        out.push_back({"local", "local-" + std::to_string(out.size()), name, e.first, e.second, 0.0,
+                       "this machine"});
     return out;
 }
 
 Result<std::vector<Offer>> LocalProvider::offers() {
     if (proc::which("nvidia-smi")) {
-        auto r = proc::run({"nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"});
+        auto r = proc::run(
+            {"nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"});
         if (r && r->status == 0) {
             auto o = parse_nvidia_smi(r->out);
             if (!o.empty()) return o;
@@ -62,7 +64,8 @@ static Result<> check_host_can_run() {
         return fail("sshd not found: the machine needs OpenSSH's server", "install openssh-server");
     for (const char *app : {"jupyter-notebook", "jupyter-lab", "jupyter-server"})
         if (proc::which(app)) return {};
-    return fail("Jupyter not found: the machine runs the host's Jupyter", "install jupyter-notebook");
+    return fail("Jupyter not found: the machine runs the host's Jupyter",
+                "install jupyter-notebook");
 }
 
 Result<MachineInfo> LocalProvider::create(const InstanceSpec &spec) {
@@ -76,9 +79,11 @@ Result<MachineInfo> LocalProvider::create(const InstanceSpec &spec) {
     BERTH_TRY(fs::make_dirs(store(), 0755));
     auto kg = proc::run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "berth-" + spec.name,
                          "-f", dir.host_key().string()});
-    if (!kg || kg->status != 0) return fail("ssh-keygen failed for the host key", "check that openssh-client works");
+    if (!kg || kg->status != 0)
+        return fail("ssh-keygen failed for the host key", "check that openssh-client works");
     BERTH_TRY(fs::write_file_atomic(dir.authorized_keys(), spec.authorized_keys, 0600));
-    nlohmann::json j{{"name", spec.name}, {"max_hours", spec.max_hours}, {"created", std::time(nullptr)}};
+    nlohmann::json j{
+        {"name", spec.name}, {"max_hours", spec.max_hours}, {"created", std::time(nullptr)}};
     BERTH_TRY(fs::write_file_atomic(dir.spec(), j.dump() + "\n", 0600));
     BERTH_TRY(start(spec.name));
     MachineInfo m;
@@ -107,7 +112,8 @@ Result<> LocalProvider::start(const std::string &id) {
     auto pid = agent_pid(id);
     if (pid && *pid) return {}; // already running
     // Until the agent writes its own state, the machine is starting (describe reads this).
-    nlohmann::json boot{{"state", "starting"}, {"message", "starting the agent"},
+    nlohmann::json boot{{"state", "starting"},
+                        {"message", "starting the agent"},
                         {"updated", static_cast<long long>(std::time(nullptr))}};
     BERTH_TRY(fs::write_file_atomic(dir.machine(), boot.dump() + "\n", 0644));
     std::error_code e2;
@@ -124,8 +130,8 @@ Result<> LocalProvider::start(const std::string &id) {
         ::dup2(log, 2);
         // Detach fully: the agent outlives this berth command.
         if (::fork() != 0) ::_exit(0);
-        ::execl(self.c_str(), self.c_str(), "agent", "boot", "--instance", dir.root.c_str(), "--storage",
-                store().c_str(), static_cast<char *>(nullptr));
+        ::execl(self.c_str(), self.c_str(), "agent", "boot", "--instance", dir.root.c_str(),
+                "--storage", store().c_str(), static_cast<char *>(nullptr));
         ::_exit(127);
     }
     int st = 0;
@@ -156,11 +162,16 @@ Result<MachineInfo> LocalProvider::describe(const std::string &id) {
         m.jupyter_port = j.value("jupyter_port", 0);
         m.jupyter_token = j.value("jupyter_token", std::string());
         bool young = std::time(nullptr) - j.value("updated", 0LL) < 30;
-        if (st == "starting" && !alive && young) m.state = MachineState::provisioning;
-        else if (st == "running" && alive) m.state = MachineState::running;
-        else if (st == "stopped" || !alive) m.state = st == "stopped" ? MachineState::stopped : MachineState::exited;
-        else m.state = MachineState::loading;
-        if (!alive && st != "stopped" && m.message.empty()) m.message = "the agent died (see " + dir.log().string() + ")";
+        if (st == "starting" && !alive && young)
+            m.state = MachineState::provisioning;
+        else if (st == "running" && alive)
+            m.state = MachineState::running;
+        else if (st == "stopped" || !alive)
+            m.state = st == "stopped" ? MachineState::stopped : MachineState::exited;
+        else
+            m.state = MachineState::loading;
+        if (!alive && st != "stopped" && m.message.empty())
+            m.message = "the agent died (see " + dir.log().string() + ")";
     } else {
         m.state = alive ? MachineState::loading : MachineState::stopped;
     }
@@ -180,18 +191,23 @@ Result<> LocalProvider::stop(const std::string &id) {
     return {};
 }
 
-std::optional<stdfs::path> LocalProvider::host_path(const std::string &id, const std::string &path) {
+std::optional<stdfs::path> LocalProvider::host_path(const std::string &id,
+                                                    const std::string &path) {
     std::string p = path;
-    while (!p.empty() && p[0] == '/') p.erase(0, 1);
-    if (p == "notebooks" || p.rfind("notebooks/", 0) == 0) return instance(id).notebooks() / p.substr(std::min<std::size_t>(p.size(), 10));
-    if (p == "storage" || p.rfind("storage/", 0) == 0) return store() / p.substr(std::min<std::size_t>(p.size(), 8));
+    while (!p.empty() && p[0] == '/')
+        p.erase(0, 1);
+    if (p == "notebooks" || p.rfind("notebooks/", 0) == 0)
+        return instance(id).notebooks() / p.substr(std::min<std::size_t>(p.size(), 10));
+    if (p == "storage" || p.rfind("storage/", 0) == 0)
+        return store() / p.substr(std::min<std::size_t>(p.size(), 8));
     return std::nullopt;
 }
 
 Result<> LocalProvider::destroy(const std::string &id) {
     BERTH_TRY(stop(id));
     auto dir = instance(id);
-    if (agent_pid(id).value_or(0)) return fail("instance '" + id + "' did not stop", "see " + dir.log().string());
+    if (agent_pid(id).value_or(0))
+        return fail("instance '" + id + "' did not stop", "see " + dir.log().string());
     // The ephemeral layer was a tmpfs inside the machine's namespace: it is already gone, so
     // what remains is the instance's own files (its /notebooks among them).
     std::error_code ec;

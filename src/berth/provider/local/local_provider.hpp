@@ -23,7 +23,8 @@ public:
     Result<> stop(const std::string &id) override;
     Result<> start(const std::string &id) override;
     Result<> destroy(const std::string &id) override;
-    std::optional<std::filesystem::path> host_path(const std::string &id, const std::string &path) override;
+    std::optional<std::filesystem::path> host_path(const std::string &id,
+                                                   const std::string &path) override;
 
     std::filesystem::path store() const { return m_root / "storage"; }
     InstanceDir instance(const std::string &id) const { return {m_root / "instances" / id}; }
