@@ -49,6 +49,24 @@ expect_in "group  4 = 4 (read)" "$out"
 expect_exit 0 "$BERTH" perms explain 600 rwx------
 expect_in "600 = rw-------" "$out"; expect_in "700 = rwx------" "$out"
 
+echo "== keys import: a lone private key gets its public half; a mismatched pair is refused"
+mkdir -p "$T/k"
+ssh-keygen -q -t ed25519 -N "" -C lone -f "$T/k/id_lone"; rm "$T/k/id_lone.pub"
+ssh-keygen -q -t ed25519 -N "" -f "$T/k/id_other"
+"$BERTH" --store "$T/store" keys import "$T/k/id_lone" >/dev/null
+[ -f "$HOME/.ssh/id_lone.pub" ] || die "no public key derived"
+[ "$(cut -d' ' -f1,2 "$HOME/.ssh/id_lone.pub")" = "$(ssh-keygen -y -f "$T/k/id_lone" | cut -d' ' -f1,2)" ] || die "derived key differs"
+[ "$(stat -L -c %a "$HOME/.ssh/id_lone")" = 600 ] || die "imported private key mode"
+cp "$T/k/id_other.pub" "$T/k/id_pair.pub"; cp "$T/k/id_lone" "$T/k/id_pair"
+expect_exit 2 "$BERTH" --store "$T/store" keys import "$T/k/id_pair" "$T/k/id_pair.pub"
+expect_in "is not the public half" "$out"
+[ ! -e "$HOME/.ssh/id_pair" ] || die "a refused import wrote the private key"
+
+echo "== doctor: storage over the plan's quota, with the monthly overage"
+head -c 3000000 /dev/urandom > "$T/store/cfg/.local/big"
+rc=0; out=$("$BERTH" --store "$T/store" -c quota_gb=0.001 -c notebooks_dir=/nonexistent doctor) || rc=$?
+expect_in "GB over, \$" "$out"; expect_in "per month" "$out"
+
 echo "== exit codes: problems found is 3"
 rm -f "$HOME/.jupyter"; mkdir -p "$HOME/.jupyter"
 expect_exit 3 "$BERTH" --store "$T/store" persist status
