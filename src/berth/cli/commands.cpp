@@ -2,6 +2,7 @@
 
 #include "util/term.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace berth::cli {
@@ -74,7 +75,9 @@ void print_help() {
     std::printf("usage: berth [--json] [--store DIR] [--home DIR] [-c KEY=VALUE] COMMAND ...\n\n");
     std::printf("commands:\n");
     for (const auto &c : command_table()) {
-        std::printf("  %-10s %s\n", term::paint(c.name, term::Color::bold).c_str(), c.summary);
+        std::string name = c.name;
+        name.resize(std::max<std::size_t>(name.size(), 10), ' '); // pad first: escapes have no width
+        std::printf("  %s %s\n", term::paint(name, term::Color::bold).c_str(), c.summary);
         for (const auto &[sub, summary] : c.subcommands)
             std::printf("    %-17s %s\n", (std::string(c.name) + " " + sub).c_str(), summary);
     }
