@@ -13,6 +13,8 @@ packages=(
   libexpected-dev                  # tl::expected for expected failures
   libfmt-dev                       # formatting (header-only)
   libsqlite3-dev                   # the state database (instances, intents)
+  libcurl4-openssl-dev             # provider APIs (Vast.ai) over HTTPS
+  libcpp-httplib-dev               # the Vast.ai replica server (tests, trying berth without an account)
   libzstd-dev                      # snapshots: zstd (also its static archive for berth-static)
   libssl-dev                       # SHA-256 (libcrypto, also its static archive for berth-static)
   libgtest-dev                     # unit tests

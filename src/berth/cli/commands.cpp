@@ -9,6 +9,7 @@ namespace berth::cli {
 
 const std::vector<CommandInfo> &command_table() {
     static const std::vector<CommandInfo> table = {
+        {"offers", "find and rank offers across providers, priced for your session", {}, add_offers},
         {"up", "create a machine; returns when SSH and Jupyter answer", {}, add_up},
         {"ls", "list instances", {}, add_ls},
         {"status", "one instance: state, endpoints, intent log", {}, nullptr},

@@ -31,6 +31,7 @@ void add_up(CLI::App &, Context &);
 void add_ls(CLI::App &, Context &);
 void add_agent(CLI::App &, Context &);
 void add_save(CLI::App &, Context &);
+void add_offers(CLI::App &, Context &);
 
 // Prints the command list (berth help).
 void print_help();

@@ -1,0 +1,61 @@
+#include "util/http.hpp"
+
+#include <curl/curl.h>
+#include <mutex>
+
+namespace berth::http {
+
+namespace {
+
+std::size_t on_body(char *p, std::size_t size, std::size_t n, void *out) {
+    static_cast<std::string *>(out)->append(p, size * n);
+    return size * n;
+}
+
+std::string host_of(const std::string &url) {
+    auto s = url.find("://");
+    auto start = s == std::string::npos ? 0 : s + 3;
+    auto end = url.find_first_of("/?", start);
+    return url.substr(start, end == std::string::npos ? std::string::npos : end - start);
+}
+
+} // namespace
+
+Result<Response> send(const Request &r) {
+    static std::once_flag once;
+    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+    CURL *c = curl_easy_init();
+    if (!c) return fail("cannot start libcurl");
+    Response res;
+    curl_slist *headers = nullptr;
+    for (const auto &h : r.headers)
+        headers = curl_slist_append(headers, h.c_str());
+    curl_easy_setopt(c, CURLOPT_URL, r.url.c_str());
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r.method.c_str());
+    if (!r.body.empty() || r.method == "POST" || r.method == "PUT") {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, r.body.c_str());
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(r.body.size()));
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &res.body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(r.timeout.count()));
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "berth/0.1");
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &res.status);
+        char *ct = nullptr;
+        curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+        if (ct) res.content_type = ct;
+    }
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(c);
+    if (rc != CURLE_OK)
+        return fail(host_of(r.url) + ": " + curl_easy_strerror(rc),
+                    rc == CURLE_OPERATION_TIMEDOUT ? "retry later" : "check the network");
+    return res;
+}
+
+} // namespace berth::http
