@@ -97,6 +97,8 @@ int main(int argc, char **argv) {
     app.add_option("--gpu-names", names_file, "recorded gpu_names_unique_*.json");
     app.add_option("--port", port, "0: any free port");
     app.add_option("--api-key", st.api_key, "the key clients must send");
+    int replicate = 1;
+    app.add_option("--replicate", replicate, "serve each recorded offer N times (new ids), for benchmarks");
     CLI11_PARSE(app, argc, argv);
     try {
         auto snap = load(offers_file);
@@ -104,6 +106,15 @@ int main(int argc, char **argv) {
         for (auto &o : snap.is_array() ? snap : snap.at("offers"))
             st.offers.push_back(o);
         if (!names_file.empty()) st.gpu_names = load(names_file).at("gpu_names");
+        std::size_t recorded = st.offers.size();
+        for (int copy = 1; copy < replicate; ++copy)
+            for (std::size_t i = 0; i < recorded; ++i) {
+                json o = st.offers[i];
+                long long id = o.value("id", 0LL) + 100000000LL * copy;
+                o["id"] = id;
+                o["ask_contract_id"] = id;
+                st.offers.push_back(std::move(o));
+            }
     } catch (const std::exception &e) {
         std::cerr << "berth-vast-replica: " << e.what() << std::endl;
         return 1;

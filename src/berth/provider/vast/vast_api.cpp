@@ -57,7 +57,10 @@ Result<std::vector<nlohmann::json>> parse_search(const http::Response &r) {
     if (!j.is_object() || !j.contains("offers") || !j["offers"].is_array())
         return fail("Vast.ai answered the search with something that is not an offer list",
                     "retry later");
-    return j["offers"].get<std::vector<nlohmann::json>>();
+    std::vector<nlohmann::json> out;
+    out.reserve(j["offers"].size());
+    for (auto &o : j["offers"]) out.push_back(std::move(o)); // no copy of a 20 MB answer
+    return out;
 }
 
 Offer to_offer(const nlohmann::json &o) {
