@@ -25,6 +25,7 @@ packages=(
   python3-websocket                # tests: a kernel runs 1+1 over Jupyter's websocket API
   chromium                         # tests: a real browser loads Jupyter through the tunnel
   git util-linux coreutils         # unshare (mount namespaces) for the end-to-end tests
+  procps curl file                 # tests: pgrep, requests to the replica, ELF checks
   hyperfine bc                     # bench/: times whole commands
   python3-numpy restic borgbackup rsync zstd   # bench/save.sh: the workspace generator and the peers
 )
