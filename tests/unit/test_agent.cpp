@@ -3,6 +3,9 @@
 #include "agent/hooks.hpp"
 #include "agent/keys.hpp"
 #include "agent/manifest.hpp"
+#include "core/config.hpp"
+
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -157,4 +160,31 @@ TEST(Store, FindsStorageOrNamesTheFix) {
     EXPECT_EQ(found->root, root / "storage");
     EXPECT_FALSE(find_store((root / "missing").string(), root));
     std::filesystem::remove_all(root);
+}
+
+TEST(Doctor, PackagesHiddenByAPythonUpgradeAreNamedWithTheFix) {
+    char tmpl[] = "/tmp/berth-doc-XXXXXX";
+    std::filesystem::path home = ::mkdtemp(tmpl);
+    std::filesystem::create_directories(
+        home / ".local/lib/python3.2/site-packages/fastcore-1.5.29.dist-info");
+    std::filesystem::create_directories(home /
+                                        ".local/lib/python3.2/site-packages/timm-0.9.dist-info");
+    EXPECT_EQ(user_site_versions(home), std::vector<std::string>{"3.2"});
+    auto cfg = Config::load(home / "none.toml");
+    ASSERT_TRUE(cfg);
+    DoctorInput in;
+    in.config = &*cfg;
+    in.home = home;
+    in.store = (home / "no-store").string();
+    in.python = "python3";
+    bool seen = false;
+    for (const auto &c : run_doctor(in)) {
+        if (c.id != "python") continue;
+        seen = true;
+        EXPECT_EQ(c.status, CheckStatus::warn);
+        EXPECT_NE(c.message.find("Python 3.2"), std::string::npos) << c.message;
+        EXPECT_NE(c.fix.find("-m pip install --user fastcore timm"), std::string::npos) << c.fix;
+    }
+    EXPECT_TRUE(seen);
+    std::filesystem::remove_all(home);
 }
