@@ -27,17 +27,7 @@ bool show_progress(const Context &ctx) {
 }
 
 nlohmann::json snap_json(const store::Snapshot &s) {
-    return {{"id", s.id},
-            {"time", s.time},
-            {"host", s.host},
-            {"source", s.source},
-            {"paths", s.paths},
-            {"tree", s.tree},
-            {"parent", s.parent},
-            {"files", s.files},
-            {"bytes", s.bytes},
-            {"new_bytes", s.new_bytes},
-            {"stored_bytes", s.stored_bytes}};
+    return nlohmann::json::parse(store::snapshot_json(s)); // one definition of the fields
 }
 
 // An instance name, unless it looks like a path.

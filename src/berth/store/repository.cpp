@@ -241,34 +241,19 @@ Result<> Repository::commit() {
 }
 
 Result<std::string> Repository::read(const ChunkId &id) {
-    auto it = m_index.find(id);
-    if (it == m_index.end()) {
+    if (!m_index.count(id))
         for (const auto &p : m_pending)
             if (p.id == id)
                 return decompress(std::string_view(m_pack_buf).substr(p.offset, p.stored_len),
                                   p.flags, p.raw_len);
-        return fail("chunk " + to_hex(id).substr(0, 16) + " is missing from the repository",
-                    "run `berth verify`");
-    }
-    const Location &l = it->second;
-    if (m_read_pack != l.pack) {
-        if (m_read_fd >= 0) ::close(m_read_fd);
-        m_read_fd = ::open(pack_path(m_packs[l.pack]).c_str(), O_RDONLY | O_CLOEXEC);
-        m_read_pack = l.pack;
-        if (m_read_fd < 0) {
-            m_read_pack = UINT32_MAX;
-            return fail_errno("pack " + m_packs[l.pack], errno, "run `berth verify`");
-        }
-    }
-    std::string stored(l.stored_len, '\0');
-    if (::pread(m_read_fd, stored.data(), stored.size(), static_cast<off_t>(l.offset)) !=
-        static_cast<ssize_t>(l.stored_len))
-        return fail("pack " + m_packs[l.pack] + " is truncated", "run `berth verify`");
-    auto raw = decompress(stored, l.flags, l.raw_len);
+    std::uint32_t raw_len = 0;
+    auto stored = read_stored(id, raw_len);
+    if (!stored) return tl::unexpected(stored.error());
+    auto raw = decompress(stored->second, stored->first, raw_len);
     if (!raw) return raw;
     if (sha256_id(raw->data(), raw->size()) != id)
         return fail("chunk " + to_hex(id).substr(0, 16) + " in pack " +
-                        m_packs[l.pack].substr(0, 16) + " is damaged",
+                        m_packs[m_index.at(id).pack].substr(0, 16) + " is damaged",
                     "the repository's disk corrupted it; run `berth verify`");
     return raw;
 }
@@ -280,7 +265,7 @@ Result<std::pair<std::uint8_t, std::string>> Repository::read_stored(const Chunk
         return fail("chunk " + to_hex(id).substr(0, 16) + " is missing from the repository",
                     "run `berth verify`");
     const Location &l = it->second;
-    if (m_read_pack != l.pack) {
+    if (m_read_pack != l.pack) { // packs are read in runs: keep the last one open
         if (m_read_fd >= 0) ::close(m_read_fd);
         m_read_fd = ::open(pack_path(m_packs[l.pack]).c_str(), O_RDONLY | O_CLOEXEC);
         m_read_pack = l.pack;
