@@ -38,7 +38,7 @@ std::string now_iso() {
     ::clock_gettime(CLOCK_REALTIME, &ts);
     std::tm tm{};
     ::gmtime_r(&ts.tv_sec, &tm);
-    char buf[40], out[48];
+    char buf[40], out[64];
     std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
     std::snprintf(out, sizeof out, "%s.%06ldZ", buf, ts.tv_nsec / 1000);
     return out;
