@@ -4,8 +4,9 @@
 # the replica accepting the official CLI's recorded search request as sent.
 source "$(dirname "$0")/lib.sh"
 : "${BERTH_VAST_REPLICA:?set BERTH_VAST_REPLICA}"
-DATA=$(realpath "$(dirname "$0")/../../../shared/vastai/data")
-[ -f "$DATA/offers_snapshot_2024-11-05.json" ] || skip "../shared/vastai/data is not here"
+# ../shared sits beside the clone (as in CI); BERTH_SHARED points elsewhere.
+DATA=${BERTH_SHARED:-$(cd "$(dirname "$0")/../../.." && pwd)/shared}/vastai/data
+[ -f "$DATA/offers_snapshot_2024-11-05.json" ] || die "the recorded Vast.ai data is missing at $DATA (set BERTH_SHARED)"
 "$BERTH_VAST_REPLICA" --offers "$DATA/offers_snapshot_2024-11-05.json" --gpu-names "$DATA/gpu_names_unique_2024-11.json" \
   --api-key KEY123 > "$T/replica.out" 2>&1 & rpid=$!
 trap 'kill $rpid 2>/dev/null; cleanup' EXIT
