@@ -98,7 +98,8 @@ int main(int argc, char **argv) {
     app.add_option("--port", port, "0: any free port");
     app.add_option("--api-key", st.api_key, "the key clients must send");
     int replicate = 1;
-    app.add_option("--replicate", replicate, "serve each recorded offer N times (new ids), for benchmarks");
+    app.add_option("--replicate", replicate,
+                   "serve each recorded offer N times (new ids), for benchmarks");
     CLI11_PARSE(app, argc, argv);
     try {
         auto snap = load(offers_file);

@@ -87,6 +87,124 @@ void explain(const Row &r, const OffersArgs &a) {
     say("  total     " + num(r.session.total(), "$%.4f") + " for the session");
 }
 
+std::string id_of(const nlohmann::json &raw) {
+    auto id = raw.value("id", nlohmann::json());
+    return id.is_string() ? id.get<std::string>() : id.dump();
+}
+
+nlohmann::json session_json(const cost::Breakdown &b) {
+    return {
+        {"rent", b.rent}, {"storage", b.storage}, {"transfer", b.transfer}, {"total", b.total()}};
+}
+
+// Offers from every provider asked for; Vast.ai is skipped with a warning under `all` when no
+// key is configured.
+std::vector<Row> collect(Context &ctx, const OffersArgs &a, const nlohmann::json &body) {
+    std::vector<Row> rows;
+    if ((a.provider == "local" || a.provider == "all") &&
+        (a.explain.empty() || a.provider == "local"))
+        rows = local_rows(a);
+    if (a.provider == "vast" || a.provider == "all") {
+        auto creds = vast::load_credentials(a.api_key);
+        if (creds || a.provider == "vast") {
+            auto v = vast_rows(a, body);
+            rows.insert(rows.end(), std::make_move_iterator(v.begin()),
+                        std::make_move_iterator(v.end()));
+        } else if (!ctx.json) {
+            warn("Vast.ai offers skipped: " + creds.error().line());
+        }
+    }
+    return rows;
+}
+
+// One ranking across providers: the first sort key, on the shared field names.
+void rank(std::vector<Row> &rows, const std::string &sort) {
+    auto order = must(offers::parse_order(sort));
+    if (order.empty()) return;
+    std::string key = order[0][0];
+    bool desc = order[0][1] == "desc";
+    std::stable_sort(rows.begin(), rows.end(), [&](const Row &x, const Row &y) {
+        double p = x.raw.value(key, 0.0), q = y.raw.value(key, 0.0);
+        return desc ? p > q : p < q;
+    });
+}
+
+nlohmann::json row_json(const Row &r) {
+    const auto &o = r.raw;
+    return {{"provider", r.provider},
+            {"id", o.value("id", nlohmann::json())},
+            {"gpu_name", o.value("gpu_name", std::string())},
+            {"num_gpus", o.value("num_gpus", 0)},
+            {"vram_gb", o.value("gpu_ram", 0.0) / 1000.0},
+            {"dph_total", o.value("dph_total", 0.0)},
+            {"dlperf", o.value("dlperf", 0.0)},
+            {"dlperf_per_dphtotal", o.value("dlperf_per_dphtotal", 0.0)},
+            {"reliability", o.value("reliability", 0.0)},
+            {"inet_down", o.value("inet_down", 0.0)},
+            {"inet_up", o.value("inet_up", 0.0)},
+            {"storage_cost", o.value("storage_cost", 0.0)},
+            {"geolocation", o.value("geolocation", std::string())},
+            {"session", session_json(r.session)}};
+}
+
+void print_table(const std::vector<Row> &rows, const OffersArgs &a) {
+    std::printf("%-10s %-6s %-18s %2s %6s %8s %7s %8s %6s %11s %8s %-16s %s\n", "ID", "PROV", "GPU",
+                "N", "VRAM", "$/HR", "DLPERF", "DLP/$", "REL", "NET DN/UP", "$/GB-MO", "LOCATION",
+                "SESSION $ (rent+storage+transfer)");
+    for (const auto &r : rows) {
+        const auto &o = r.raw;
+        std::string loc = o.value("geolocation", std::string());
+        if (loc.size() > 16) loc = loc.substr(loc.size() - 16);
+        std::string session = num(r.session.total(), "%.3f") + " (" + num(r.session.rent, "%.3f") +
+                              "+" + num(r.session.storage, "%.3f") + "+" +
+                              num(r.session.transfer, "%.3f") + ")";
+        std::printf(
+            "%-10s %-6s %-18.18s %2d %6.1f %8.4f %7.1f %8.1f %5.1f%% %5.0f/%-5.0f %8.3f "
+            "%-16s %s\n",
+            id_of(o).c_str(), r.provider.c_str(), o.value("gpu_name", std::string()).c_str(),
+            o.value("num_gpus", 0), o.value("gpu_ram", 0.0) / 1000.0, o.value("dph_total", 0.0),
+            o.value("dlperf", 0.0), o.value("dlperf_per_dphtotal", 0.0),
+            o.value("reliability", 0.0) * 100, o.value("inet_down", 0.0), o.value("inet_up", 0.0),
+            o.value("storage_cost", 0.0), loc.c_str(), session.c_str());
+    }
+    say(std::to_string(rows.size()) + " offer(s); session: " + num(a.hours, "%.4g") + " h, " +
+        num(a.disk, "%.4g") + " GB disk, " + num(a.download, "%.4g") + " GB down, " +
+        num(a.upload, "%.4g") + " GB up (`--explain ID` shows the arithmetic)");
+}
+
+void run(Context &ctx, const OffersArgs &a) {
+    if (a.provider != "vast" && a.provider != "local" && a.provider != "all")
+        throw Abort(Error{"unknown provider '" + a.provider + "'", "use vast, local or all", 2});
+    offers::SearchRequest sr{
+        str::join(a.query, " "), a.no_default, a.sort, a.type, a.limit, a.disk};
+    if (!a.explain.empty()) sr.query += " id=" + a.explain;
+    auto body = must(offers::build_search(sr));
+    auto rows = collect(ctx, a, body);
+    if (a.provider == "all") rank(rows, a.sort);
+    if (!a.explain.empty()) {
+        auto it = std::find_if(rows.begin(), rows.end(),
+                               [&](const Row &r) { return id_of(r.raw) == a.explain; });
+        if (it == rows.end())
+            throw Abort(Error{"no offer " + a.explain + " matches", "see `berth offers`"});
+        if (ctx.json)
+            print_json({{"schema", "berth.offers.explain/1"},
+                        {"provider", it->provider},
+                        {"offer", it->raw},
+                        {"session", session_json(it->session)}});
+        else
+            explain(*it, a);
+        return;
+    }
+    if (ctx.json) {
+        nlohmann::json arr = nlohmann::json::array();
+        for (const auto &r : rows)
+            arr.push_back(row_json(r));
+        print_json({{"schema", "berth.offers/1"}, {"query", body}, {"offers", arr}});
+        return;
+    }
+    print_table(rows, a);
+}
+
 } // namespace
 
 void add_offers(CLI::App &app, Context &ctx) {
@@ -113,110 +231,7 @@ void add_offers(CLI::App &app, Context &ctx) {
     o->add_option("--explain", a.explain, "show the arithmetic for one offer id");
     o->add_option("--api-key", a.api_key,
                   "Vast.ai API key (default: VAST_API_KEY or ~/.config/vastai/vast_api_key)");
-    o->callback([&ctx] {
-        if (a.provider != "vast" && a.provider != "local" && a.provider != "all")
-            throw Abort(
-                Error{"unknown provider '" + a.provider + "'", "use vast, local or all", 2});
-        offers::SearchRequest sr{
-            str::join(a.query, " "), a.no_default, a.sort, a.type, a.limit, a.disk};
-        if (!a.explain.empty()) sr.query += " id=" + a.explain;
-        auto body = must(offers::build_search(sr));
-        std::vector<Row> rows;
-        if (a.provider == "local" || a.provider == "all") {
-            auto l = local_rows(a);
-            if (a.explain.empty() || a.provider == "local")
-                rows.insert(rows.end(), l.begin(), l.end());
-        }
-        if (a.provider == "vast" || a.provider == "all") {
-            auto creds = vast::load_credentials(a.api_key);
-            if (creds || a.provider == "vast") {
-                auto v = vast_rows(a, body);
-                rows.insert(rows.end(), v.begin(), v.end());
-            } else if (!ctx.json) {
-                warn("Vast.ai offers skipped: " + creds.error().line());
-            }
-        }
-        if (a.provider == "all") {
-            // One ranking across providers: the first sort key, on the shared field names.
-            auto order = must(offers::parse_order(a.sort));
-            if (!order.empty()) {
-                std::string key = order[0][0];
-                bool desc = order[0][1] == "desc";
-                std::stable_sort(rows.begin(), rows.end(), [&](const Row &x, const Row &y) {
-                    double p = x.raw.value(key, 0.0), q = y.raw.value(key, 0.0);
-                    return desc ? p > q : p < q;
-                });
-            }
-        }
-        if (!a.explain.empty()) {
-            auto it = std::find_if(rows.begin(), rows.end(), [&](const Row &r) {
-                auto id = r.raw.value("id", nlohmann::json());
-                return (id.is_string() ? id.get<std::string>() : id.dump()) == a.explain;
-            });
-            if (it == rows.end())
-                throw Abort(Error{"no offer " + a.explain + " matches", "see `berth offers`"});
-            if (ctx.json)
-                print_json({{"schema", "berth.offers.explain/1"},
-                            {"provider", it->provider},
-                            {"offer", it->raw},
-                            {"session",
-                             {{"rent", it->session.rent},
-                              {"storage", it->session.storage},
-                              {"transfer", it->session.transfer},
-                              {"total", it->session.total()}}}});
-            else
-                explain(*it, a);
-            return;
-        }
-        if (ctx.json) {
-            nlohmann::json arr = nlohmann::json::array();
-            for (const auto &r : rows)
-                arr.push_back({{"provider", r.provider},
-                               {"id", r.raw.value("id", nlohmann::json())},
-                               {"gpu_name", r.raw.value("gpu_name", std::string())},
-                               {"num_gpus", r.raw.value("num_gpus", 0)},
-                               {"vram_gb", r.raw.value("gpu_ram", 0.0) / 1000.0},
-                               {"dph_total", r.raw.value("dph_total", 0.0)},
-                               {"dlperf", r.raw.value("dlperf", 0.0)},
-                               {"dlperf_per_dphtotal", r.raw.value("dlperf_per_dphtotal", 0.0)},
-                               {"reliability", r.raw.value("reliability", 0.0)},
-                               {"inet_down", r.raw.value("inet_down", 0.0)},
-                               {"inet_up", r.raw.value("inet_up", 0.0)},
-                               {"storage_cost", r.raw.value("storage_cost", 0.0)},
-                               {"geolocation", r.raw.value("geolocation", std::string())},
-                               {"session",
-                                {{"rent", r.session.rent},
-                                 {"storage", r.session.storage},
-                                 {"transfer", r.session.transfer},
-                                 {"total", r.session.total()}}}});
-            print_json({{"schema", "berth.offers/1"}, {"query", body}, {"offers", arr}});
-            return;
-        }
-        std::printf("%-10s %-6s %-18s %2s %6s %8s %7s %8s %6s %11s %8s %-16s %s\n", "ID", "PROV",
-                    "GPU", "N", "VRAM", "$/HR", "DLPERF", "DLP/$", "REL", "NET DN/UP", "$/GB-MO",
-                    "LOCATION", "SESSION $ (rent+storage+transfer)");
-        for (const auto &r : rows) {
-            const auto &o = r.raw;
-            auto id = o.value("id", nlohmann::json());
-            std::string loc = o.value("geolocation", std::string());
-            if (loc.size() > 16) loc = loc.substr(loc.size() - 16);
-            std::printf(
-                "%-10s %-6s %-18.18s %2d %6.1f %8.4f %7.1f %8.1f %5.1f%% %5.0f/%-5.0f %8.3f %-16s "
-                "%s\n",
-                (id.is_string() ? id.get<std::string>() : id.dump()).c_str(), r.provider.c_str(),
-                o.value("gpu_name", std::string()).c_str(), o.value("num_gpus", 0),
-                o.value("gpu_ram", 0.0) / 1000.0, o.value("dph_total", 0.0), o.value("dlperf", 0.0),
-                o.value("dlperf_per_dphtotal", 0.0), o.value("reliability", 0.0) * 100,
-                o.value("inet_down", 0.0), o.value("inet_up", 0.0), o.value("storage_cost", 0.0),
-                loc.c_str(),
-                (num(r.session.total(), "%.3f") + " (" + num(r.session.rent, "%.3f") + "+" +
-                 num(r.session.storage, "%.3f") + "+" + num(r.session.transfer, "%.3f") + ")")
-                    .c_str());
-        }
-        say(std::to_string(rows.size()) + " offer(s); session: " + num(a.hours, "%.4g") + " h, " +
-            num(a.disk, "%.4g") + " GB disk, " + num(a.download, "%.4g") + " GB down, " +
-            num(a.upload, "%.4g") + " GB up (`--explain ID` shows the arithmetic)");
-    });
+    o->callback([&ctx] { run(ctx, a); });
 }
 
 } // namespace berth::cli

@@ -9,7 +9,10 @@ namespace berth::cli {
 
 const std::vector<CommandInfo> &command_table() {
     static const std::vector<CommandInfo> table = {
-        {"offers", "find and rank offers across providers, priced for your session", {}, add_offers},
+        {"offers",
+         "find and rank offers across providers, priced for your session",
+         {},
+         add_offers},
         {"up", "create a machine; returns when SSH and Jupyter answer", {}, add_up},
         {"ls", "list instances", {}, add_ls},
         {"status", "one instance: state, endpoints, intent log", {}, nullptr},
@@ -77,7 +80,8 @@ void print_help() {
     std::printf("commands:\n");
     for (const auto &c : command_table()) {
         std::string name = c.name;
-        name.resize(std::max<std::size_t>(name.size(), 10), ' '); // pad first: escapes have no width
+        name.resize(std::max<std::size_t>(name.size(), 10),
+                    ' '); // pad first: escapes have no width
         std::printf("  %s %s\n", term::paint(name, term::Color::bold).c_str(), c.summary);
         for (const auto &[sub, summary] : c.subcommands)
             std::printf("    %-17s %s\n", (std::string(c.name) + " " + sub).c_str(), summary);

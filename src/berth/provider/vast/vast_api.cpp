@@ -59,7 +59,8 @@ Result<std::vector<nlohmann::json>> parse_search(const http::Response &r) {
                     "retry later");
     std::vector<nlohmann::json> out;
     out.reserve(j["offers"].size());
-    for (auto &o : j["offers"]) out.push_back(std::move(o)); // no copy of a 20 MB answer
+    for (auto &o : j["offers"])
+        out.push_back(std::move(o)); // no copy of a 20 MB answer
     return out;
 }
 
