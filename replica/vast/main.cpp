@@ -7,6 +7,7 @@
 // Prints "listening on 127.0.0.1:PORT" once it accepts connections.
 // Test control: POST /_replica/faults {"next":[429,503,...],"delay_ms":N} makes the next
 // responses fail with those statuses (or answer slowly).
+#include "instances.hpp"
 #include "search.hpp"
 
 #include <CLI/CLI.hpp>
@@ -98,6 +99,9 @@ int main(int argc, char **argv) {
     app.add_option("--port", port, "0: any free port");
     app.add_option("--api-key", st.api_key, "the key clients must send");
     int replicate = 1;
+    double credit = 25.0, boot_seconds = 2.0;
+    app.add_option("--credit", credit, "the account's prepaid credit in dollars");
+    app.add_option("--boot-seconds", boot_seconds, "how long a new instance stays loading");
     app.add_option("--replicate", replicate,
                    "serve each recorded offer N times (new ids), for benchmarks");
     CLI11_PARSE(app, argc, argv);
@@ -144,6 +148,77 @@ int main(int argc, char **argv) {
             guarded(st, false, [&](const httplib::Request &, httplib::Response &res) {
                 reply(res, 200, {{"success", true}, {"gpu_names", st.gpu_names}});
             }));
+    // The account: instances, SSH keys, the user, invoices (every request in the wire capture).
+    replica::Account account(&st.offers, credit, boot_seconds);
+    auto body_of = [](const httplib::Request &req) {
+        return req.body.empty() ? json::object() : json::parse(req.body);
+    };
+    auto send = [](httplib::Response &res, const replica::Reply &r) {
+        reply(res, r.status, r.body);
+    };
+    auto num = [](const httplib::Request &req, int i) { return std::stoll(req.matches[i].str()); };
+    svr.Put(R"(/api/v0/asks/(\d+)/?)",
+            guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                send(res, account.create(num(req, 1), body_of(req)));
+            }));
+    svr.Get(R"(/api/v0/instances/?)",
+            guarded(st, true, [&](const httplib::Request &, httplib::Response &res) {
+                send(res, account.list());
+            }));
+    svr.Get(R"(/api/v0/instances/(\d+)/?)",
+            guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                send(res, account.show(num(req, 1)));
+            }));
+    svr.Put(R"(/api/v0/instances/(\d+)/?)",
+            guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                send(res, account.update(num(req, 1), body_of(req)));
+            }));
+    svr.Delete(R"(/api/v0/instances/(\d+)/?)",
+               guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                   send(res, account.destroy(num(req, 1)));
+               }));
+    svr.Get(R"(/api/v0/ssh/?)",
+            guarded(st, true, [&](const httplib::Request &, httplib::Response &res) {
+                send(res, account.ssh_keys());
+            }));
+    svr.Post(R"(/api/v0/ssh/?)",
+             guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                 send(res, account.add_ssh_key(body_of(req)));
+             }));
+    svr.Delete(R"(/api/v0/ssh/(\d+)/?)",
+               guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                   send(res, account.delete_ssh_key(num(req, 1)));
+               }));
+    svr.Post(R"(/api/v0/instances/(\d+)/ssh/?)",
+             guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                 send(res, account.attach_key(num(req, 1), body_of(req)));
+             }));
+    svr.Delete(R"(/api/v0/instances/(\d+)/ssh/(\d+)/?)",
+               guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                   send(res, account.detach_key(num(req, 1), num(req, 2)));
+               }));
+    svr.Put(R"(/api/v0/instances/(?:bid_price|reboot|recycle)/(\d+)/?)",
+            guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                send(res, account.simple_ok(num(req, 1)));
+            }));
+    svr.Get(R"(/api/v0/users/current/?)",
+            guarded(st, true, [&](const httplib::Request &, httplib::Response &res) {
+                send(res, account.user(st.api_key));
+            }));
+    svr.Get(R"(/api/v0/users/me/invoices/?)",
+            guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                double now = replica::now_seconds();
+                double since =
+                    req.has_param("sdate") ? std::stod(req.get_param_value("sdate")) : now - 86400;
+                double until =
+                    req.has_param("edate") ? std::stod(req.get_param_value("edate")) : now;
+                send(res, account.invoices(since, until));
+            }));
+    svr.Put(
+        R"(/api/v0/commands/copy_direct/?)",
+        guarded(st, true, [&](const httplib::Request &, httplib::Response &res) {
+            reply(res, 200, {{"success", true}, {"msg", "Sending copy command to the instances."}});
+        }));
     svr.Post("/_replica/faults", [&st](const httplib::Request &req, httplib::Response &res) {
         auto j = json::parse(req.body, nullptr, false);
         std::lock_guard lk(st.mu);
