@@ -8,6 +8,19 @@ namespace replica {
 
 using nlohmann::json;
 
+namespace {
+
+// The API's error body: {"success": false, "error": CODE, "msg": TEXT}.
+Reply api_error(int status, const std::string &code, const std::string &msg) {
+    return {status, {{"success", false}, {"error", code}, {"msg", msg}}};
+}
+
+Reply no_such_instance() {
+    return api_error(404, "no_such_instance", "Instance not found.");
+}
+
+} // namespace
+
 double now_seconds() {
     return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
         .count();
@@ -79,19 +92,12 @@ Reply Account::create(long long offer_id, const json &body) {
     const json *offer = nullptr;
     for (const auto &o : *m_offers)
         if (o.value("id", 0LL) == offer_id) offer = &o;
-    if (!offer)
-        return {404, {{"success", false}, {"error", "no_such_ask"}, {"msg", "Offer not found."}}};
+    if (!offer) return api_error(404, "no_such_ask", "Offer not found.");
     if (!offer->value("rentable", true) || offer->value("rented", false))
-        return {410,
-                {{"success", false},
-                 {"error", "ask_unavailable"},
-                 {"msg", "Offer no longer available."}}};
+        return api_error(410, "ask_unavailable", "Offer no longer available.");
     double disk = 10;
     if (body.contains("disk") && body["disk"].is_number()) disk = body["disk"].get<double>();
-    if (disk < 8)
-        return {
-            400,
-            {{"success", false}, {"error", "invalid_args"}, {"msg", "disk must be at least 8 GB"}}};
+    if (disk < 8) return api_error(400, "invalid_args", "disk must be at least 8 GB");
     Instance i{m_next_id++, *offer, body};
     i.created = i.metered_until = now_seconds();
     i.disk = disk;
@@ -125,17 +131,12 @@ Reply Account::show(long long id) {
 Reply Account::update(long long id, const json &body) {
     std::lock_guard lk(m_mu);
     auto *i = find(id);
-    if (!i)
-        return {
-            404,
-            {{"success", false}, {"error", "no_such_instance"}, {"msg", "Instance not found."}}};
+    if (!i) return no_such_instance();
     double now = now_seconds();
     advance(*i, now);
     if (body.contains("label")) {
         std::string l = body["label"].is_string() ? body["label"].get<std::string>() : "";
-        if (l.size() > 1024)
-            return {400,
-                    {{"success", false}, {"error", "label_too_long"}, {"msg", "label too long"}}};
+        if (l.size() > 1024) return api_error(400, "label_too_long", "label too long");
         i->label = l;
         return {200,
                 {{"success", true},
@@ -154,10 +155,7 @@ Reply Account::update(long long id, const json &body) {
             i->running_since = now;
         }
     } else {
-        return {400,
-                {{"success", false},
-                 {"error", "invalid_args"},
-                 {"msg", "state must be running or stopped"}}};
+        return api_error(400, "invalid_args", "state must be running or stopped");
     }
     return {200, {{"success", true}}};
 }
@@ -165,10 +163,7 @@ Reply Account::update(long long id, const json &body) {
 Reply Account::destroy(long long id) {
     std::lock_guard lk(m_mu);
     auto *i = find(id);
-    if (!i)
-        return {
-            404,
-            {{"success", false}, {"error", "no_such_instance"}, {"msg", "Instance not found."}}};
+    if (!i) return no_such_instance();
     advance(*i, now_seconds());
     m_charges.push_back({{"instance_id", id},
                          {"type", "charge"},
@@ -194,8 +189,7 @@ Reply Account::add_ssh_key(const json &body) {
     std::lock_guard lk(m_mu);
     std::string k = body.value("ssh_key", std::string());
     if (k.rfind("ssh-", 0) != 0 && k.rfind("ecdsa-", 0) != 0)
-        return {400,
-                {{"success", false}, {"error", "invalid_args"}, {"msg", "not a public SSH key"}}};
+        return api_error(400, "invalid_args", "not a public SSH key");
     long long id = m_next_key++;
     m_keys[id] = k;
     return {200,
@@ -210,29 +204,21 @@ Reply Account::add_ssh_key(const json &body) {
 
 Reply Account::delete_ssh_key(long long id) {
     std::lock_guard lk(m_mu);
-    if (!m_keys.erase(id))
-        return {404,
-                {{"success", false}, {"error", "no_such_ssh_key"}, {"msg", "SSH key not found."}}};
+    if (!m_keys.erase(id)) return api_error(404, "no_such_ssh_key", "SSH key not found.");
     return {200, {{"success", true}}};
 }
 
 Reply Account::attach_key(long long instance, const json &body) {
     std::lock_guard lk(m_mu);
-    if (!find(instance))
-        return {
-            404,
-            {{"success", false}, {"error", "no_such_instance"}, {"msg", "Instance not found."}}};
+    if (!find(instance)) return no_such_instance();
     if (body.value("ssh_key", std::string()).empty())
-        return {400, {{"success", false}, {"error", "no_ssh_key"}, {"msg", "ssh_key is required"}}};
+        return api_error(400, "no_ssh_key", "ssh_key is required");
     return {200, {{"success", true}, {"msg", "SSH key added to instance."}}};
 }
 
 Reply Account::detach_key(long long instance, long long) {
     std::lock_guard lk(m_mu);
-    if (!find(instance))
-        return {
-            404,
-            {{"success", false}, {"error", "no_such_instance"}, {"msg", "Instance not found."}}};
+    if (!find(instance)) return no_such_instance();
     return {200, {{"success", true}, {"msg", "SSH key removed from instance."}}};
 }
 
@@ -291,10 +277,7 @@ Reply Account::invoices(double since, double until) {
 
 Reply Account::simple_ok(long long instance) {
     std::lock_guard lk(m_mu);
-    if (!find(instance))
-        return {
-            404,
-            {{"success", false}, {"error", "no_such_instance"}, {"msg", "Instance not found."}}};
+    if (!find(instance)) return no_such_instance();
     return {200, {{"success", true}}};
 }
 
