@@ -1,8 +1,12 @@
 #include "instances.hpp"
 
+#include "provider/local/local_provider.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <random>
 
 namespace replica {
 
@@ -19,6 +23,15 @@ Reply no_such_instance() {
     return api_error(404, "no_such_instance", "Instance not found.");
 }
 
+std::string random_hex(int n) {
+    static std::mt19937_64 rng{std::random_device{}()};
+    static const char *digits = "0123456789abcdef";
+    std::string s;
+    for (int i = 0; i < n; ++i)
+        s += digits[rng() % 16];
+    return s;
+}
+
 } // namespace
 
 double now_seconds() {
@@ -29,24 +42,104 @@ double now_seconds() {
 Account::Account(const std::vector<json> *offers, double credit, double boot)
     : m_offers(offers), m_credit(credit), m_boot(boot) {}
 
+Account::~Account() {
+    m_quit = true;
+    if (m_poller.joinable()) m_poller.join();
+}
+
+void Account::use_machines(const std::string &root, const std::string &berth_binary) {
+    m_local = std::make_unique<berth::LocalProvider>(root);
+    m_local->set_agent_binary(berth_binary);
+    m_poller = std::thread([this] { poll_loop(); });
+}
+
+// State changes happen when they happen, not when someone looks: a poller advances every
+// instance ten times a second (real machines report sshd up; meters tick).
+void Account::poll_loop() {
+    while (!m_quit) {
+        {
+            std::lock_guard lk(m_mu);
+            double now = now_seconds();
+            for (auto &[id, i] : m_instances)
+                advance(i, now);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+}
+
+void Account::push_fate(const std::string &fate) {
+    std::lock_guard lk(m_mu);
+    m_fates.push_back(fate);
+}
+
+void Account::push_list_fault(const std::string &fault) {
+    std::lock_guard lk(m_mu);
+    m_list_faults.push_back(fault);
+}
+
+bool Account::is_instance_key(const std::string &key) {
+    std::lock_guard lk(m_mu);
+    for (const auto &[id, i] : m_instances)
+        if (!i.container_key.empty() && i.container_key == key) return true;
+    return false;
+}
+
 Account::Instance *Account::find(long long id) {
     auto it = m_instances.find(id);
     return it == m_instances.end() ? nullptr : &it->second;
 }
 
-// Meters run per second: rent while running, storage while the instance exists.
-void Account::advance(Instance &i, double now) {
-    if (i.actual == "loading" && now - i.created >= m_boot && i.intended == "running") {
-        i.actual = "running";
-        i.running_since = i.created + m_boot; // the moment it came up, not when someone looked
-    }
-    double from = i.metered_until, span = now - from;
+// Meters run per second: rent while running, storage while the instance exists and is not
+// offline (SPEC §8).
+void Account::meter(Instance &i, double until) {
+    double span = until - i.metered_until;
     if (span <= 0) return;
     double storage_rate = i.offer.value("storage_cost", 0.0) * i.disk / 720.0 / 3600.0;
     double rent_rate = (i.bid >= 0 ? i.bid : i.offer.value("dph_base", 0.0)) / 3600.0;
-    i.storage_billed += storage_rate * span;
-    if (i.actual == "running") i.rent_billed += rent_rate * (now - std::max(from, i.running_since));
-    i.metered_until = now;
+    if (i.actual != "offline") i.storage_billed += storage_rate * span;
+    if (i.actual == "running") i.rent_billed += rent_rate * span;
+    i.metered_until = until;
+}
+
+void Account::advance(Instance &i, double now) {
+    bool booting = i.actual == "loading" && i.intended == "running";
+    if (booting && !i.fate.empty() && now - i.loading_since >= m_boot) {
+        meter(i, i.loading_since + m_boot);
+        i.actual = i.fate;
+        i.status_msg = i.fate == "exited"
+                           ? "Error response from daemon: failed to create shim task: OCI runtime "
+                             "create failed: unable to start container process\n"
+                           : "host disconnected\n";
+    } else if (booting && i.machine.empty() && i.fate.empty() && now - i.loading_since >= m_boot) {
+        // A simulated boot: it came up at a moment that may be in the past.
+        double t = i.loading_since + m_boot;
+        meter(i, t);
+        i.actual = "running";
+        i.running_since = t;
+        i.status_msg.clear();
+    }
+    meter(i, now);
+    if (i.machine.empty() || !m_local) return;
+    auto m = m_local->describe(i.machine);
+    if (!m) return;
+    if (i.intended == "running" && i.actual == "loading") {
+        if (m->state == berth::MachineState::running) {
+            i.actual = "running";
+            i.running_since = now;
+            i.ssh_port = m->ssh.port;
+            i.status_msg.clear();
+        } else if (m->state == berth::MachineState::exited ||
+                   m->state == berth::MachineState::stopped) {
+            i.actual = "exited";
+            i.status_msg = "Error: " + m->message + "\n";
+        } else if (!m->message.empty()) {
+            i.status_msg = m->message + "\n";
+        }
+    } else if (i.actual == "running" && m->state != berth::MachineState::running) {
+        // The container ended by itself (its PID 1 died): Vast shows it exited.
+        i.actual = "exited";
+        i.status_msg = m->message.empty() ? "container exited\n" : m->message + "\n";
+    }
 }
 
 json Account::row(Instance &i, double now) {
@@ -58,7 +151,9 @@ json Account::row(Instance &i, double now) {
     r["intended_status"] = i.intended;
     r["cur_state"] = i.intended == "running" ? "running" : "stopped";
     r["next_state"] = r["cur_state"];
-    r["status_msg"] = i.actual == "loading" ? "pulling image\n" : "";
+    r["status_msg"] = !i.status_msg.empty()   ? i.status_msg
+                      : i.actual == "loading" ? "59729b65119e: Pull complete\n"
+                                              : "";
     r["label"] = i.label.empty() ? json() : json(i.label);
     r["start_date"] = i.created;
     r["image_uuid"] = i.request.value("image", std::string());
@@ -74,16 +169,30 @@ json Account::row(Instance &i, double now) {
     r["dph_base"] = base;
     r["dph_total"] = base + storage_hour;
     r["is_bid"] = i.bid >= 0;
+    // The SSH endpoint, as the CLI's ssh-url reads it (SPEC §5): the proxy port is one below
+    // the machine's for a jupyter runtype (the CLI adds 1); a direct runtype maps 22/tcp.
+    std::string runtype = i.request.value("runtype", std::string("ssh"));
+    bool up = i.actual == "running" && i.ssh_port > 0;
+    int proxy = i.ssh_port - (runtype.find("jupyter") != std::string::npos ? 1 : 0);
     r["ssh_host"] = "127.0.0.1";
-    r["ssh_port"] = 0;
+    r["ssh_port"] = up ? proxy : 0;
     r["ssh_idx"] = "0";
+    r["public_ipaddr"] = "127.0.0.1";
     r["ports"] = json::object();
-    r["jupyter_token"] = json();
+    if (up && runtype.find("_direc") != std::string::npos)
+        r["ports"]["22/tcp"] =
+            json::array({{{"HostIp", "0.0.0.0"}, {"HostPort", std::to_string(i.ssh_port)}}});
+    r["jupyter_token"] = i.jupyter_token;
+    r["machine_dir_ssh_port"] = up ? i.ssh_port : 0;
     r["uptime_mins"] = i.actual == "running" ? (now - i.running_since) / 60.0 : 0.0;
     r["inet_up_billed"] = 0.0;
     r["inet_down_billed"] = 0.0;
-    r["instance"] = {
-        {"gpuCostPerHour", 0}, {"diskHour", storage_hour}, {"totalHour", storage_hour}};
+    bool running = i.actual == "running";
+    r["instance"] = {{"gpuCostPerHour", running ? base : 0.0},
+                     {"diskHour", storage_hour},
+                     {"totalHour", (running ? base : 0.0) + storage_hour}};
+    r["rent_billed"] = i.rent_billed; // replica extras, for tests
+    r["storage_billed"] = i.storage_billed;
     return r;
 }
 
@@ -99,10 +208,47 @@ Reply Account::create(long long offer_id, const json &body) {
     if (body.contains("disk") && body["disk"].is_number()) disk = body["disk"].get<double>();
     if (disk < 8) return api_error(400, "invalid_args", "disk must be at least 8 GB");
     Instance i{m_next_id++, *offer, body};
-    i.created = i.metered_until = now_seconds();
+    i.created = i.loading_since = i.metered_until = now_seconds();
     i.disk = disk;
-    if (body.contains("price") && body["price"].is_number()) i.bid = body["price"].get<double>();
+    if (body.contains("price") && body["price"].is_number()) {
+        i.bid = body["price"].get<double>();
+        double min_bid = offer->value("min_bid", 0.0);
+        if (i.bid < 0.001 || i.bid > 128)
+            return api_error(400, "invalid_args", "price must be between 0.001 and 128");
+        if (i.bid < min_bid)
+            return api_error(400, "invalid_args",
+                             "bid price is below the offer's min_bid " + std::to_string(min_bid));
+    }
     if (body.contains("label") && body["label"].is_string()) i.label = body["label"];
+    i.container_key = "ck-" + random_hex(32);
+    i.jupyter_token = random_hex(64);
+    if (!m_fates.empty()) {
+        i.fate = m_fates.front();
+        m_fates.pop_front();
+    }
+    for (const auto &[kid, k] : m_keys)
+        i.keys.push_back(kid);
+    if (m_local && i.fate.empty()) {
+        berth::InstanceSpec spec;
+        spec.name = "vast-" + std::to_string(i.id);
+        for (const auto &[kid, k] : m_keys)
+            spec.authorized_keys += k + "\n";
+        spec.jupyter = false;
+        spec.storage = false;
+        spec.workdir = "/workspace";
+        spec.onstart = body.value("onstart", json()).is_string() ? body["onstart"] : "";
+        if (body.contains("env") && body["env"].is_object())
+            for (const auto &[k, v] : body["env"].items())
+                if (v.is_string() && !k.empty() && k[0] != '-') spec.env.emplace_back(k, v);
+        spec.env.emplace_back("CONTAINER_ID", std::to_string(i.id));
+        spec.env.emplace_back("CONTAINER_API_KEY", i.container_key);
+        spec.env.emplace_back("VAST_CONTAINERLABEL", "C." + std::to_string(i.id));
+        spec.env.emplace_back("PUBLIC_IPADDR", "127.0.0.1");
+        auto m = m_local->create(spec);
+        if (!m)
+            return api_error(500, "server_error", "could not start the machine: " + m.error().what);
+        i.machine = spec.name;
+    }
     long long id = i.id;
     m_instances.emplace(id, std::move(i));
     return {200, {{"success", true}, {"new_contract", id}}};
@@ -116,7 +262,54 @@ Reply Account::list() {
         advance(i, now);
         rows.push_back(row(i, now));
     }
+    if (!m_list_faults.empty()) {
+        auto f = m_list_faults.front();
+        m_list_faults.pop_front();
+        if (f == "empty") return {200, {{"instances", json::array()}}};
+        return {200, {{"instanses", rows.size()}}};
+    }
     return {200, {{"instances", rows}}};
+}
+
+// The v1 list: 25 rows a page at most, ordered by id, `next_token` to follow (SPEC §4.1).
+Reply Account::list_v1(int limit, long long after, const json &filters) {
+    std::lock_guard lk(m_mu);
+    double now = now_seconds();
+    limit = std::clamp(limit <= 0 ? 25 : limit, 1, 25);
+    std::string label_eq;
+    if (filters.is_object() && filters.contains("label") && filters["label"].is_object())
+        label_eq = filters["label"].value("eq", std::string());
+    json rows = json::array(), counts = json::object();
+    long long found = 0, last = 0;
+    bool more = false;
+    for (auto &[id, i] : m_instances) {
+        advance(i, now);
+        counts[i.label] = counts.value(i.label, 0) + 1;
+        if (!label_eq.empty() && i.label != label_eq) continue;
+        ++found;
+        if (id <= after) continue;
+        if (static_cast<int>(rows.size()) == limit) {
+            more = true;
+            continue;
+        }
+        rows.push_back(row(i, now));
+        last = id;
+    }
+    if (!m_list_faults.empty()) {
+        auto f = m_list_faults.front();
+        m_list_faults.pop_front();
+        if (f == "empty")
+            rows = json::array();
+        else
+            return {200, {{"success", true}, {"instances_found", found}}};
+    }
+    return {200,
+            {{"success", true},
+             {"instances_found", found},
+             {"total_instances", m_instances.size()},
+             {"label_counts", counts},
+             {"next_token", more ? json(std::to_string(last)) : json()},
+             {"instances", rows}}};
 }
 
 Reply Account::show(long long id) {
@@ -145,14 +338,23 @@ Reply Account::update(long long id, const json &body) {
     std::string state = body.value("state", std::string());
     if (state == "stopped") {
         i->intended = "stopped";
-        i->actual = "stopped";
+        if (i->actual != "offline") i->actual = "stopped";
+        i->ssh_port = 0;
+        i->status_msg.clear();
+        if (!i->machine.empty()) (void)m_local->stop(i->machine);
     } else if (state == "running") {
         i->intended = "running";
+        if (i->actual == "offline") return {200, {{"success", true}}}; // it stays unreachable
         if (i->actual != "running") {
             i->actual = "loading";
-            i->created = now - m_boot; // a restart boots again, immediately here
-            i->actual = "running";
-            i->running_since = now;
+            i->loading_since = now;
+            if (!i->machine.empty()) {
+                auto s = m_local->start(i->machine);
+                if (!s) i->status_msg = "Error: " + s.error().what + "\n";
+            } else if (i->fate.empty()) {
+                i->actual = "running"; // a simulated restart is immediate
+                i->running_since = now;
+            }
         }
     } else {
         return api_error(400, "invalid_args", "state must be running or stopped");
@@ -172,6 +374,10 @@ Reply Account::destroy(long long id) {
                          {"timestamp", now_seconds()},
                          {"rent", i->rent_billed},
                          {"storage", i->storage_billed}});
+    if (!i->machine.empty()) {
+        auto d = m_local->destroy(i->machine);
+        if (!d) return api_error(500, "server_error", "could not destroy: " + d.error().what);
+    }
     m_instances.erase(id);
     return {200, {{"success", true}}};
 }
@@ -192,6 +398,9 @@ Reply Account::add_ssh_key(const json &body) {
         return api_error(400, "invalid_args", "not a public SSH key");
     long long id = m_next_key++;
     m_keys[id] = k;
+    // [D]: a new account key is also added to every current instance.
+    for (auto &[iid, i] : m_instances)
+        if (!i.machine.empty()) (void)m_local->add_authorized_key(i.machine, k);
     return {200,
             {{"success", true},
              {"key",
@@ -210,9 +419,14 @@ Reply Account::delete_ssh_key(long long id) {
 
 Reply Account::attach_key(long long instance, const json &body) {
     std::lock_guard lk(m_mu);
-    if (!find(instance)) return no_such_instance();
-    if (body.value("ssh_key", std::string()).empty())
-        return api_error(400, "no_ssh_key", "ssh_key is required");
+    auto *i = find(instance);
+    if (!i) return no_such_instance();
+    std::string key = body.value("ssh_key", std::string());
+    if (key.empty()) return api_error(400, "no_ssh_key", "ssh_key is required");
+    if (!i->machine.empty()) {
+        auto a = m_local->add_authorized_key(i->machine, key);
+        if (!a) return api_error(500, "server_error", a.error().what);
+    }
     return {200, {{"success", true}, {"msg", "SSH key added to instance."}}};
 }
 

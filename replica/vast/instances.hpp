@@ -1,19 +1,30 @@
 // The replica's account: instances with Vast's state machine and per-second billing meters,
 // SSH keys, the user object and invoices (../../shared/vastai/SPEC.md §3-§5, §8).
 //
-// Instances are simulated here: created -> loading -> running after `boot_seconds`, stop and
-// start through PUT {"state":...}, DELETE makes GET answer {"instances": null}. Meters bill
-// rent (dph_base, or the bid price) per second while running, storage (storage_cost x disk /
-// 720 per hour) per second while the instance exists, stopped included. Backing instances with
-// real local-provider machines (so ssh_host/ssh_port reach a real sshd) is the next step.
+// Instances are real when the replica is given a machines directory: creating one starts a
+// local-provider machine shaped like a Vast container (sshd only, the account's keys
+// authorized, /workspace kept until destroy, the request's onstart and env), and ssh_host /
+// ssh_port point at its sshd. Without one they are simulated: loading -> running after
+// `boot_seconds`. Either way: stop and start through PUT {"state":...}; DELETE makes GET
+// answer {"instances": null}; meters bill rent (dph_base, or the bid price) per second while
+// running and storage (storage_cost x disk / 720 per hour) per second while the instance
+// exists, stopped included, except while offline.
 #pragma once
 
+#include <atomic>
+#include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
+
+namespace berth {
+class LocalProvider;
+}
 
 namespace replica {
 
@@ -25,7 +36,17 @@ struct Reply {
 class Account {
 public:
     Account(const std::vector<nlohmann::json> *offers, double credit, double boot_seconds);
+    ~Account();
+    // Real machines: local-provider machines under `root`, booted by `berth_binary agent boot`.
+    void use_machines(const std::string &root, const std::string &berth_binary);
+    // Faults for the next instances: "exited" or "offline" (they never come up), and for the
+    // next list answers: "empty" (no rows though instances exist) or "malformed".
+    void push_fate(const std::string &fate);
+    void push_list_fault(const std::string &fault);
+    // A key an instance's own processes use (CONTAINER_API_KEY); accepted like the account's.
+    bool is_instance_key(const std::string &key);
 
+    Reply list_v1(int limit, long long after, const nlohmann::json &filters);
     Reply create(long long offer_id, const nlohmann::json &body);
     Reply list();
     Reply show(long long id);
@@ -49,11 +70,17 @@ private:
         nlohmann::json offer;
         nlohmann::json request;
         std::string intended = "running", actual = "loading", label;
-        double created = 0, running_since = 0, disk = 10, bid = -1;
+        double created = 0, loading_since = 0, running_since = 0, disk = 10, bid = -1;
         double rent_billed = 0, storage_billed = 0, metered_until = 0;
         std::vector<long long> keys;
+        std::string machine; // the local machine's name; empty: simulated
+        std::string fate;    // "exited" / "offline": it never comes up
+        std::string status_msg, container_key, jupyter_token;
+        int ssh_port = 0;
     };
     void advance(Instance &i, double now);
+    void meter(Instance &i, double until);
+    void poll_loop();
     nlohmann::json row(Instance &i, double now);
     Instance *find(long long id);
 
@@ -62,6 +89,10 @@ private:
     std::map<long long, std::string> m_keys;
     std::vector<nlohmann::json> m_charges; // closed charges of destroyed instances
     double m_credit, m_boot;
+    std::unique_ptr<berth::LocalProvider> m_local;
+    std::deque<std::string> m_fates, m_list_faults;
+    std::atomic<bool> m_quit{false};
+    std::thread m_poller;
     long long m_next_id = 20000001, m_next_key = 1;
     std::mutex m_mu;
 };

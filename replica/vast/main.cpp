@@ -1,12 +1,18 @@
 // berth-vast-replica: a Vast.ai API server owned by the project, for tests and for trying berth
 // without an account (../../shared/vastai/SPEC.md §10). It serves the real recorded offers.
-// This first part serves search (POST /api/v0/bundles/, GET /bundles?q=, PUT /search/asks/),
-// gpu names, auth as the API does it, and fault injection. Instances come next (issue 4).
+// It serves search (POST /api/v0/bundles/, GET /bundles?q=, PUT /search/asks/), gpu names,
+// auth as the API does it, the account (instances, keys, user, invoices; see instances.hpp),
+// and fault injection.
 //
 // usage: berth-vast-replica --offers FILE [--gpu-names FILE] [--port N] [--api-key KEY]
+//        [--machines DIR --berth PATH]   (real instances: local-provider machines under DIR)
 // Prints "listening on 127.0.0.1:PORT" once it accepts connections.
-// Test control: POST /_replica/faults {"next":[429,503,...],"delay_ms":N} makes the next
-// responses fail with those statuses (or answer slowly).
+// Test control: POST /_replica/faults with any of
+//   "next": [429, 503, ...]   the next responses fail with these statuses, unhandled
+//   "after": [502, ...]       the next requests ARE handled, then answered with these statuses
+//   "delay_ms": N             every answer is N ms late (0 to stop)
+//   "fate": ["exited", ...]   the next created instances end so instead of running
+//   "list": ["empty", ...]    the next instance lists come back empty, or "malformed"
 #include "instances.hpp"
 #include "search.hpp"
 
@@ -28,8 +34,9 @@ struct State {
     json gpu_names = json::array();
     std::string api_key;
     std::mutex mu;
-    std::deque<int> faults;
+    std::deque<int> faults, after;
     int delay_ms = 0;
+    std::function<bool(const std::string &)> instance_key;
 };
 
 void reply(httplib::Response &res, int status, const json &body) {
@@ -47,7 +54,8 @@ bool authorized(State &st, const httplib::Request &req) {
     auto auth = req.get_header_value("Authorization");
     if (auth.rfind("Bearer ", 0) == 0) key = auth.substr(7);
     if (key.empty() && req.has_param("api_key")) key = req.get_param_value("api_key");
-    return !key.empty() && key == st.api_key;
+    if (key.empty()) return false;
+    return key == st.api_key || (st.instance_key && st.instance_key(key));
 }
 
 // Runs the shared preamble (faults, auth) and then the handler.
@@ -55,12 +63,15 @@ httplib::Server::Handler
 guarded(State &st, bool needs_auth,
         std::function<void(const httplib::Request &, httplib::Response &)> fn) {
     return [&st, needs_auth, fn](const httplib::Request &req, httplib::Response &res) {
-        int fault = 0, delay = 0;
+        int fault = 0, delay = 0, after = 0;
         {
             std::lock_guard lk(st.mu);
             if (!st.faults.empty()) {
                 fault = st.faults.front();
                 st.faults.pop_front();
+            } else if (!st.after.empty() && req.path.rfind("/_replica", 0) != 0) {
+                after = st.after.front();
+                st.after.pop_front();
             }
             delay = st.delay_ms;
         }
@@ -77,6 +88,8 @@ guarded(State &st, bool needs_auth,
         } catch (const std::exception &e) {
             error(res, 400, "invalid_args", e.what());
         }
+        // Handled, but the answer is lost on the way (a gateway error after the work).
+        if (after) error(res, after, "server_error", "injected fault " + std::to_string(after));
     };
 }
 
@@ -104,6 +117,11 @@ int main(int argc, char **argv) {
     app.add_option("--boot-seconds", boot_seconds, "how long a new instance stays loading");
     app.add_option("--replicate", replicate,
                    "serve each recorded offer N times (new ids), for benchmarks");
+    std::string machines, berth_binary;
+    app.add_option("--machines", machines,
+                   "make instances real: local-provider machines under this directory (root)");
+    app.add_option("--berth", berth_binary, "the berth binary that boots machines")
+        ->check(CLI::ExistingFile);
     CLI11_PARSE(app, argc, argv);
     try {
         auto snap = load(offers_file);
@@ -150,6 +168,14 @@ int main(int argc, char **argv) {
             }));
     // The account: instances, SSH keys, the user, invoices (every request in the wire capture).
     replica::Account account(&st.offers, credit, boot_seconds);
+    if (!machines.empty()) {
+        if (berth_binary.empty()) {
+            std::cerr << "berth-vast-replica: --machines needs --berth PATH" << std::endl;
+            return 2;
+        }
+        account.use_machines(machines, berth_binary);
+    }
+    st.instance_key = [&account](const std::string &k) { return account.is_instance_key(k); };
     auto body_of = [](const httplib::Request &req) {
         return req.body.empty() ? json::object() : json::parse(req.body);
     };
@@ -164,6 +190,17 @@ int main(int argc, char **argv) {
     svr.Get(R"(/api/v0/instances/?)",
             guarded(st, true, [&](const httplib::Request &, httplib::Response &res) {
                 send(res, account.list());
+            }));
+    svr.Get(R"(/api/v1/instances/?)",
+            guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                int limit = req.has_param("limit") ? std::stoi(req.get_param_value("limit")) : 25;
+                long long after = req.has_param("after_token")
+                                      ? std::stoll(req.get_param_value("after_token"))
+                                      : 0;
+                json filters = req.has_param("select_filters")
+                                   ? json::parse(req.get_param_value("select_filters"))
+                                   : json::object();
+                send(res, account.list_v1(limit, after, filters));
             }));
     svr.Get(R"(/api/v0/instances/(\d+)/?)",
             guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
@@ -219,17 +256,25 @@ int main(int argc, char **argv) {
         guarded(st, true, [&](const httplib::Request &, httplib::Response &res) {
             reply(res, 200, {{"success", true}, {"msg", "Sending copy command to the instances."}});
         }));
-    svr.Post("/_replica/faults", [&st](const httplib::Request &req, httplib::Response &res) {
-        auto j = json::parse(req.body, nullptr, false);
-        std::lock_guard lk(st.mu);
-        st.faults.clear();
-        if (j.is_object()) {
-            for (const auto &f : j.value("next", json::array()))
-                st.faults.push_back(f.get<int>());
-            st.delay_ms = j.value("delay_ms", 0);
-        }
-        reply(res, 200, {{"success", true}});
-    });
+    svr.Post("/_replica/faults",
+             [&st, &account](const httplib::Request &req, httplib::Response &res) {
+                 auto j = json::parse(req.body, nullptr, false);
+                 std::lock_guard lk(st.mu);
+                 st.faults.clear();
+                 st.after.clear();
+                 if (j.is_object()) {
+                     for (const auto &f : j.value("next", json::array()))
+                         st.faults.push_back(f.get<int>());
+                     for (const auto &f : j.value("after", json::array()))
+                         st.after.push_back(f.get<int>());
+                     st.delay_ms = j.value("delay_ms", 0);
+                     for (const auto &f : j.value("fate", json::array()))
+                         account.push_fate(f.get<std::string>());
+                     for (const auto &f : j.value("list", json::array()))
+                         account.push_list_fault(f.get<std::string>());
+                 }
+                 reply(res, 200, {{"success", true}});
+             });
     svr.set_error_handler([](const httplib::Request &, httplib::Response &res) {
         if (res.body.empty()) error(res, res.status, "not_found", "no such endpoint");
     });

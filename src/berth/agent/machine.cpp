@@ -81,8 +81,31 @@ bool do_mount(const char *src, const stdfs::path &dst, const char *type, unsigne
     return false;
 }
 
+// The machine's shape, from spec.json (see InstanceSpec): defaults make the local provider's
+// machines; the Vast replica asks for bare ones (sshd only, /workspace, no /storage).
+struct Shape {
+    bool jupyter = true, storage = true;
+    std::string workdir = "/notebooks", onstart;
+    std::vector<std::pair<std::string, std::string>> env;
+};
+
+Shape shape_of(const nlohmann::json &spec) {
+    Shape s;
+    s.jupyter = spec.value("jupyter", true);
+    s.storage = spec.value("storage", true);
+    s.workdir = spec.value("workdir", std::string("/notebooks"));
+    if (s.workdir.empty() || s.workdir[0] != '/' || str::contains(s.workdir, ".."))
+        s.workdir = "/notebooks";
+    s.onstart = spec.value("onstart", std::string());
+    if (spec.contains("env") && spec["env"].is_object())
+        for (const auto &[k, v] : spec["env"].items())
+            if (v.is_string()) s.env.emplace_back(k, v.get<std::string>());
+    return s;
+}
+
 // Builds the root under DIR/mnt/root and chroots into it. Returns false with a logged reason.
-bool build_root(const InstanceDir &dir, const stdfs::path &store, const std::string &name) {
+bool build_root(const InstanceDir &dir, const stdfs::path &store, const std::string &name,
+                const Shape &shape) {
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return false;
     ::sethostname(name.c_str(), name.size());
     auto mnt = dir.mnt();
@@ -95,17 +118,25 @@ bool build_root(const InstanceDir &dir, const stdfs::path &store, const std::str
         "lowerdir=/,upperdir=" + (mnt / "upper").string() + ",workdir=" + (mnt / "work").string();
     auto root = mnt / "root";
     if (!do_mount("berth-root", root, "overlay", 0, opts.c_str())) return false;
-    for (const char *d : {"proc", "dev", "sys", "tmp", "run", "root", "storage", "notebooks"})
+    for (const char *d : {"proc", "dev", "sys", "tmp", "run", "root"})
         ::mkdir((root / d).c_str(), 0755);
+    std::error_code ec;
+    stdfs::create_directories(root / shape.workdir.substr(1), ec);
+    if (shape.storage) ::mkdir((root / "storage").c_str(), 0755);
     bool ok = do_mount("proc", root / "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC) &&
               do_mount("/dev", root / "dev", nullptr, MS_BIND | MS_REC) && // GPUs' /dev/nvidia* too
               do_mount("/sys", root / "sys", nullptr, MS_BIND | MS_REC) &&
               do_mount("tmpfs", root / "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") &&
               do_mount("tmpfs", root / "run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") &&
               do_mount("tmpfs", root / "root", "tmpfs", 0, "mode=0700") &&
-              do_mount(store.c_str(), root / "storage", nullptr, MS_BIND) &&
-              do_mount(dir.notebooks().c_str(), root / "notebooks", nullptr, MS_BIND);
+              (!shape.storage || do_mount(store.c_str(), root / "storage", nullptr, MS_BIND)) &&
+              do_mount(dir.notebooks().c_str(), root / shape.workdir.substr(1), nullptr, MS_BIND);
     if (!ok) return false;
+    // Keys added while the machine runs (the replica's `attach ssh`) land in DIR/keys.
+    if (stdfs::is_directory(dir.root / "keys")) {
+        ::mkdir((root / "run/berth-keys").c_str(), 0755);
+        do_mount((dir.root / "keys").c_str(), root / "run/berth-keys", nullptr, MS_BIND);
+    }
     ::mkdir((root / "dev/shm").c_str(), 01777);
     do_mount("tmpfs", root / "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
     if (::chroot(root.c_str()) != 0 || ::chdir("/root") != 0) {
@@ -115,7 +146,7 @@ bool build_root(const InstanceDir &dir, const stdfs::path &store, const std::str
     return true;
 }
 
-void prepare_system(const std::string &name, const std::string &berth_binary) {
+void prepare_system(const std::string &name, const std::string &berth_binary, const Shape &shape) {
     (void)fs::write_file_atomic("/etc/hostname", name + "\n", 0644);
     auto hosts = fs::read_file("/etc/hosts").value_or("");
     if (!str::contains(hosts, " " + name + "\n"))
@@ -135,6 +166,8 @@ void prepare_system(const std::string &name, const std::string &berth_binary) {
     ::setenv("LANG", "C.UTF-8", 1);
     ::setenv("PATH",
              "/root/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
+    for (const auto &[k, v] : shape.env)
+        if (!k.empty() && k[0] != '-') ::setenv(k.c_str(), v.c_str(), 1);
 }
 
 void restore_persistence(StateFile &st) {
@@ -195,7 +228,8 @@ std::optional<Service> sshd_service(const std::string &host_key, const std::stri
         "Port " + std::to_string(port) +
         "\nListenAddress 127.0.0.1\n"
         "HostKey /run/berth/ssh_host_ed25519_key\n"
-        "AuthorizedKeysFile /run/berth/authorized_keys .ssh/authorized_keys\n"
+        "AuthorizedKeysFile /run/berth/authorized_keys /run/berth-keys/authorized_keys "
+        ".ssh/authorized_keys\n"
         "PidFile /run/berth/sshd.pid\nUsePAM no\nStrictModes no\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PermitRootLogin prohibit-password\nAllowTcpForwarding local\nX11Forwarding no\n"
@@ -208,21 +242,14 @@ std::optional<Service> sshd_service(const std::string &host_key, const std::stri
 }
 
 std::optional<Service> jupyter_service(int port, const std::string &token) {
-    for (const char *app : {"jupyter-notebook", "jupyter-lab", "jupyter-server"}) {
-        auto exe = proc::which(app);
-        if (!exe) continue;
-        std::string cls = std::string(app) == "jupyter-notebook" ? "NotebookApp" : "ServerApp";
-        return Service{"jupyter",
-                       {*exe, "--no-browser", "--allow-root", "--ip=127.0.0.1",
-                        "--port=" + std::to_string(port), "--port-retries=0",
-                        "--" + cls + ".token=" + token, "--" + cls + ".notebook_dir=/notebooks"},
-                       "/notebooks"};
-    }
-    return std::nullopt;
+    auto argv = jupyter_command(port, token, "/notebooks");
+    if (argv.empty()) return std::nullopt;
+    return Service{"jupyter", argv, "/notebooks"};
 }
 
 bool wait_ready(int ssh_port, int jupyter_port, const std::string &token,
                 const std::vector<Service> &svcs) {
+    // jupyter_port 0: a bare machine, only sshd to wait for.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (std::chrono::steady_clock::now() < deadline && !g_stop) {
         for (const auto &s : svcs) {
@@ -233,6 +260,7 @@ bool wait_ready(int ssh_port, int jupyter_port, const std::string &token,
             }
         }
         bool ssh = net::connectable("127.0.0.1", ssh_port, std::chrono::milliseconds(200));
+        if (ssh && jupyter_port == 0) return true;
         auto http = net::http_status("127.0.0.1", jupyter_port, "/api/status?token=" + token,
                                      std::chrono::milliseconds(500));
         if (ssh && http && *http == 200) return true;
@@ -295,31 +323,48 @@ int pid1(const InstanceDir &dir, const stdfs::path &store, const nlohmann::json 
     std::string berth_binary;
     if (auto st = find_static_binary()) berth_binary = fs::read_file(*st).value_or("");
     if (berth_binary.empty()) berth_binary = fs::read_file("/proc/self/exe").value_or("");
-    if (!build_root(dir, store, name)) {
+    Shape shape = shape_of(spec);
+    if (!build_root(dir, store, name, shape)) {
         st.set("stopped", "could not build the machine's root (see agent.log)");
         return 1;
     }
-    prepare_system(name, berth_binary);
-    restore_persistence(st);
+    prepare_system(name, berth_binary, shape);
+    if (shape.storage) restore_persistence(st);
     auto ssh_port = net::free_loopback_port();
-    auto jup_port = net::free_loopback_port();
+    auto jup_port = shape.jupyter ? net::free_loopback_port() : Result<int>(0);
     if (!ssh_port || !jup_port) {
         st.set("stopped", "no free port on 127.0.0.1");
         return 1;
     }
-    std::string token = random_token();
+    std::string token = shape.jupyter ? random_token() : "";
     auto sshd = sshd_service(*host_key, *auth, *ssh_port);
-    auto jup = jupyter_service(*jup_port, token);
-    if (!sshd || !jup) {
+    auto jup = shape.jupyter ? jupyter_service(*jup_port, token) : std::optional<Service>();
+    if (!sshd || (shape.jupyter && !jup)) {
         st.set("stopped", !sshd ? "sshd not found in the machine (install openssh-server)"
                                 : "Jupyter not found in the machine (install jupyter-notebook)");
         return 1;
     }
-    std::vector<Service> svcs = {*sshd, *jup};
+    std::vector<Service> svcs = {*sshd};
+    if (jup) svcs.push_back(*jup);
     st.set("loading", "starting sshd on 127.0.0.1:" + std::to_string(*ssh_port) +
-                          " and Jupyter on 127.0.0.1:" + std::to_string(*jup_port));
+                          (jup ? " and Jupyter on 127.0.0.1:" + std::to_string(*jup_port) : ""));
     for (auto &s : svcs)
         s.pid = spawn(s.argv, s.cwd);
+    // The image's onstart script, once per boot, beside the services (as Vast runs it).
+    if (!shape.onstart.empty()) {
+        int fd = ::open("/var/log/onstart.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            ::setsid();
+            if (fd >= 0) {
+                ::dup2(fd, 1);
+                ::dup2(fd, 2);
+            }
+            ::execl("/bin/bash", "bash", "-c", shape.onstart.c_str(), static_cast<char *>(nullptr));
+            ::_exit(127);
+        }
+        if (fd >= 0) ::close(fd);
+    }
     std::time_t deadline =
         max_hours > 0 ? std::time(nullptr) + static_cast<std::time_t>(max_hours * 3600) : 0;
     st.j["ssh_port"] = *ssh_port;
@@ -340,6 +385,24 @@ int pid1(const InstanceDir &dir, const stdfs::path &store, const nlohmann::json 
 }
 
 } // namespace
+
+std::vector<std::string> jupyter_command(int port, const std::string &token,
+                                         const std::string &dir) {
+    for (const char *app : {"jupyter-notebook", "jupyter-lab", "jupyter-server"}) {
+        auto exe = proc::which(app);
+        if (!exe) continue;
+        std::string cls = std::string(app) == "jupyter-notebook" ? "NotebookApp" : "ServerApp";
+        return {*exe,
+                "--no-browser",
+                "--allow-root",
+                "--ip=127.0.0.1",
+                "--port=" + std::to_string(port),
+                "--port-retries=0",
+                "--" + cls + ".token=" + token,
+                "--" + cls + ".notebook_dir=" + dir};
+    }
+    return {};
+}
 
 int run_machine_agent(const InstanceDir &dir, const stdfs::path &store) {
     auto spec_text = fs::read_file(dir.spec());

@@ -15,6 +15,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace berth {
 
@@ -30,6 +31,11 @@ struct InstanceDir {
     std::filesystem::path notebooks() const { return root / "notebooks"; }
     std::filesystem::path mnt() const { return root / "mnt"; }
 };
+
+// The command line that serves Jupyter on 127.0.0.1:port with a token, rooted at dir; empty
+// when no Jupyter is installed.
+std::vector<std::string> jupyter_command(int port, const std::string &token,
+                                         const std::string &dir);
 
 // Runs the machine; returns the process exit code. `store` is the host directory mounted at
 // /storage.

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace berth {
@@ -32,6 +33,19 @@ struct InstanceSpec {
     double max_hours = 0; // 0: no auto-shutdown
     std::string offer_id;
     std::string authorized_keys; // public keys allowed to log in (berth's own, at least)
+    // What a rented machine is made of; a provider maps what it can and ignores the rest.
+    std::string image;         // container image (vast: fastdotai/fastai-course by default)
+    double disk_gb = 0;        // 0: the provider's default
+    std::optional<double> bid; // interruptible bid, $/h for the whole offer; none: on-demand
+    std::string label;         // the provider-side label ("berth:NAME"), for reconcile
+    std::string onstart;       // a script the machine runs at every boot
+    std::vector<std::pair<std::string, std::string>> env; // the machine's environment
+    // The shape of a local machine (the replica makes Vast-like ones): whether its agent
+    // starts Jupyter itself, where the instance's kept directory is mounted, and whether the
+    // shared store is mounted at /storage.
+    bool jupyter = true;
+    std::string workdir = "/notebooks";
+    bool storage = true;
 };
 
 struct SshEndpoint {
@@ -50,8 +64,15 @@ struct MachineInfo {
     MachineState state = MachineState::provisioning;
     std::string message; // the provider's own words ("restarting sshd", "max-hours reached")
     SshEndpoint ssh;
-    int jupyter_port = 0; // on the machine's loopback
+    int jupyter_port = 0; // on the machine's loopback; 0: berth starts Jupyter over SSH
     std::string jupyter_token;
+    std::string label;
+    // Money as the provider states it (0 for a local machine): what berth's ledger meters.
+    double rent_per_hour = 0;    // while running
+    double storage_per_hour = 0; // while the machine exists, stopped included
+    double created_at = 0;       // epoch seconds, the provider's clock
+    double running_since = 0;    // epoch seconds; 0 unless running
+    bool interruptible = false;
 };
 
 class Provider {
@@ -67,6 +88,13 @@ public:
     virtual Result<> stop(const std::string &id) = 0;
     virtual Result<> start(const std::string &id) = 0;
     virtual Result<> destroy(const std::string &id) = 0;
+    // Every machine this account has at the provider (for `berth ls --reconcile`). An answer
+    // that is not a list is an error, never "no machines".
+    virtual Result<std::vector<MachineInfo>> list() {
+        return fail(name() + " cannot list its machines");
+    }
+    // Money: the account's credit in dollars, when the provider has one.
+    virtual Result<std::optional<double>> credit() { return std::optional<double>{}; }
     // Where a path of the machine is on this host, for providers whose disks are local
     // (lets the destroy guard look at a stopped machine). nullopt: only over SSH.
     virtual std::optional<std::filesystem::path> host_path(const std::string & /*id*/,

@@ -82,8 +82,17 @@ Result<MachineInfo> LocalProvider::create(const InstanceSpec &spec) {
     if (!kg || kg->status != 0)
         return fail("ssh-keygen failed for the host key", "check that openssh-client works");
     BERTH_TRY(fs::write_file_atomic(dir.authorized_keys(), spec.authorized_keys, 0600));
-    nlohmann::json j{
-        {"name", spec.name}, {"max_hours", spec.max_hours}, {"created", std::time(nullptr)}};
+    nlohmann::json env = nlohmann::json::object();
+    for (const auto &[k, v] : spec.env)
+        env[k] = v;
+    nlohmann::json j{{"name", spec.name},
+                     {"max_hours", spec.max_hours},
+                     {"created", std::time(nullptr)},
+                     {"jupyter", spec.jupyter},
+                     {"workdir", spec.workdir},
+                     {"storage", spec.storage},
+                     {"onstart", spec.onstart},
+                     {"env", env}};
     BERTH_TRY(fs::write_file_atomic(dir.spec(), j.dump() + "\n", 0600));
     BERTH_TRY(start(spec.name));
     MachineInfo m;
@@ -117,7 +126,7 @@ Result<> LocalProvider::start(const std::string &id) {
                         {"updated", static_cast<long long>(std::time(nullptr))}};
     BERTH_TRY(fs::write_file_atomic(dir.machine(), boot.dump() + "\n", 0644));
     std::error_code e2;
-    auto self = stdfs::read_symlink("/proc/self/exe", e2);
+    auto self = m_agent_binary.empty() ? stdfs::read_symlink("/proc/self/exe", e2) : m_agent_binary;
     if (e2) return fail("cannot find berth's own binary: " + e2.message());
     pid_t child = ::fork();
     if (child < 0) return fail_errno("fork", errno);
@@ -189,6 +198,16 @@ Result<> LocalProvider::stop(const std::string &id) {
     ::kill(*pid, SIGKILL);
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     return {};
+}
+
+Result<> LocalProvider::add_authorized_key(const std::string &id, const std::string &key) {
+    auto dir = instance(id);
+    if (!stdfs::exists(dir.spec())) return fail("no local instance '" + id + "'");
+    BERTH_TRY(fs::make_dirs(dir.root / "keys", 0700));
+    auto file = dir.root / "keys" / "authorized_keys";
+    auto text = fs::read_file(file).value_or("");
+    if (str::contains(text, key)) return {};
+    return fs::write_file_atomic(file, text + key + "\n", 0600);
 }
 
 std::optional<stdfs::path> LocalProvider::host_path(const std::string &id,

@@ -29,12 +29,18 @@ public:
     std::filesystem::path store() const { return m_root / "storage"; }
     InstanceDir instance(const std::string &id) const { return {m_root / "instances" / id}; }
 
+    // The binary that runs `agent boot` (default: this process's own executable).
+    void set_agent_binary(std::filesystem::path p) { m_agent_binary = std::move(p); }
+    // Lets one more public key log in, while the machine runs too.
+    Result<> add_authorized_key(const std::string &id, const std::string &key);
+
     // Parses `nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits`.
     static std::vector<Offer> parse_nvidia_smi(const std::string &csv);
 
 private:
     Result<int> agent_pid(const std::string &id) const;
     std::filesystem::path m_root;
+    std::filesystem::path m_agent_binary;
 };
 
 std::filesystem::path local_provider_root();
