@@ -236,6 +236,7 @@ Reply Account::create(long long offer_id, const json &body) {
         spec.jupyter = false;
         spec.storage = false;
         spec.workdir = "/workspace";
+        spec.install_berth = false; // a Vast container has no berth: the client uploads it
         spec.onstart = body.value("onstart", json()).is_string() ? body["onstart"] : "";
         if (body.contains("env") && body["env"].is_object())
             for (const auto &[k, v] : body["env"].items())

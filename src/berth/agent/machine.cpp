@@ -84,7 +84,7 @@ bool do_mount(const char *src, const stdfs::path &dst, const char *type, unsigne
 // The machine's shape, from spec.json (see InstanceSpec): defaults make the local provider's
 // machines; the Vast replica asks for bare ones (sshd only, /workspace, no /storage).
 struct Shape {
-    bool jupyter = true, storage = true;
+    bool jupyter = true, storage = true, install_berth = true;
     std::string workdir = "/notebooks", onstart;
     std::vector<std::pair<std::string, std::string>> env;
 };
@@ -93,6 +93,7 @@ Shape shape_of(const nlohmann::json &spec) {
     Shape s;
     s.jupyter = spec.value("jupyter", true);
     s.storage = spec.value("storage", true);
+    s.install_berth = spec.value("install_berth", true);
     s.workdir = spec.value("workdir", std::string("/notebooks"));
     if (s.workdir.empty() || s.workdir[0] != '/' || str::contains(s.workdir, ".."))
         s.workdir = "/notebooks";
@@ -152,7 +153,7 @@ void prepare_system(const std::string &name, const std::string &berth_binary, co
     if (!str::contains(hosts, " " + name + "\n"))
         (void)fs::write_file_atomic("/etc/hosts", hosts + "127.0.1.1 " + name + "\n", 0644);
     // berth itself, so the client can run `berth agent ...` over SSH.
-    if (!berth_binary.empty())
+    if (!berth_binary.empty() && shape.install_berth)
         (void)fs::write_file_atomic("/usr/local/bin/berth", berth_binary, 0755);
     // A fresh $HOME, as an image would ship it.
     std::error_code ec;

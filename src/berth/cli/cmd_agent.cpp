@@ -1,8 +1,11 @@
 // berth agent boot: the process that is the machine (see agent/machine.hpp). Not for users.
+#include "agent/bootstrap.hpp"
 #include "agent/machine.hpp"
+#include "engine/workspace.hpp"
 #include "cli/commands.hpp"
 #include "store/stream.hpp"
 
+#include <cstdio>
 #include <cstdlib>
 
 namespace berth::cli {
@@ -16,6 +19,46 @@ void add_agent(CLI::App &app, Context &) {
     boot->add_option("--instance", dir)->required();
     boot->add_option("--storage", storage)->required();
     boot->callback([] { std::exit(run_machine_agent(InstanceDir{dir}, storage)); });
+    auto *bs = a->add_subcommand(
+        "bootstrap", "prepare a rented machine: persistence, Jupyter, the max-hours watchdog");
+    static BootstrapOptions bo;
+    bs->add_option("--workdir", bo.workdir, "the machine's kept work directory");
+    bs->add_option("--store", bo.store, "the persistence store (default <workdir>/.berth/storage)");
+    bs->add_option("--max-hours", bo.max_hours, "stop the machine after H hours (0: never)");
+    bs->add_option("--api-url", bo.api_url, "the provider API the watchdog calls");
+    bs->callback([] {
+        auto r = bootstrap_machine(bo);
+        if (!r) {
+            std::fprintf(stderr, "berth: error: %s\n", r.error().line().c_str());
+            std::exit(r.error().code ? r.error().code : 1);
+        }
+        std::printf("%s\n", r->dump().c_str());
+        std::exit(0);
+    });
+    auto *wd = a->add_subcommand("watchdog", "stop this machine through the provider at a deadline");
+    static long long deadline = 0;
+    static std::string api_url, env_file;
+    wd->add_option("--deadline", deadline)->required();
+    wd->add_option("--api-url", api_url);
+    wd->add_option("--env-file", env_file);
+    wd->callback([] { std::exit(run_watchdog(deadline, api_url, env_file)); });
+    auto *sc = a->add_subcommand("scan", "sizes and mtimes of paths, as JSON (the destroy guard)");
+    static std::string scan_root = "/";
+    static std::vector<std::string> scan_paths;
+    sc->add_option("--root", scan_root);
+    sc->add_option("PATHS", scan_paths);
+    sc->callback([] {
+        auto r = scan_here(scan_root, scan_paths);
+        if (!r) {
+            std::fprintf(stderr, "berth: error: %s\n", r.error().line().c_str());
+            std::exit(1);
+        }
+        nlohmann::json arr = nlohmann::json::array();
+        for (const auto &e : *r)
+            arr.push_back({{"path", e.path}, {"size", e.size}, {"mtime_ns", e.mtime_ns}});
+        std::printf("%s\n", arr.dump().c_str());
+        std::exit(0);
+    });
     a->add_subcommand("save-stream", "chunk and send files to a client's repository (stdin/stdout)")
         ->callback([] { std::exit(store::agent_save_stream(0, 1)); });
     a->add_subcommand("restore-stream",

@@ -194,7 +194,22 @@ void cmd_jupyter(Context &ctx, const std::string &name, bool open) {
 } // namespace
 
 void add_ls(CLI::App &app, Context &ctx) {
-    app.add_subcommand("ls", "list instances, as their providers see them now")->callback([&ctx] {
+    auto *ls = app.add_subcommand("ls", "list instances, as their providers see them now");
+    static bool reconcile = false;
+    static std::string rprovider = "vast", rkey;
+    ls->add_flag("--reconcile", reconcile,
+                 "first rebuild berth's records from the provider's labelled machines");
+    ls->add_option("--provider", rprovider, "the provider --reconcile asks")->capture_default_str();
+    ls->add_option("--api-key", rkey, "Vast.ai API key (default: VAST_API_KEY or the key file)");
+    ls->callback([&ctx] {
+        if (reconcile) {
+            auto db = open_state();
+            Engine e(db, [](const std::string &) {});
+            auto added = must(e.reconcile(rprovider, {rkey}));
+            if (!ctx.json)
+                for (const auto &n : added)
+                    warn("recovered '" + n + "' from " + rprovider);
+        }
         cmd_ls(ctx);
     });
 

@@ -1,6 +1,11 @@
 // berth up | start | stop | destroy: the life of a machine.
 #include "cli/commands.hpp"
+#include "core/cost.hpp"
+#include "engine/ledger.hpp"
 #include "engine/lifecycle.hpp"
+#include "engine/retry.hpp"
+#include "offers/query.hpp"
+#include "provider/vast/vast_api.hpp"
 #include "engine/workspace.hpp"
 #include "store/repository.hpp"
 #include "util/strings.hpp"
@@ -34,6 +39,7 @@ nlohmann::json instance_json(const InstanceRecord &r) {
         {"jupyter",
          {{"url", r.tunnel_port ? Engine::jupyter_url(r) : ""}, {"remote_port", r.jupyter_port}}},
         {"max_hours", spec.is_object() ? spec.value("max_hours", 0.0) : 0.0},
+        {"provider_id", r.provider_id},
         {"created_at", r.created_at},
         {"updated_at", r.updated_at}};
 }
@@ -67,7 +73,11 @@ void print_ready(const Context &ctx, const InstanceRecord &r, const char *verb, 
     say("  ssh       berth ssh " + r.name + "      (or `ssh berth-" + r.name +
         "` after `berth ssh-config`)");
     say("  jupyter   " + Engine::jupyter_url(r));
-    say("  storage   /storage (kept across machines), /notebooks (kept until destroy)");
+    if (r.provider == "vast")
+        say("  storage   /workspace (kept until destroy; your environment persists in "
+            "/workspace/.berth)");
+    else
+        say("  storage   /storage (kept across machines), /notebooks (kept until destroy)");
     auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
     double h = spec.is_object() ? spec.value("max_hours", 0.0) : 0.0;
     if (h > 0) {
@@ -96,21 +106,111 @@ void guard_unsaved(const InstanceRecord &r, const std::string &repo_flag) {
                           " --force` to lose it"});
 }
 
+namespace {
+
+struct VastUpArgs {
+    std::string offer, query, image = "fastdotai/fastai-course", type = "on-demand", api_key;
+    double disk = 10, bid = -1, hours = 0;
+};
+
+// --query: the best offer by DLPerf per dollar among those the query matches.
+nlohmann::json pick_offer(const VastUpArgs &a, const vast::Credentials &c) {
+    offers::SearchRequest sr{a.query, false, "dlperf_per_dphtotal-", a.type, 1, a.disk};
+    auto body = must(offers::build_search(sr));
+    auto r = must(send_with_retry(vast::search_request(c, body)));
+    auto found = must(vast::parse_search(r));
+    if (found.empty())
+        throw Abort(Error{"no Vast.ai offer matches '" + a.query + "'",
+                          "loosen the query; `berth offers '" + a.query + "'` shows what matches",
+                          2});
+    return found.front();
+}
+
+nlohmann::json offer_by_id(const std::string &id, const vast::Credentials &c) {
+    nlohmann::json body{{"id", {{"eq", std::atoll(id.c_str())}}}, {"limit", 1}};
+    auto r = must(send_with_retry(vast::search_request(c, body)));
+    auto found = must(vast::parse_search(r));
+    if (found.empty())
+        throw Abort(Error{"no Vast.ai offer " + id, "it may be rented already; see `berth offers`",
+                          2});
+    return found.front();
+}
+
+// Before renting: the offer, the bid pitfall, and whether the credit covers the session.
+void prepare_vast(Context &ctx, UpRequest &req, VastUpArgs &a) {
+    if (a.offer.empty() == a.query.empty())
+        throw Abort(Error{"say which offer to rent", "pass --offer ID or --query '...'", 2});
+    if (!a.offer.empty() && a.offer.find_first_not_of("0123456789") != std::string::npos)
+        throw Abort(Error{"bad offer id '" + a.offer + "'", "offer ids are numbers", 2});
+    if (a.type == "interruptible") a.type = "bid";
+    if (a.type == "bid" && a.bid < 0)
+        throw Abort(Error{"--type bid needs --bid PRICE",
+                          "without a price the API silently rents on-demand at the full price",
+                          2});
+    auto creds = must(vast::load_credentials(a.api_key));
+    auto offer = a.offer.empty() ? pick_offer(a, creds) : offer_by_id(a.offer, creds);
+    req.offer_id = std::to_string(offer.value("id", 0LL));
+    req.image = a.image;
+    req.disk_gb = a.disk;
+    req.api_key = a.api_key;
+    if (a.bid >= 0) req.bid = a.bid;
+    double rent = a.bid >= 0 ? a.bid : offer.value("dph_base", 0.0);
+    double hours = a.hours > 0 ? a.hours : (req.max_hours > 0 ? req.max_hours : 1.0);
+    auto plan = cost::estimate({rent, offer.value("storage_cost", 0.0), 0, 0},
+                               {hours, hours, a.disk, 0, 0});
+    char line[200];
+    std::snprintf(line, sizeof line,
+                  "renting offer %s: %d x %s, $%.4f/h rent + $%.4f/h storage; %.4g h = $%.4f",
+                  req.offer_id.c_str(), offer.value("num_gpus", 0),
+                  offer.value("gpu_name", std::string("?")).c_str(), rent, plan.storage / hours,
+                  hours, plan.total());
+    if (!ctx.json) std::cerr << line << std::endl;
+    auto p = must(make_provider("vast", {a.api_key}));
+    auto credit = p->credit();
+    if (credit && *credit && **credit < plan.total()) {
+        char w[200];
+        std::snprintf(w, sizeof w,
+                      "the planned %.4g h ($%.2f) would run the credit out ($%.2f left): Vast "
+                      "stops instances at a zero balance",
+                      hours, plan.total(), **credit);
+        warn(w);
+    }
+}
+
+} // namespace
+
 void add_up(CLI::App &app, Context &ctx) {
     auto *up = app.add_subcommand("up", "create a machine and wait until SSH and Jupyter answer");
     static std::string name = "workspace", provider = "local";
     static double max_hours = 0, timeout = 180;
+    static VastUpArgs va;
     up->add_option("NAME", name, "instance name")->capture_default_str();
-    up->add_option("--provider", provider, "where: local")->capture_default_str();
+    up->add_option("--provider", provider, "where: local or vast")->capture_default_str();
     up->add_option("--max-hours", max_hours, "the machine stops itself after H hours (0: never)")
         ->check(CLI::NonNegativeNumber);
     up->add_option("--timeout", timeout, "seconds to wait for it to be ready")
         ->capture_default_str();
+    up->add_option("--offer", va.offer, "vast: the offer id to rent (see `berth offers`)");
+    up->add_option("--query", va.query, "vast: rent the best DLPerf/$ offer matching this query");
+    up->add_option("--image", va.image, "vast: the container image")->capture_default_str();
+    up->add_option("--disk", va.disk, "vast: GB of disk")->capture_default_str();
+    up->add_option("--bid", va.bid, "vast: interruptible, bidding $/h for the whole machine");
+    up->add_option("--type", va.type, "vast: on-demand or bid (with --query)")
+        ->capture_default_str();
+    up->add_option("--hours", va.hours,
+                   "vast: planned session length, checked against the credit (default "
+                   "--max-hours, else 1)");
+    up->add_option("--api-key", va.api_key,
+                   "Vast.ai API key (default: VAST_API_KEY or ~/.config/vastai/vast_api_key)");
     up->callback([&ctx] {
         auto t0 = std::chrono::steady_clock::now();
+        UpRequest req{name, provider, max_hours, std::chrono::seconds(static_cast<long>(timeout))};
+        if (provider == "vast") prepare_vast(ctx, req, va);
+        else if (!va.offer.empty() || !va.query.empty() || va.bid >= 0)
+            throw Abort(Error{"--offer, --query and --bid are for rented machines",
+                              "add --provider vast", 2});
         auto db = open_state();
         Engine e(db, progress_for(ctx));
-        UpRequest req{name, provider, max_hours, std::chrono::seconds(static_cast<long>(timeout))};
         auto r = must(e.up(req));
         print_ready(ctx, r, "up", since(t0));
     });
@@ -139,8 +239,10 @@ void add_up(CLI::App &app, Context &ctx) {
             j["schema"] = "berth.instance/1";
             print_json(j);
         } else {
-            say("berth: '" + r.name + "' stopped; /storage and /notebooks are kept (`berth start " +
-                r.name + "`)");
+            say("berth: '" + r.name + "' stopped; " +
+                (r.provider == "vast" ? std::string("/workspace is kept and bills storage")
+                                      : std::string("/storage and /notebooks are kept")) +
+                " (`berth start " + r.name + "`)");
         }
     });
 
@@ -174,7 +276,82 @@ void add_up(CLI::App &app, Context &ctx) {
             print_json(
                 {{"schema", "berth.destroy/1"}, {"name", destroy_name}, {"status", "destroyed"}});
         else
-            say("berth: '" + destroy_name + "' destroyed; /storage kept");
+            say("berth: '" + destroy_name + "' destroyed" +
+                (rec.provider == "local" ? "; /storage kept" : "; nothing bills any more"));
+    });
+}
+
+void add_account(CLI::App &app, Context &ctx) {
+    auto *a = app.add_subcommand(
+        "account", "money: the provider's credit, what berth's machines cost, hours left");
+    static std::string provider = "vast", api_key;
+    a->add_option("--provider", provider, "vast")->capture_default_str();
+    a->add_option("--api-key", api_key, "Vast.ai API key (default: VAST_API_KEY or the key file)");
+    a->callback([&ctx] {
+        auto db = open_state();
+        Engine e(db, [](const std::string &) {});
+        // Fresh states first: a machine that stopped itself stops its rent meter.
+        for (auto &r : must(db.list()))
+            if (r.status != Status::destroyed) (void)e.refresh(r);
+        double now = epoch_now();
+        auto ledger = summarize(must(db.meters()), now);
+        auto p = must(make_provider(provider, {api_key}));
+        auto credit = must(p->credit());
+        // The provider's view of the burn: every machine of the account, berth's or not.
+        double burn = 0;
+        auto machines = p->list();
+        if (machines)
+            for (const auto &m : *machines) {
+                if (m.state == MachineState::running) burn += m.rent_per_hour;
+                if (m.state != MachineState::gone) burn += m.storage_per_hour;
+            }
+        double hours_left = credit && burn > 0 ? *credit / burn : -1;
+        if (ctx.json) {
+            nlohmann::json rows = nlohmann::json::array();
+            for (const auto &l : ledger.entries)
+                if (l.provider == provider)
+                    rows.push_back({{"instance", l.instance},
+                                    {"provider_id", l.provider_id},
+                                    {"rent", l.rent},
+                                    {"storage", l.storage},
+                                    {"total", l.total()},
+                                    {"burn_per_hour", l.burn_per_hour}});
+            double spent = 0;
+            for (const auto &l : ledger.entries)
+                if (l.provider == provider) spent += l.total();
+            print_json({{"schema", "berth.account/1"},
+                        {"provider", provider},
+                        {"credit", credit ? nlohmann::json(*credit) : nlohmann::json()},
+                        {"burn_per_hour", burn},
+                        {"hours_left", hours_left >= 0 ? nlohmann::json(hours_left)
+                                                       : nlohmann::json()},
+                        {"ledger_total", spent},
+                        {"ledger", rows}});
+            return;
+        }
+        char line[160];
+        if (credit) {
+            std::snprintf(line, sizeof line, "credit      $%.2f", *credit);
+            say(line);
+        }
+        std::snprintf(line, sizeof line, "burn rate   $%.4f/h (running: rent + storage; stopped: "
+                                         "storage)", burn);
+        say(line);
+        if (hours_left >= 0) {
+            std::snprintf(line, sizeof line, "hours left  %.1f h at this rate", hours_left);
+            say(term::paint(line, hours_left < 2 ? term::Color::red : term::Color::green));
+        }
+        say("");
+        std::printf("%-16s %-10s %12s %12s %12s %10s\n", "INSTANCE", "ID", "RENT $", "STORAGE $",
+                    "TOTAL $", "$/H NOW");
+        double spent = 0;
+        for (const auto &l : ledger.entries) {
+            if (l.provider != provider) continue;
+            spent += l.total();
+            std::printf("%-16s %-10s %12.6f %12.6f %12.6f %10.4f\n", l.instance.c_str(),
+                        l.provider_id.c_str(), l.rent, l.storage, l.total(), l.burn_per_hour);
+        }
+        std::printf("%-27s %38.6f\n", "berth's ledger, total", spent);
     });
 }
 

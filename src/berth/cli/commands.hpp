@@ -32,6 +32,7 @@ void add_ls(CLI::App &, Context &);
 void add_agent(CLI::App &, Context &);
 void add_save(CLI::App &, Context &);
 void add_offers(CLI::App &, Context &);
+void add_account(CLI::App &, Context &);
 
 // Prints the command list (berth help).
 void print_help();

@@ -1,7 +1,10 @@
 #include "engine/lifecycle.hpp"
 
 #include "core/exit_codes.hpp"
+#include "engine/bootstrap.hpp"
+#include "engine/ledger.hpp"
 #include "util/net.hpp"
+#include "util/process.hpp"
 #include "util/strings.hpp"
 
 #include <csignal>
@@ -81,6 +84,7 @@ InstanceRecord Engine::refresh(InstanceRecord r) {
         r.message = m.error().what;
         return r;
     }
+    note_meters(r, *m);
     Status s = status_from(m->state);
     // Mid-transition states are the engine's own; the provider's word wins once it settles.
     if (s != r.status && !(r.status == Status::creating || r.status == Status::destroying)) {
@@ -90,6 +94,45 @@ InstanceRecord Engine::refresh(InstanceRecord r) {
         (void)m_db.put(r);
     }
     return r;
+}
+
+// The ledger follows what the provider says: storage from the moment the machine exists,
+// rent from the moment it runs (the provider's clock), each closed when that stops.
+void Engine::note_meters(const InstanceRecord &r, const MachineInfo &m) {
+    double now = epoch_now();
+    if (m.state == MachineState::gone) {
+        (void)m_db.meter_close(r.provider, r.provider_id, "", now);
+        return;
+    }
+    if (m.storage_per_hour > 0)
+        (void)m_db.meter_open({r.name, r.provider, r.provider_id, "storage", m.storage_per_hour,
+                               m.created_at > 0 ? m.created_at : now});
+    if (m.state == MachineState::running && m.rent_per_hour > 0)
+        (void)m_db.meter_open({r.name, r.provider, r.provider_id, "rent", m.rent_per_hour,
+                               m.running_since > 0 ? std::min(m.running_since, now) : now});
+    if (m.state == MachineState::stopped || m.state == MachineState::exited)
+        (void)m_db.meter_close(r.provider, r.provider_id, "rent", now);
+}
+
+// A machine whose provider does not tell its host key: trust on first use, pinned from then
+// on under the instance's alias (never StrictHostKeyChecking=no).
+static Result<std::string> scan_host_key(const std::string &host, int port) {
+    std::string last;
+    for (int i = 0; i < 20; ++i) {
+        auto r = proc::run({"ssh-keyscan", "-T", "5", "-t", "ed25519", "-p", std::to_string(port),
+                            host},
+                           {.input = {}, .env = {}, .timeout = std::chrono::seconds(15)});
+        if (r && r->status == 0)
+            for (const auto &line : str::split(r->out, '\n')) {
+                auto parts = str::split(str::trim(line), ' ');
+                if (parts.size() >= 3 && parts[1] == "ssh-ed25519")
+                    return parts[1] + " " + parts[2];
+            }
+        last = r ? str::trim(r->err) : r.error().what;
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    return fail("no SSH host key from " + host + ":" + std::to_string(port) +
+                (last.empty() ? "" : ": " + last));
 }
 
 void Engine::close_tunnel(InstanceRecord &r) {
@@ -120,6 +163,7 @@ Result<InstanceRecord> Engine::wait_running(InstanceRecord r, Provider &p,
     for (;;) {
         auto m = p.describe(r.provider_id);
         if (!m) return tl::unexpected(m.error());
+        note_meters(r, *m);
         if (m->message != last && !m->message.empty()) {
             m_progress(m->message);
             last = m->message;
@@ -144,15 +188,33 @@ Result<InstanceRecord> Engine::wait_running(InstanceRecord r, Provider &p,
             return fail("instance '" + r.name + "' was not ready after " +
                             std::to_string(timeout.count()) + " s",
                         "see `berth status " + r.name + "`");
-        std::this_thread::sleep_for(std::chrono::milliseconds(150));
+        std::this_thread::sleep_for(std::chrono::milliseconds(p.name() == "local" ? 150 : 1000));
     }
     auto target = target_of(r);
+    if (r.host_key.empty()) {
+        auto k = scan_host_key(r.ssh_host, r.ssh_port);
+        if (!k) return tl::unexpected(k.error());
+        r.host_key = *k;
+        m_progress("pinned the machine's host key " + str::split(*k, ' ').back().substr(0, 16) +
+                   "... (first use)");
+    }
     BERTH_TRY(ssh::pin_host_key(target.alias, r.host_key));
     BERTH_TRY(m_db.put(r));
     BERTH_TRY(refresh_ssh_config());
     m_progress("checking SSH as " + r.ssh_user + "@" + r.ssh_host + ":" +
                std::to_string(r.ssh_port));
-    BERTH_TRY(ssh::wait_ready(target, std::chrono::seconds(30)));
+    BERTH_TRY(ssh::wait_ready(target, std::chrono::seconds(60)));
+    if (r.jupyter_port == 0) {
+        // The machine came up bare (a rented container): berth's agent prepares it.
+        auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
+        BootstrapPlan plan{p.workdir(), spec.is_object() ? spec.value("max_hours", 0.0) : 0.0,
+                           p.api_url()};
+        auto b = bootstrap_over_ssh(target, plan, m_progress);
+        if (!b) return tl::unexpected(b.error());
+        r.jupyter_port = b->jupyter_port;
+        r.jupyter_token = b->jupyter_token;
+        BERTH_TRY(m_db.put(r));
+    }
     m_progress("opening the Jupyter tunnel");
     auto t = ensure_tunnel(r);
     if (!t) return t;
@@ -171,7 +233,7 @@ Result<InstanceRecord> Engine::up(const UpRequest &req) {
         return fail("instance '" + req.name + "' already exists (" +
                         status_name((*existing)->status) + ")",
                     "`berth start " + req.name + "`, or pick another name");
-    auto p = make_provider(req.provider);
+    auto p = make_provider(req.provider, {req.api_key});
     if (!p) return tl::unexpected(p.error());
     auto pub = ssh::ensure_key();
     if (!pub) return tl::unexpected(pub.error());
@@ -181,12 +243,24 @@ Result<InstanceRecord> Engine::up(const UpRequest &req) {
     r.provider = req.provider;
     r.provider_id = req.name;
     r.status = Status::creating;
-    r.spec_json = nlohmann::json{{"max_hours", req.max_hours}}.dump();
+    nlohmann::json spec_json{{"max_hours", req.max_hours}};
+    if (req.provider != "local") {
+        spec_json["offer_id"] = req.offer_id;
+        spec_json["image"] = req.image;
+        spec_json["disk_gb"] = req.disk_gb;
+        spec_json["bid"] = req.bid ? nlohmann::json(*req.bid) : nlohmann::json();
+        spec_json["label"] = "berth:" + req.name;
+    }
+    r.spec_json = spec_json.dump();
     BERTH_TRY(m_db.put(r)); // intent before action
     auto intent = m_db.intend(r.name, "create", req.provider);
     if (!intent) return tl::unexpected(intent.error());
     m_progress("creating '" + r.name + "' on " + req.provider);
-    InstanceSpec spec{req.name, req.max_hours, "", *pub + "\n"};
+    InstanceSpec spec{req.name, req.max_hours, req.offer_id, *pub + "\n"};
+    spec.image = req.image;
+    spec.disk_gb = req.disk_gb;
+    spec.bid = req.bid;
+    spec.label = "berth:" + req.name;
     auto m = (*p)->create(spec);
     if (!m) {
         (void)m_db.finish(*intent, false, m.error().what);
@@ -198,7 +272,36 @@ Result<InstanceRecord> Engine::up(const UpRequest &req) {
     r.status = Status::loading;
     BERTH_TRY(m_db.put(r));
     BERTH_TRY(m_db.finish(*intent, true));
-    return wait_running(r, **p, req.timeout);
+    m_progress("created " + req.provider + " instance " + m->id);
+    auto ready = wait_running(r, **p, req.timeout);
+    if (ready || req.provider == "local") return ready;
+    // A rented machine that will not come up still bills: destroy it before reporting.
+    auto cur = m_db.get(r.name);
+    if (cur && *cur) r = **cur;
+    auto d = destroy_failed(r, **p);
+    if (!d)
+        return fail(ready.error().what + "; destroying it failed too: " + d.error().what,
+                    "`berth destroy " + r.name + "`, or destroy instance " + r.provider_id +
+                        " in the provider's console");
+    return fail(ready.error().what + " (instance " + r.provider_id +
+                    " was destroyed: it bills nothing)",
+                ready.error().fix.empty() ? "try another offer" : ready.error().fix);
+}
+
+Result<> Engine::destroy_failed(InstanceRecord &r, Provider &p) {
+    close_tunnel(r);
+    m_progress("destroying instance " + r.provider_id + " (it did not come up)");
+    double t = epoch_now();
+    BERTH_TRY(p.destroy(r.provider_id));
+    auto m = p.describe(r.provider_id);
+    if (!m) return tl::unexpected(m.error());
+    if (m->state != MachineState::gone) return fail("instance " + r.provider_id + " is still there");
+    (void)m_db.meter_close(r.provider, r.provider_id, "", t);
+    r.status = Status::destroyed;
+    r.message = "destroyed: it did not come up";
+    BERTH_TRY(m_db.put(r));
+    (void)ssh::unpin("berth-" + r.name);
+    return refresh_ssh_config();
 }
 
 Result<InstanceRecord> Engine::start(const std::string &name, std::chrono::seconds timeout) {
@@ -228,6 +331,7 @@ Result<InstanceRecord> Engine::stop(const std::string &name) {
     BERTH_TRY(m_db.set_status(name, Status::stopping));
     m_progress("stopping '" + name + "'");
     close_tunnel(*r);
+    double t = epoch_now(); // the provider stops billing when it takes the request
     auto s = (*p)->stop(r->provider_id);
     if (!s) {
         (void)m_db.finish(*intent, false, s.error().what);
@@ -237,6 +341,7 @@ Result<InstanceRecord> Engine::stop(const std::string &name) {
     if (m && m->state == MachineState::running)
         return fail("instance '" + name + "' is still running after stop",
                     "see `berth status " + name + "`");
+    (void)m_db.meter_close(r->provider, r->provider_id, "rent", t);
     r->status = Status::stopped;
     r->message = "stopped by berth stop";
     BERTH_TRY(m_db.put(*r));
@@ -254,6 +359,7 @@ Result<> Engine::destroy(const std::string &name) {
     BERTH_TRY(m_db.set_status(name, Status::destroying));
     m_progress("destroying '" + name + "'");
     close_tunnel(*r);
+    double t = epoch_now();
     auto d = (*p)->destroy(r->provider_id);
     if (!d) {
         (void)m_db.finish(*intent, false, d.error().what);
@@ -263,15 +369,59 @@ Result<> Engine::destroy(const std::string &name) {
     auto m = (*p)->describe(r->provider_id);
     if (!m || m->state != MachineState::gone) {
         (void)m_db.finish(*intent, false, "still present after destroy");
-        return fail("instance '" + name + "' is still there after destroy",
+        return fail("instance '" + name + "' is not confirmed gone after destroy" +
+                        (m ? "" : " (" + m.error().what + ")"),
                     "retry `berth destroy " + name + "`");
     }
+    (void)m_db.meter_close(r->provider, r->provider_id, "", t);
     r->status = Status::destroyed;
     r->message = "destroyed";
     BERTH_TRY(m_db.put(*r));
     BERTH_TRY(m_db.finish(*intent, true));
     BERTH_TRY(ssh::unpin("berth-" + name));
     return refresh_ssh_config();
+}
+
+Result<std::vector<std::string>> Engine::reconcile(const std::string &provider,
+                                                   const ProviderOptions &opt) {
+    auto p = make_provider(provider, opt);
+    if (!p) return tl::unexpected(p.error());
+    auto machines = (*p)->list();
+    if (!machines) return tl::unexpected(machines.error());
+    std::vector<std::string> added;
+    for (const auto &m : *machines) {
+        if (m.label.rfind("berth:", 0) != 0) continue; // not berth's
+        std::string name = m.label.substr(6);
+        if (!validate_name(name)) continue;
+        auto existing = m_db.get(name);
+        if (!existing) return tl::unexpected(existing.error());
+        if (*existing && (*existing)->status != Status::destroyed) {
+            if ((*existing)->provider_id == m.id) continue; // known
+            name += "-" + m.id;                              // a namesake: keep both
+            if (auto again = m_db.get(name); again && *again) continue;
+        }
+        InstanceRecord r;
+        r.name = name;
+        r.provider = provider;
+        r.provider_id = m.id;
+        r.status = status_from(m.state);
+        r.ssh_host = m.ssh.host;
+        r.ssh_port = m.ssh.port;
+        r.ssh_user = m.ssh.user.empty() ? "root" : m.ssh.user;
+        r.spec_json = nlohmann::json{{"max_hours", 0}, {"label", m.label}}.dump();
+        r.message = "recovered from " + provider + " by `berth ls --reconcile`";
+        BERTH_TRY(m_db.put(r));
+        note_meters(r, m);
+        added.push_back(name);
+    }
+    // Records the list did not mention are checked one by one: absence from a list is not
+    // proof that a machine is gone.
+    auto all = m_db.list();
+    if (!all) return tl::unexpected(all.error());
+    for (auto &r : *all)
+        if (r.provider == provider && r.status != Status::destroyed) (void)refresh(r);
+    BERTH_TRY(refresh_ssh_config());
+    return added;
 }
 
 } // namespace berth

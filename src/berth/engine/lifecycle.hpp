@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace berth {
@@ -20,6 +21,10 @@ struct UpRequest {
     std::string provider = "local";
     double max_hours = 0;
     std::chrono::seconds timeout{180};
+    // Rented machines (ignored by local):
+    std::string offer_id, image, api_key;
+    double disk_gb = 0;
+    std::optional<double> bid;
 };
 
 class Engine {
@@ -36,6 +41,12 @@ public:
     // becomes `stopped`). Never fails the caller for a provider error: it is kept as message.
     InstanceRecord refresh(InstanceRecord r);
 
+    // Rebuilds records from the provider's machines that carry a berth label ("berth:NAME"),
+    // for when the local state was lost. Returns the names it added. Never marks a record
+    // destroyed from a list: only a GET of that machine saying it is gone does.
+    Result<std::vector<std::string>> reconcile(const std::string &provider,
+                                               const ProviderOptions &opt = {});
+
     // Reuses a live tunnel or opens one; returns the record with tunnel_port set.
     Result<InstanceRecord> ensure_tunnel(InstanceRecord r);
 
@@ -49,6 +60,8 @@ private:
     Result<InstanceRecord> wait_running(InstanceRecord r, Provider &p,
                                         std::chrono::seconds timeout);
     void close_tunnel(InstanceRecord &r);
+    void note_meters(const InstanceRecord &r, const MachineInfo &m);
+    Result<> destroy_failed(InstanceRecord &r, Provider &p);
     Result<> refresh_ssh_config();
 
     StateDb &m_db;

@@ -26,7 +26,9 @@ namespace berth {
 namespace stdfs = std::filesystem;
 using namespace store;
 
-std::vector<std::string> default_instance_paths() {
+std::vector<std::string> default_instance_paths(const InstanceRecord &r) {
+    // A Vast container keeps /workspace (the persisted environment lives in it, under .berth).
+    if (r.provider == "vast") return {"workspace"};
     return {"notebooks", "storage/cfg"};
 }
 
@@ -177,7 +179,7 @@ Result<SaveResult> save_directory(Repository &repo, const stdfs::path &dir, bool
 Result<SaveResult> save_instance(Repository &repo, const InstanceRecord &r,
                                  std::vector<std::string> paths, bool progress) {
     BERTH_TRY(require_running(r));
-    if (paths.empty()) paths = default_instance_paths();
+    if (paths.empty()) paths = default_instance_paths(r);
     for (auto &p : paths) {
         while (!p.empty() && p[0] == '/')
             p.erase(0, 1);
@@ -317,8 +319,8 @@ Result<RestoreStats> restore_instance(Repository &repo, const Snapshot &s, const
     return st;
 }
 
-static Result<std::vector<Entry>> scan_here(const stdfs::path &root,
-                                            const std::vector<std::string> &paths) {
+Result<std::vector<Entry>> scan_here(const stdfs::path &root,
+                                     const std::vector<std::string> &paths) {
     // Sizes and mtimes only: the guard must be quick and must not read the work.
     std::vector<Entry> out;
     for (const auto &p : paths) {
@@ -341,7 +343,7 @@ static Result<std::vector<Entry>> scan_here(const stdfs::path &root,
 }
 
 Result<Unsaved> unsaved_work(Repository *repo, const InstanceRecord &r) {
-    auto paths = default_instance_paths();
+    auto paths = default_instance_paths(r);
     // The machine's own files, as they are now: on this host if the provider keeps them here.
     std::vector<Entry> now;
     auto p = make_provider(r.provider);
@@ -360,9 +362,31 @@ Result<Unsaved> unsaved_work(Repository *repo, const InstanceRecord &r) {
             now.push_back(std::move(e));
         }
     }
+    if (!local && r.status == Status::running) {
+        // Over SSH: the machine's agent lists sizes and mtimes (it reads no file contents).
+        std::vector<std::string> args = {"agent", "scan", "--root", "/"};
+        args.insert(args.end(), paths.begin(), paths.end());
+        auto out = proc::run(remote_berth(r, args),
+                             {.input = {}, .env = {}, .timeout = std::chrono::seconds(120)});
+        if (!out) return tl::unexpected(out.error());
+        auto j = nlohmann::json::parse(out->out, nullptr, false);
+        if (out->status != 0 || !j.is_array())
+            return fail("cannot list '" + r.name + "''s files over SSH: " + str::trim(out->err),
+                        "run `berth save " + r.name + "` first, or destroy --force");
+        for (const auto &e : j) {
+            Entry x;
+            x.path = e.value("path", std::string());
+            x.size = e.value("size", 0ULL);
+            x.mtime_ns = e.value("mtime_ns", 0LL);
+            now.push_back(std::move(x));
+        }
+        local = true;
+    }
     if (!local)
-        return fail("cannot look at '" + r.name + "''s files from here",
-                    "run `berth save " + r.name + "` first, or destroy --force");
+        return fail("cannot look at '" + r.name + "''s files while it is " +
+                        status_name(r.status),
+                    "`berth start " + r.name + "` and `berth save " + r.name +
+                        "`, or destroy --force");
     Unsaved u;
     auto last = repo ? latest_of(*repo, instance_source(r, paths)) : std::nullopt;
     std::map<std::string, const Entry *> saved;
@@ -377,6 +401,8 @@ Result<Unsaved> unsaved_work(Repository *repo, const InstanceRecord &r) {
     u.never_saved = !last;
     for (const auto &e : now) {
         if (e.path.rfind("storage/cfg/.conflicts", 0) == 0) continue;
+        // berth's own bookkeeping in a machine's persistence store (lock, log) is not work.
+        if (str::contains(e.path, ".berth/storage/.berth/")) continue;
         auto it = saved.find(e.path);
         if (it == saved.end() || it->second->size != e.size || it->second->mtime_ns != e.mtime_ns) {
             u.changed.push_back("/" + e.path);

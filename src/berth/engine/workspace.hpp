@@ -19,7 +19,11 @@ struct SaveResult {
 };
 
 // What the default save of an instance covers: its work and its persisted environment.
-std::vector<std::string> default_instance_paths();
+std::vector<std::string> default_instance_paths(const InstanceRecord &r);
+
+// Sizes and mtimes (no contents) of root/<path> for each path, entries named relative to root.
+Result<std::vector<store::Entry>> scan_here(const std::filesystem::path &root,
+                                            const std::vector<std::string> &paths);
 
 Result<SaveResult> save_directory(store::Repository &repo, const std::filesystem::path &dir,
                                   bool progress);

@@ -46,6 +46,7 @@ struct InstanceSpec {
     bool jupyter = true;
     std::string workdir = "/notebooks";
     bool storage = true;
+    bool install_berth = true; // a rented machine has no berth until the client uploads it
 };
 
 struct SshEndpoint {
@@ -93,6 +94,10 @@ public:
     virtual Result<std::vector<MachineInfo>> list() {
         return fail(name() + " cannot list its machines");
     }
+    // For machines berth bootstraps over SSH: the kept work directory, and the API the
+    // machine's watchdog calls to stop itself.
+    virtual std::string workdir() const { return "/notebooks"; }
+    virtual std::string api_url() const { return {}; }
     // Money: the account's credit in dollars, when the provider has one.
     virtual Result<std::optional<double>> credit() { return std::optional<double>{}; }
     // Where a path of the machine is on this host, for providers whose disks are local
@@ -103,7 +108,12 @@ public:
     }
 };
 
+struct ProviderOptions {
+    std::string api_key; // --api-key; else the provider's own environment variable or file
+};
+
 // The provider named `name`, or an error listing the known ones.
-Result<std::unique_ptr<Provider>> make_provider(const std::string &name);
+Result<std::unique_ptr<Provider>> make_provider(const std::string &name,
+                                                const ProviderOptions &opt = {});
 
 } // namespace berth

@@ -25,6 +25,12 @@ const char *k_migrations[] = {
          state TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '',
          created_at INTEGER NOT NULL, finished_at INTEGER NOT NULL DEFAULT 0);
        CREATE INDEX intents_instance ON intents(instance);)",
+    // The ledger: one row per metered interval (rent while running, storage while it exists).
+    R"(CREATE TABLE meters (
+         id INTEGER PRIMARY KEY AUTOINCREMENT, instance TEXT NOT NULL, provider TEXT NOT NULL,
+         provider_id TEXT NOT NULL, kind TEXT NOT NULL, rate_per_hour REAL NOT NULL,
+         start REAL NOT NULL, end REAL NOT NULL DEFAULT 0);
+       CREATE INDEX meters_machine ON meters(provider, provider_id);)",
 };
 
 std::int64_t now() {
@@ -279,6 +285,64 @@ Result<std::vector<Intent>> StateDb::intents(const std::string &instance) {
         out.push_back({sqlite3_column_int64(st.s, 0), col_text(st.s, 1), col_text(st.s, 2),
                        col_text(st.s, 3), col_text(st.s, 4), sqlite3_column_int64(st.s, 5),
                        sqlite3_column_int64(st.s, 6)});
+    return out;
+}
+
+Result<> StateDb::meter_open(const Meter &m) {
+    Stmt q;
+    sqlite3_prepare_v2(m_db,
+                       "SELECT count(*) FROM meters WHERE provider=? AND provider_id=? AND kind=? "
+                       "AND end=0",
+                       -1, &q.s, nullptr);
+    sqlite3_bind_text(q.s, 1, m.provider.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q.s, 2, m.provider_id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q.s, 3, m.kind.c_str(), -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q.s) == SQLITE_ROW && sqlite3_column_int(q.s, 0) > 0) return {};
+    Stmt st;
+    sqlite3_prepare_v2(m_db,
+                       "INSERT INTO meters (instance, provider, provider_id, kind, rate_per_hour, "
+                       "start) VALUES (?,?,?,?,?,?)",
+                       -1, &st.s, nullptr);
+    sqlite3_bind_text(st.s, 1, m.instance.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st.s, 2, m.provider.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st.s, 3, m.provider_id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st.s, 4, m.kind.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_double(st.s, 5, m.rate_per_hour);
+    sqlite3_bind_double(st.s, 6, m.start);
+    if (sqlite3_step(st.s) != SQLITE_DONE)
+        return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
+    return {};
+}
+
+Result<> StateDb::meter_close(const std::string &provider, const std::string &provider_id,
+                              const std::string &kind, double end) {
+    Stmt st;
+    std::string sql = "UPDATE meters SET end=max(start, ?) WHERE provider=? AND provider_id=? AND "
+                      "end=0";
+    if (!kind.empty()) sql += " AND kind=?";
+    sqlite3_prepare_v2(m_db, sql.c_str(), -1, &st.s, nullptr);
+    sqlite3_bind_double(st.s, 1, end);
+    sqlite3_bind_text(st.s, 2, provider.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st.s, 3, provider_id.c_str(), -1, SQLITE_TRANSIENT);
+    if (!kind.empty()) sqlite3_bind_text(st.s, 4, kind.c_str(), -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st.s) != SQLITE_DONE)
+        return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
+    return {};
+}
+
+Result<std::vector<Meter>> StateDb::meters() {
+    Stmt st;
+    sqlite3_prepare_v2(m_db,
+                       "SELECT instance, provider, provider_id, kind, rate_per_hour, start, end "
+                       "FROM meters ORDER BY id",
+                       -1, &st.s, nullptr);
+    std::vector<Meter> out;
+    int rc;
+    while ((rc = sqlite3_step(st.s)) == SQLITE_ROW)
+        out.push_back({col_text(st.s, 0), col_text(st.s, 1), col_text(st.s, 2), col_text(st.s, 3),
+                       sqlite3_column_double(st.s, 4), sqlite3_column_double(st.s, 5),
+                       sqlite3_column_double(st.s, 6)});
+    if (rc != SQLITE_DONE) return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
     return out;
 }
 

@@ -58,6 +58,13 @@ struct Intent {
     std::int64_t created_at = 0, finished_at = 0;
 };
 
+// One metered interval of the ledger: `kind` "rent" (while running) or "storage" (while the
+// machine exists); end 0 while it is still open. Times are epoch seconds.
+struct Meter {
+    std::string instance, provider, provider_id, kind;
+    double rate_per_hour = 0, start = 0, end = 0;
+};
+
 class StateDb {
 public:
     ~StateDb();
@@ -79,6 +86,13 @@ public:
                                 const std::string &detail = {});
     Result<> finish(std::int64_t intent, bool ok, const std::string &detail = {});
     Result<std::vector<Intent>> intents(const std::string &instance);
+
+    // Opens an interval unless one of that kind is open for the machine already.
+    Result<> meter_open(const Meter &m);
+    // Closes the machine's open intervals (of `kind`, or all for "") at `end`.
+    Result<> meter_close(const std::string &provider, const std::string &provider_id,
+                         const std::string &kind, double end);
+    Result<std::vector<Meter>> meters();
 
 private:
     explicit StateDb(sqlite3 *db) : m_db(db) {}

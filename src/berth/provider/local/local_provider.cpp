@@ -92,7 +92,8 @@ Result<MachineInfo> LocalProvider::create(const InstanceSpec &spec) {
                      {"workdir", spec.workdir},
                      {"storage", spec.storage},
                      {"onstart", spec.onstart},
-                     {"env", env}};
+                     {"env", env},
+                     {"install_berth", spec.install_berth}};
     BERTH_TRY(fs::write_file_atomic(dir.spec(), j.dump() + "\n", 0600));
     BERTH_TRY(start(spec.name));
     MachineInfo m;

@@ -33,4 +33,28 @@ std::string describe_error(const http::Response &r);
 // A provider-neutral Offer from a raw Vast offer.
 Offer to_offer(const nlohmann::json &raw);
 
+// Any other call: METHOD base_url + path, Bearer auth, a JSON body when given.
+http::Request api_request(const Credentials &c, const std::string &method, const std::string &path,
+                          const nlohmann::json &body = nullptr);
+
+// A JSON object from an answer: fails on a non-2xx status (with the API's own words), a wrong
+// Content-Type, or a body that does not parse as an object. `what` names the call.
+Result<nlohmann::json> parse_object(const http::Response &r, const std::string &what);
+
+// The body of PUT /api/v0/asks/{id}/ as the official CLI sends it (SPEC §3), for an ssh
+// machine with a direct port when the host has one. `price` is the bid: null is on-demand.
+nlohmann::json create_body(const InstanceSpec &spec);
+
+// The onstart berth gives its machines: keeps the container's own environment (CONTAINER_ID,
+// CONTAINER_API_KEY), which SSH sessions do not inherit, for the max-hours watchdog.
+std::string berth_onstart();
+
+// Where to SSH (SPEC §5, the CLI's ssh-url): ports["22/tcp"] on public_ipaddr when mapped,
+// else ssh_host:ssh_port, plus 1 when the runtype has jupyter. Port 0: not known yet.
+SshEndpoint ssh_endpoint(const nlohmann::json &row);
+
+// One instance row as berth sees it: actual_status mapped to a MachineState (exited, unknown
+// and offline, or an "Error" in status_msg, are final: `exited` with the reason), money, label.
+MachineInfo parse_instance(const nlohmann::json &row, double now);
+
 } // namespace berth::vast

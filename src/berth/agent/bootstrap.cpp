@@ -1,0 +1,224 @@
+#include "agent/bootstrap.hpp"
+
+#include "agent/machine.hpp"
+#include "agent/persist.hpp"
+#include "util/fs.hpp"
+#include "util/net.hpp"
+#include "util/process.hpp"
+#include "util/strings.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+#include <fcntl.h>
+#include <thread>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace berth {
+
+namespace stdfs = std::filesystem;
+
+namespace {
+
+stdfs::path home() {
+    const char *h = std::getenv("HOME");
+    return h && *h ? stdfs::path(h) : stdfs::path("/root");
+}
+
+stdfs::path state_dir() {
+    return home() / ".berth";
+}
+
+std::string random_token() {
+    unsigned char b[24];
+    int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::read(fd, b, sizeof b) != static_cast<ssize_t>(sizeof b))
+        return std::to_string(std::time(nullptr)) + std::to_string(::getpid());
+    ::close(fd);
+    return str::hex(b, sizeof b);
+}
+
+// Starts argv fully detached (own session, stdio to log); returns the grandchild's pid.
+Result<pid_t> spawn_detached(const std::vector<std::string> &argv, const stdfs::path &log,
+                             const std::string &cwd) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return fail_errno("pipe", errno);
+    pid_t child = ::fork();
+    if (child < 0) return fail_errno("fork", errno);
+    if (child == 0) {
+        ::setsid();
+        pid_t g = ::fork();
+        if (g != 0) {
+            (void)!::write(fds[1], &g, sizeof g);
+            ::_exit(0);
+        }
+        int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+        int in = ::open("/dev/null", O_RDONLY);
+        ::dup2(in, 0);
+        ::dup2(out, 1);
+        ::dup2(out, 2);
+        if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
+        std::vector<char *> a;
+        for (const auto &s : argv)
+            a.push_back(const_cast<char *>(s.c_str()));
+        a.push_back(nullptr);
+        ::execvp(a[0], a.data());
+        std::fprintf(stderr, "cannot run %s: %s\n", a[0], std::strerror(errno));
+        ::_exit(127);
+    }
+    ::close(fds[1]);
+    pid_t g = -1;
+    (void)!::read(fds[0], &g, sizeof g);
+    ::close(fds[0]);
+    ::waitpid(child, nullptr, 0);
+    return g;
+}
+
+bool alive_with(pid_t pid, const std::string &needle) {
+    if (pid <= 0 || ::kill(pid, 0) != 0) return false;
+    auto cmd = fs::read_file("/proc/" + std::to_string(pid) + "/cmdline");
+    return cmd && str::contains(*cmd, needle);
+}
+
+Result<nlohmann::json> ensure_jupyter(const std::string &workdir) {
+    auto file = state_dir() / "jupyter.json";
+    if (auto text = fs::read_file(file)) {
+        auto j = nlohmann::json::parse(*text, nullptr, false);
+        if (j.is_object()) {
+            int pid = j.value("pid", 0), port = j.value("port", 0);
+            std::string token = j.value("token", std::string());
+            auto http = net::http_status("127.0.0.1", port, "/api/status?token=" + token,
+                                         std::chrono::milliseconds(1000));
+            if (alive_with(pid, "jupyter") && http && *http == 200) {
+                j["reused"] = true;
+                return j;
+            }
+        }
+    }
+    auto port = net::free_loopback_port();
+    if (!port) return tl::unexpected(port.error());
+    std::string token = random_token();
+    auto argv = jupyter_command(*port, token, workdir);
+    if (argv.empty())
+        return fail("Jupyter is not installed on the machine",
+                    "use an image with Jupyter (fastdotai/fastai-course has it)");
+    auto pid = spawn_detached(argv, state_dir() / "jupyter.log", workdir);
+    if (!pid) return tl::unexpected(pid.error());
+    nlohmann::json j{{"pid", *pid}, {"port", *port}, {"token", token}, {"reused", false}};
+    BERTH_TRY(fs::write_file_atomic(file, j.dump() + "\n", 0600));
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (::kill(*pid, 0) != 0)
+            return fail("Jupyter exited at start", "see " + (state_dir() / "jupyter.log").string());
+        auto http = net::http_status("127.0.0.1", *port, "/api/status?token=" + token,
+                                     std::chrono::milliseconds(500));
+        if (http && *http == 200) return j;
+        std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    }
+    return fail("Jupyter did not answer within 90 s",
+                "see " + (state_dir() / "jupyter.log").string());
+}
+
+} // namespace
+
+Result<nlohmann::json> bootstrap_machine(const BootstrapOptions &o) {
+    auto t0 = std::chrono::steady_clock::now();
+    BERTH_TRY(fs::make_dirs(state_dir(), 0700));
+    BERTH_TRY(fs::make_dirs(o.workdir, 0755));
+    nlohmann::json out{{"schema", "berth.bootstrap/1"}};
+    // 1. Persistence, into the machine's kept volume.
+    Store store{o.store.empty() ? stdfs::path(o.workdir) / ".berth" / "storage"
+                                : stdfs::path(o.store)};
+    BERTH_TRY(fs::make_dirs(store.root, 0700));
+    MigrationObserver quiet;
+    bool fresh = !stdfs::exists(store.manifest());
+    auto run = fresh ? persist_init(store, home(), quiet)
+                     : persist_restore(store, home(), quiet, std::chrono::seconds(10));
+    if (!run) return tl::unexpected(run.error());
+    out["persist"] = {{"store", store.root.string()},
+                      {"paths", run->items.size()},
+                      {"initialized", fresh}};
+    // 2. Jupyter.
+    auto j = ensure_jupyter(o.workdir);
+    if (!j) return tl::unexpected(j.error());
+    out["jupyter_port"] = (*j)["port"];
+    out["jupyter_token"] = (*j)["token"];
+    out["jupyter_reused"] = (*j)["reused"];
+    // 3. The watchdog: one per machine, replaced at every bootstrap (the deadline counts from
+    // this boot, as the local provider's does).
+    auto pid_file = state_dir() / "watchdog.pid";
+    if (auto text = fs::read_file(pid_file)) {
+        pid_t old = std::atoi(text->c_str());
+        if (alive_with(old, "watchdog")) ::kill(old, SIGTERM);
+        ::unlink(pid_file.c_str());
+    }
+    out["deadline"] = 0;
+    if (o.max_hours > 0) {
+        long long deadline = std::time(nullptr) + static_cast<long long>(o.max_hours * 3600);
+        auto self = stdfs::read_symlink("/proc/self/exe");
+        auto pid = spawn_detached({self.string(), "agent", "watchdog", "--deadline",
+                                   std::to_string(deadline), "--api-url", o.api_url, "--env-file",
+                                   (state_dir() / "vast.env").string()},
+                                  state_dir() / "watchdog.log", "/");
+        if (!pid) return tl::unexpected(pid.error());
+        BERTH_TRY(fs::write_file_atomic(pid_file, std::to_string(*pid) + "\n", 0600));
+        out["deadline"] = deadline;
+    }
+    out["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return out;
+}
+
+namespace {
+
+std::string env_value(const std::string &env_text, const std::string &key) {
+    if (const char *v = std::getenv(key.c_str()); v && *v) return v;
+    for (const auto &line : str::split(env_text, '\n'))
+        if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
+    return {};
+}
+
+void log_line(const std::string &s) {
+    std::time_t t = std::time(nullptr);
+    char ts[32];
+    std::strftime(ts, sizeof ts, "%F %T", std::localtime(&t));
+    std::fprintf(stderr, "%s watchdog: %s\n", ts, s.c_str());
+    std::fflush(stderr);
+}
+
+} // namespace
+
+int run_watchdog(long long deadline, const std::string &api_url, const std::string &env_file) {
+    log_line("stopping this machine at " + std::to_string(deadline));
+    while (std::time(nullptr) < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(
+            std::min<long long>(1000, (deadline - std::time(nullptr)) * 1000 + 50)));
+    std::string env_text = fs::read_file(env_file).value_or("");
+    std::string id = env_value(env_text, "CONTAINER_ID");
+    std::string key = env_value(env_text, "CONTAINER_API_KEY");
+    if (id.empty() || key.empty() || api_url.empty()) {
+        log_line("max-hours reached but CONTAINER_ID/CONTAINER_API_KEY or the API URL are "
+                 "unknown: cannot stop this machine");
+        return 1;
+    }
+    std::string url = api_url + "/api/v0/instances/" + id + "/";
+    for (int attempt = 0; attempt < 20; ++attempt) {
+        proc::Options opt;
+        opt.input = "Authorization: Bearer " + key + "\n";
+        opt.timeout = std::chrono::seconds(30);
+        auto r = proc::run({"curl", "-fsS", "-X", "PUT", "-H", "@-", "-H",
+                            "Content-Type: application/json", "--data", R"({"state":"stopped"})",
+                            url},
+                           opt);
+        if (r && r->status == 0) {
+            log_line("max-hours reached: asked the provider to stop this machine");
+            return 0;
+        }
+        log_line("stop request failed: " + (r ? str::trim(r->err) : r.error().what));
+        std::this_thread::sleep_for(std::chrono::seconds(std::min(30, 1 << attempt)));
+    }
+    return 1;
+}
+
+} // namespace berth
