@@ -225,6 +225,10 @@ Reply Account::create(long long offer_id, const json &body) {
     if (!m_fates.empty()) {
         i.fate = m_fates.front();
         m_fates.pop_front();
+        if (i.fate == "on-demand") { // the API's silent fallback (SPEC §3, vast-cli PR #403)
+            i.bid = -1;
+            i.fate.clear();
+        }
     }
     for (const auto &[kid, k] : m_keys)
         i.keys.push_back(kid);

@@ -11,7 +11,9 @@
 //   "next": [429, 503, ...]   the next responses fail with these statuses, unhandled
 //   "after": [502, ...]       the next requests ARE handled, then answered with these statuses
 //   "delay_ms": N             every answer is N ms late (0 to stop)
+//   "match": "DELETE /api/v0/instances/"   next/after hit only requests starting so
 //   "fate": ["exited", ...]   the next created instances end so instead of running
+//                             ("offline" too; "on-demand": its bid is silently dropped)
 //   "list": ["empty", ...]    the next instance lists come back empty, or "malformed"
 #include "instances.hpp"
 #include "search.hpp"
@@ -35,6 +37,7 @@ struct State {
     std::string api_key;
     std::mutex mu;
     std::deque<int> faults, after;
+    std::string match; // faults apply to requests whose "METHOD /path" starts with this
     int delay_ms = 0;
     std::function<bool(const std::string &)> instance_key;
 };
@@ -66,10 +69,13 @@ guarded(State &st, bool needs_auth,
         int fault = 0, delay = 0, after = 0;
         {
             std::lock_guard lk(st.mu);
-            if (!st.faults.empty()) {
+            std::string what = req.method + " " + req.path;
+            bool hit = st.match.empty() || what.rfind(st.match, 0) == 0 ||
+                       req.path.rfind(st.match, 0) == 0;
+            if (hit && !st.faults.empty()) {
                 fault = st.faults.front();
                 st.faults.pop_front();
-            } else if (!st.after.empty() && req.path.rfind("/_replica", 0) != 0) {
+            } else if (hit && !st.after.empty()) {
                 after = st.after.front();
                 st.after.pop_front();
             }
@@ -268,6 +274,7 @@ int main(int argc, char **argv) {
                      for (const auto &f : j.value("after", json::array()))
                          st.after.push_back(f.get<int>());
                      st.delay_ms = j.value("delay_ms", 0);
+                     st.match = j.value("match", std::string());
                      for (const auto &f : j.value("fate", json::array()))
                          account.push_fate(f.get<std::string>());
                      for (const auto &f : j.value("list", json::array()))

@@ -12,8 +12,8 @@
 #include <cstring>
 #include <ctime>
 #include <fcntl.h>
-#include <thread>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 namespace berth {
@@ -137,9 +137,8 @@ Result<nlohmann::json> bootstrap_machine(const BootstrapOptions &o) {
     auto run = fresh ? persist_init(store, home(), quiet)
                      : persist_restore(store, home(), quiet, std::chrono::seconds(10));
     if (!run) return tl::unexpected(run.error());
-    out["persist"] = {{"store", store.root.string()},
-                      {"paths", run->items.size()},
-                      {"initialized", fresh}};
+    out["persist"] = {
+        {"store", store.root.string()}, {"paths", run->items.size()}, {"initialized", fresh}};
     // 2. Jupyter.
     auto j = ensure_jupyter(o.workdir);
     if (!j) return tl::unexpected(j.error());
@@ -207,10 +206,10 @@ int run_watchdog(long long deadline, const std::string &api_url, const std::stri
         proc::Options opt;
         opt.input = "Authorization: Bearer " + key + "\n";
         opt.timeout = std::chrono::seconds(30);
-        auto r = proc::run({"curl", "-fsS", "-X", "PUT", "-H", "@-", "-H",
-                            "Content-Type: application/json", "--data", R"({"state":"stopped"})",
-                            url},
-                           opt);
+        auto r =
+            proc::run({"curl", "-fsS", "-X", "PUT", "-H", "@-", "-H",
+                       "Content-Type: application/json", "--data", R"({"state":"stopped"})", url},
+                      opt);
         if (r && r->status == 0) {
             log_line("max-hours reached: asked the provider to stop this machine");
             return 0;

@@ -1,8 +1,8 @@
 // berth agent boot: the process that is the machine (see agent/machine.hpp). Not for users.
 #include "agent/bootstrap.hpp"
 #include "agent/machine.hpp"
-#include "engine/workspace.hpp"
 #include "cli/commands.hpp"
+#include "engine/workspace.hpp"
 #include "store/stream.hpp"
 
 #include <cstdio>
@@ -35,7 +35,8 @@ void add_agent(CLI::App &app, Context &) {
         std::printf("%s\n", r->dump().c_str());
         std::exit(0);
     });
-    auto *wd = a->add_subcommand("watchdog", "stop this machine through the provider at a deadline");
+    auto *wd =
+        a->add_subcommand("watchdog", "stop this machine through the provider at a deadline");
     static long long deadline = 0;
     static std::string api_url, env_file;
     wd->add_option("--deadline", deadline)->required();

@@ -4,9 +4,9 @@
 #include "engine/ledger.hpp"
 #include "engine/lifecycle.hpp"
 #include "engine/retry.hpp"
+#include "engine/workspace.hpp"
 #include "offers/query.hpp"
 #include "provider/vast/vast_api.hpp"
-#include "engine/workspace.hpp"
 #include "store/repository.hpp"
 #include "util/strings.hpp"
 #include "util/term.hpp"
@@ -131,8 +131,8 @@ nlohmann::json offer_by_id(const std::string &id, const vast::Credentials &c) {
     auto r = must(send_with_retry(vast::search_request(c, body)));
     auto found = must(vast::parse_search(r));
     if (found.empty())
-        throw Abort(Error{"no Vast.ai offer " + id, "it may be rented already; see `berth offers`",
-                          2});
+        throw Abort(
+            Error{"no Vast.ai offer " + id, "it may be rented already; see `berth offers`", 2});
     return found.front();
 }
 
@@ -145,8 +145,7 @@ void prepare_vast(Context &ctx, UpRequest &req, VastUpArgs &a) {
     if (a.type == "interruptible") a.type = "bid";
     if (a.type == "bid" && a.bid < 0)
         throw Abort(Error{"--type bid needs --bid PRICE",
-                          "without a price the API silently rents on-demand at the full price",
-                          2});
+                          "without a price the API silently rents on-demand at the full price", 2});
     auto creds = must(vast::load_credentials(a.api_key));
     auto offer = a.offer.empty() ? pick_offer(a, creds) : offer_by_id(a.offer, creds);
     req.offer_id = std::to_string(offer.value("id", 0LL));
@@ -205,7 +204,8 @@ void add_up(CLI::App &app, Context &ctx) {
     up->callback([&ctx] {
         auto t0 = std::chrono::steady_clock::now();
         UpRequest req{name, provider, max_hours, std::chrono::seconds(static_cast<long>(timeout))};
-        if (provider == "vast") prepare_vast(ctx, req, va);
+        if (provider == "vast")
+            prepare_vast(ctx, req, va);
         else if (!va.offer.empty() || !va.query.empty() || va.bid >= 0)
             throw Abort(Error{"--offer, --query and --bid are for rented machines",
                               "add --provider vast", 2});
@@ -319,14 +319,14 @@ void add_account(CLI::App &app, Context &ctx) {
             double spent = 0;
             for (const auto &l : ledger.entries)
                 if (l.provider == provider) spent += l.total();
-            print_json({{"schema", "berth.account/1"},
-                        {"provider", provider},
-                        {"credit", credit ? nlohmann::json(*credit) : nlohmann::json()},
-                        {"burn_per_hour", burn},
-                        {"hours_left", hours_left >= 0 ? nlohmann::json(hours_left)
-                                                       : nlohmann::json()},
-                        {"ledger_total", spent},
-                        {"ledger", rows}});
+            print_json(
+                {{"schema", "berth.account/1"},
+                 {"provider", provider},
+                 {"credit", credit ? nlohmann::json(*credit) : nlohmann::json()},
+                 {"burn_per_hour", burn},
+                 {"hours_left", hours_left >= 0 ? nlohmann::json(hours_left) : nlohmann::json()},
+                 {"ledger_total", spent},
+                 {"ledger", rows}});
             return;
         }
         char line[160];
@@ -334,12 +334,16 @@ void add_account(CLI::App &app, Context &ctx) {
             std::snprintf(line, sizeof line, "credit      $%.2f", *credit);
             say(line);
         }
-        std::snprintf(line, sizeof line, "burn rate   $%.4f/h (running: rent + storage; stopped: "
-                                         "storage)", burn);
+        std::snprintf(line, sizeof line,
+                      "burn rate   $%.4f/h (running: rent + storage; stopped: "
+                      "storage)",
+                      burn);
         say(line);
         if (hours_left >= 0) {
             std::snprintf(line, sizeof line, "hours left  %.1f h at this rate", hours_left);
             say(term::paint(line, hours_left < 2 ? term::Color::red : term::Color::green));
+        } else {
+            say("hours left  - (nothing bills now)");
         }
         say("");
         std::printf("%-16s %-10s %12s %12s %12s %10s\n", "INSTANCE", "ID", "RENT $", "STORAGE $",

@@ -80,11 +80,11 @@ Result<Bootstrapped> bootstrap_over_ssh(const ssh::Target &t, const BootstrapPla
              std::string(plan.max_hours > 0 ? ", the max-hours watchdog" : ""));
     char hours[32];
     std::snprintf(hours, sizeof hours, "%.6g", plan.max_hours);
-    std::string cmd = remote_path + " agent bootstrap --workdir '" + plan.workdir +
-                      "' --max-hours " + hours;
+    std::string cmd =
+        remote_path + " agent bootstrap --workdir '" + plan.workdir + "' --max-hours " + hours;
     if (!plan.api_url.empty()) cmd += " --api-url '" + plan.api_url + "'";
-    auto run = proc::run(ssh_argv(t, cmd),
-                         {.input = {}, .env = {}, .timeout = std::chrono::seconds(180)});
+    auto run =
+        proc::run(ssh_argv(t, cmd), {.input = {}, .env = {}, .timeout = std::chrono::seconds(180)});
     if (!run) return tl::unexpected(run.error());
     if (run->status != 0)
         return fail("the machine's bootstrap failed: " + last_line(run->err),

@@ -119,9 +119,9 @@ void Engine::note_meters(const InstanceRecord &r, const MachineInfo &m) {
 static Result<std::string> scan_host_key(const std::string &host, int port) {
     std::string last;
     for (int i = 0; i < 20; ++i) {
-        auto r = proc::run({"ssh-keyscan", "-T", "5", "-t", "ed25519", "-p", std::to_string(port),
-                            host},
-                           {.input = {}, .env = {}, .timeout = std::chrono::seconds(15)});
+        auto r =
+            proc::run({"ssh-keyscan", "-T", "5", "-t", "ed25519", "-p", std::to_string(port), host},
+                      {.input = {}, .env = {}, .timeout = std::chrono::seconds(15)});
         if (r && r->status == 0)
             for (const auto &line : str::split(r->out, '\n')) {
                 auto parts = str::split(str::trim(line), ' ');
@@ -295,7 +295,8 @@ Result<> Engine::destroy_failed(InstanceRecord &r, Provider &p) {
     BERTH_TRY(p.destroy(r.provider_id));
     auto m = p.describe(r.provider_id);
     if (!m) return tl::unexpected(m.error());
-    if (m->state != MachineState::gone) return fail("instance " + r.provider_id + " is still there");
+    if (m->state != MachineState::gone)
+        return fail("instance " + r.provider_id + " is still there");
     (void)m_db.meter_close(r.provider, r.provider_id, "", t);
     r.status = Status::destroyed;
     r.message = "destroyed: it did not come up";
@@ -397,7 +398,7 @@ Result<std::vector<std::string>> Engine::reconcile(const std::string &provider,
         if (!existing) return tl::unexpected(existing.error());
         if (*existing && (*existing)->status != Status::destroyed) {
             if ((*existing)->provider_id == m.id) continue; // known
-            name += "-" + m.id;                              // a namesake: keep both
+            name += "-" + m.id;                             // a namesake: keep both
             if (auto again = m_db.get(name); again && *again) continue;
         }
         InstanceRecord r;
@@ -410,6 +411,18 @@ Result<std::vector<std::string>> Engine::reconcile(const std::string &provider,
         r.ssh_user = m.ssh.user.empty() ? "root" : m.ssh.user;
         r.spec_json = nlohmann::json{{"max_hours", 0}, {"label", m.label}}.dump();
         r.message = "recovered from " + provider + " by `berth ls --reconcile`";
+        if (m.state == MachineState::running && m.ssh.port > 0) {
+            // berth's key and pins may be gone with the state: let this berth's key in, and
+            // pin the host key on first use again.
+            auto pub = ssh::ensure_key();
+            if (pub && (*p)->attach_key(m.id, *pub)) {
+                auto k = scan_host_key(m.ssh.host, m.ssh.port);
+                if (k) {
+                    r.host_key = *k;
+                    (void)ssh::pin_host_key("berth-" + name, *k);
+                }
+            }
+        }
         BERTH_TRY(m_db.put(r));
         note_meters(r, m);
         added.push_back(name);

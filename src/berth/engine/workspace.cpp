@@ -383,8 +383,7 @@ Result<Unsaved> unsaved_work(Repository *repo, const InstanceRecord &r) {
         local = true;
     }
     if (!local)
-        return fail("cannot look at '" + r.name + "''s files while it is " +
-                        status_name(r.status),
+        return fail("cannot look at '" + r.name + "''s files while it is " + status_name(r.status),
                     "`berth start " + r.name + "` and `berth save " + r.name +
                         "`, or destroy --force");
     Unsaved u;

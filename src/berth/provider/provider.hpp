@@ -94,6 +94,10 @@ public:
     virtual Result<std::vector<MachineInfo>> list() {
         return fail(name() + " cannot list its machines");
     }
+    // Lets one more public key log in to a running machine (after berth's own key was lost).
+    virtual Result<> attach_key(const std::string & /*id*/, const std::string & /*public_key*/) {
+        return fail(name() + " cannot add a key to a running machine");
+    }
     // For machines berth bootstraps over SSH: the kept work directory, and the API the
     // machine's watchdog calls to stop itself.
     virtual std::string workdir() const { return "/notebooks"; }

@@ -82,6 +82,7 @@ Result<MachineInfo> LocalProvider::create(const InstanceSpec &spec) {
     if (!kg || kg->status != 0)
         return fail("ssh-keygen failed for the host key", "check that openssh-client works");
     BERTH_TRY(fs::write_file_atomic(dir.authorized_keys(), spec.authorized_keys, 0600));
+    BERTH_TRY(fs::make_dirs(dir.root / "keys", 0700)); // keys added while it runs
     nlohmann::json env = nlohmann::json::object();
     for (const auto &[k, v] : spec.env)
         env[k] = v;

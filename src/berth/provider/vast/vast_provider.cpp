@@ -64,7 +64,8 @@ Result<json> VastProvider::offer(const std::string &id) {
 Result<> VastProvider::ensure_key(const std::string &public_key) {
     auto r = m_send(vast::api_request(m_creds, "GET", "/api/v0/ssh/"));
     if (!r) return fail("Vast.ai ssh keys: " + r.error().what, "retry later");
-    if (r->status != 200) return fail("Vast.ai refused to list SSH keys: " + vast::describe_error(*r));
+    if (r->status != 200)
+        return fail("Vast.ai refused to list SSH keys: " + vast::describe_error(*r));
     auto list = json::parse(r->body, nullptr, false);
     if (!list.is_array())
         return fail("Vast.ai answered the SSH key list with something that is not a list",
@@ -90,8 +91,9 @@ Result<MachineInfo> VastProvider::create(const InstanceSpec &spec) {
             char buf[160];
             std::snprintf(buf, sizeof buf, "bid $%.4f/h is below offer %s's minimum bid $%.4f/h",
                           *spec.bid, spec.offer_id.c_str(), min_bid);
-            return fail(buf, "bid at least the min_bid (`berth offers --explain " +
-                                 spec.offer_id + "`)", 2);
+            return fail(buf,
+                        "bid at least the min_bid (`berth offers --explain " + spec.offer_id + "`)",
+                        2);
         }
     }
     // Keys must be registered before the instance exists, or SSH fails (SPEC §9.5).
@@ -138,11 +140,11 @@ Result<MachineInfo> VastProvider::create(const InstanceSpec &spec) {
             if (!seen) return tl::unexpected(seen.error());
             if (seen->state != MachineState::gone && !seen->interruptible) {
                 auto d = destroy(m.id);
-                return fail("Vast.ai made instance " + m.id +
-                                " on-demand although berth bid; it was destroyed" +
-                                (d ? "" : std::string(" (destroying failed: ") + d.error().what +
-                                              ")"),
-                            "retry, or rent on-demand without --bid", 1);
+                return fail(
+                    "Vast.ai made instance " + m.id +
+                        " on-demand although berth bid; it was destroyed" +
+                        (d ? "" : std::string(" (destroying failed: ") + d.error().what + ")"),
+                    "retry, or rent on-demand without --bid", 1);
             }
         }
         return m;
@@ -184,8 +186,8 @@ Result<> VastProvider::start(const std::string &id) {
 }
 
 Result<> VastProvider::destroy(const std::string &id) {
-    auto r = m_send(vast::api_request(m_creds, "DELETE", "/api/v0/instances/" + id + "/",
-                                      json::object()));
+    auto r = m_send(
+        vast::api_request(m_creds, "DELETE", "/api/v0/instances/" + id + "/", json::object()));
     if (!r) return fail("Vast.ai destroying instance " + id + ": " + r.error().what, "retry later");
     // 404: already gone, or never ours; the caller confirms with a GET either way.
     if (r->status == 404) return {};
@@ -214,6 +216,14 @@ Result<std::vector<MachineInfo>> VastProvider::list() {
         token = next.is_string() ? next.get<std::string>() : next.dump();
     }
     return out;
+}
+
+Result<> VastProvider::attach_key(const std::string &id, const std::string &public_key) {
+    BERTH_TRY(ensure_key(public_key)); // new instances get it too
+    auto j = call("POST", "/api/v0/instances/" + id + "/ssh/", {{"ssh_key", str::trim(public_key)}},
+                  "adding berth's SSH key to instance " + id);
+    if (!j) return tl::unexpected(j.error());
+    return {};
 }
 
 Result<std::optional<double>> VastProvider::credit() {

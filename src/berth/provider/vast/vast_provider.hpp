@@ -28,6 +28,7 @@ public:
     Result<> destroy(const std::string &id) override;
     Result<std::vector<MachineInfo>> list() override;
     Result<std::optional<double>> credit() override;
+    Result<> attach_key(const std::string &id, const std::string &public_key) override;
     std::string workdir() const override { return "/workspace"; }
     std::string api_url() const override { return m_creds.base_url; }
 
