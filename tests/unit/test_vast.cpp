@@ -1,0 +1,108 @@
+// The Vast.ai provider's translation (SPEC §3-§5, §8) and berth's ledger: pure functions.
+#include "engine/ledger.hpp"
+#include "provider/vast/vast_api.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace berth;
+using nlohmann::json;
+
+TEST(VastSsh, DirectPortWhenMappedElseTheProxy) {
+    // SPEC §5: ports["22/tcp"] on public_ipaddr first (HostPort is a string).
+    json row = {{"public_ipaddr", "174.95.30.134"},
+                {"ports", {{"22/tcp", {{{"HostIp", "0.0.0.0"}, {"HostPort", "40022"}}}}}},
+                {"ssh_host", "ssh4.vast.ai"},
+                {"ssh_port", 11610},
+                {"image_runtype", "ssh_direc ssh_proxy"}};
+    auto e = vast::ssh_endpoint(row);
+    EXPECT_EQ(e.host, "174.95.30.134");
+    EXPECT_EQ(e.port, 40022);
+    EXPECT_EQ(e.user, "root");
+    row.erase("ports");
+    e = vast::ssh_endpoint(row);
+    EXPECT_EQ(e.host, "ssh4.vast.ai");
+    EXPECT_EQ(e.port, 11610);
+    // The proxy port is one higher for a jupyter runtype (vast-cli #79, fixed by PR #85).
+    row["image_runtype"] = "jupyter_proxy ssh_proxy";
+    EXPECT_EQ(vast::ssh_endpoint(row).port, 11611);
+}
+
+TEST(VastInstance, StatesAndTheirReasons) {
+    auto st = [](json row) { return vast::parse_instance(row, 1000.0).state; };
+    json base = {{"id", 7}, {"intended_status", "running"}};
+    json r = base;
+    r["actual_status"] = nullptr;
+    EXPECT_EQ(st(r), MachineState::provisioning);
+    r["actual_status"] = "loading";
+    r["status_msg"] = "59729b65119e: Pull complete\n";
+    EXPECT_EQ(st(r), MachineState::loading);
+    r["status_msg"] = "Error response from daemon: no space left";
+    EXPECT_EQ(st(r), MachineState::exited) << "an Error in status_msg never reaches running";
+    for (const char *bad : {"exited", "unknown", "offline"}) {
+        r = base;
+        r["actual_status"] = bad;
+        auto m = vast::parse_instance(r, 1000.0);
+        EXPECT_EQ(m.state, MachineState::exited) << bad;
+        EXPECT_NE(m.message.find(bad), std::string::npos) << m.message;
+    }
+    r = base;
+    r["actual_status"] = "stopped";
+    r["intended_status"] = "stopped";
+    EXPECT_EQ(st(r), MachineState::stopped);
+    r["actual_status"] = "running";
+    r["intended_status"] = "running";
+    EXPECT_EQ(st(r), MachineState::running);
+}
+
+TEST(VastInstance, MoneyFromTheRow) {
+    json r = {{"id", 7},
+              {"actual_status", "running"},
+              {"intended_status", "running"},
+              {"dph_base", 0.3},
+              {"storage_cost", 0.1},
+              {"disk_space", 72.0},
+              {"start_date", 500.0},
+              {"uptime_mins", 2.0},
+              {"is_bid", true},
+              {"label", "berth:x"}};
+    auto m = vast::parse_instance(r, 1000.0);
+    EXPECT_DOUBLE_EQ(m.rent_per_hour, 0.3);
+    EXPECT_NEAR(m.storage_per_hour, 0.1 * 72 / 720, 1e-12); // $/GB-month x GB / 720 h
+    EXPECT_DOUBLE_EQ(m.created_at, 500.0);
+    EXPECT_DOUBLE_EQ(m.running_since, 880.0);
+    EXPECT_TRUE(m.interruptible);
+    EXPECT_EQ(m.label, "berth:x");
+}
+
+TEST(VastCreate, TheBodyAlwaysStatesThePrice) {
+    InstanceSpec s;
+    s.name = "w";
+    s.label = "berth:w";
+    auto b = vast::create_body(s);
+    EXPECT_EQ(b["image"], "fastdotai/fastai-course");
+    EXPECT_TRUE(b.contains("price") && b["price"].is_null()) << "on-demand, said explicitly";
+    EXPECT_EQ(b["disk"], 10.0);
+    EXPECT_EQ(b["runtype"], "ssh_direc ssh_proxy"); // the CLI's own spelling
+    EXPECT_EQ(b["label"], "berth:w");
+    EXPECT_NE(b["onstart"].get<std::string>().find("CONTAINER_API_KEY"), std::string::npos);
+    s.bid = 0.25;
+    s.disk_gb = 40;
+    b = vast::create_body(s);
+    EXPECT_EQ(b["price"], 0.25);
+    EXPECT_EQ(b["disk"], 40.0);
+}
+
+TEST(Ledger, IntervalsPricedByTheOneCostModel) {
+    std::vector<Meter> m = {{"a", "vast", "1", "storage", 0.01, 0, 3600}, // one hour at $0.01/h
+                            {"a", "vast", "1", "rent", 0.5, 600, 2400},   // half an hour at $0.5/h
+                            {"b", "vast", "2", "rent", 1.0, 7200, 0},     // open: runs until now
+                            {"b", "vast", "2", "storage", 0.02, 7200, 0}};
+    auto l = summarize(m, 7200 + 1800);
+    ASSERT_EQ(l.entries.size(), 2u);
+    EXPECT_NEAR(l.entries[0].rent, 0.25, 1e-12);
+    EXPECT_NEAR(l.entries[0].storage, 0.01, 1e-12);
+    EXPECT_NEAR(l.entries[1].rent, 0.5, 1e-12);
+    EXPECT_NEAR(l.entries[1].storage, 0.01, 1e-12);
+    EXPECT_NEAR(l.burn_per_hour, 1.02, 1e-12);
+    EXPECT_NEAR(l.total, 0.77, 1e-12);
+}
