@@ -203,6 +203,8 @@ rm -rf "$XDG_DATA_HOME/berth"
 "$BERTH" ls --reconcile > "$T/rec.out" 2>&1
 grep -E "^r1 .*running" "$T/rec.out" >/dev/null || die "reconcile did not bring r1 back: $(cat "$T/rec.out")"
 [ "$("$BERTH" ssh r1 -- hostname)" = "vast-$idr" ] || die "no SSH to the reconciled r1 with berth's new key"
+url=$("$BERTH" jupyter r1); jport=$(sed -E 's|http://127.0.0.1:([0-9]+)/.*|\1|' <<<"$url")
+curl -fsS "http://127.0.0.1:$jport/api/status?token=${url#*token=}" >/dev/null || die "no Jupyter on the reconciled r1"
 "$BERTH" destroy -y --force r1 > /dev/null
 [ "$(live_count)" = 0 ] || die "instances left at the end: $(live_count)"
 [ -z "$(pgrep -f "agent boot --instance $MACHINES" || true)" ] || die "machine processes left"

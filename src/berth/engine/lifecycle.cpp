@@ -146,6 +146,19 @@ Result<InstanceRecord> Engine::ensure_tunnel(InstanceRecord r) {
         net::connectable("127.0.0.1", r.tunnel_port, std::chrono::milliseconds(300)))
         return r;
     close_tunnel(r);
+    if (r.jupyter_port == 0 && r.provider != "local" && r.status == Status::running) {
+        // A record rebuilt by reconcile knows no Jupyter yet: the agent prepares the machine
+        // (idempotent: a Jupyter that answers is reused).
+        auto p = make_provider(r.provider);
+        if (!p) return tl::unexpected(p.error());
+        auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
+        BootstrapPlan plan{(*p)->workdir(), spec.is_object() ? spec.value("max_hours", 0.0) : 0.0,
+                           (*p)->api_url()};
+        auto b = bootstrap_over_ssh(target_of(r), plan, m_progress);
+        if (!b) return tl::unexpected(b.error());
+        r.jupyter_port = b->jupyter_port;
+        r.jupyter_token = b->jupyter_token;
+    }
     auto port = net::free_loopback_port();
     if (!port) return tl::unexpected(port.error());
     auto pid = ssh::start_tunnel(target_of(r), *port, r.jupyter_port);
