@@ -62,9 +62,28 @@ void Account::poll_loop() {
             double now = now_seconds();
             for (auto &[id, i] : m_instances)
                 advance(i, now);
+            // At a zero balance Vast stops instances (it does not destroy them); storage
+            // keeps accruing, so the balance goes on falling (SPEC §8).
+            if (m_credit - billed_total() <= 0)
+                for (auto &[id, i] : m_instances) {
+                    if (i.actual != "running" && i.actual != "loading") continue;
+                    i.intended = i.actual = "stopped";
+                    i.status_msg = "stopped: the account's credit is exhausted\n";
+                    i.ssh_port = 0;
+                    if (i.proxy) {
+                        i.proxy->target(0);
+                        i.direct->target(0);
+                    }
+                    if (!i.machine.empty()) (void)m_local->stop(i.machine);
+                }
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
+}
+
+void Account::set_credit_left(double left) {
+    std::lock_guard lk(m_mu);
+    m_credit = billed_total() + left;
 }
 
 void Account::push_fate(const std::string &fate) {
@@ -101,6 +120,15 @@ void Account::meter(Instance &i, double until) {
     i.metered_until = until;
 }
 
+// Transfer: every byte through the instance's forwarders, at the offer's $/GB (GB = 2^30
+// bytes: the API's per-TB prices are its per-GB ones x 1024).
+double Account::transfer_billed(const Instance &i) const {
+    if (!i.proxy) return 0;
+    double in = static_cast<double>(i.proxy->bytes_in() + i.direct->bytes_in()) / 1073741824.0;
+    double out = static_cast<double>(i.proxy->bytes_out() + i.direct->bytes_out()) / 1073741824.0;
+    return in * i.offer.value("inet_down_cost", 0.0) + out * i.offer.value("inet_up_cost", 0.0);
+}
+
 void Account::advance(Instance &i, double now) {
     bool booting = i.actual == "loading" && i.intended == "running";
     if (booting && !i.fate.empty() && now - i.loading_since >= m_boot) {
@@ -127,6 +155,8 @@ void Account::advance(Instance &i, double now) {
             i.actual = "running";
             i.running_since = now;
             i.ssh_port = m->ssh.port;
+            i.proxy->target(i.ssh_port);
+            i.direct->target(i.ssh_port);
             i.status_msg.clear();
         } else if (m->state == berth::MachineState::exited ||
                    m->state == berth::MachineState::stopped) {
@@ -138,6 +168,8 @@ void Account::advance(Instance &i, double now) {
     } else if (i.actual == "running" && m->state != berth::MachineState::running) {
         // The container ended by itself (its PID 1 died): Vast shows it exited.
         i.actual = "exited";
+        i.proxy->target(0);
+        i.direct->target(0);
         i.status_msg = m->message.empty() ? "container exited\n" : m->message + "\n";
     }
 }
@@ -173,7 +205,9 @@ json Account::row(Instance &i, double now) {
     // the machine's for a jupyter runtype (the CLI adds 1); a direct runtype maps 22/tcp.
     std::string runtype = i.request.value("runtype", std::string("ssh"));
     bool up = i.actual == "running" && i.ssh_port > 0;
-    int proxy = i.ssh_port - (runtype.find("jupyter") != std::string::npos ? 1 : 0);
+    int via_proxy = i.proxy ? i.proxy->port() : i.ssh_port;
+    int via_direct = i.direct ? i.direct->port() : i.ssh_port;
+    int proxy = via_proxy - (runtype.find("jupyter") != std::string::npos ? 1 : 0);
     r["ssh_host"] = "127.0.0.1";
     r["ssh_port"] = up ? proxy : 0;
     r["ssh_idx"] = "0";
@@ -181,12 +215,16 @@ json Account::row(Instance &i, double now) {
     r["ports"] = json::object();
     if (up && runtype.find("_direc") != std::string::npos)
         r["ports"]["22/tcp"] =
-            json::array({{{"HostIp", "0.0.0.0"}, {"HostPort", std::to_string(i.ssh_port)}}});
+            json::array({{{"HostIp", "0.0.0.0"}, {"HostPort", std::to_string(via_direct)}}});
     r["jupyter_token"] = i.jupyter_token;
     r["machine_dir_ssh_port"] = up ? i.ssh_port : 0;
     r["uptime_mins"] = i.actual == "running" ? (now - i.running_since) / 60.0 : 0.0;
-    r["inet_up_billed"] = 0.0;
-    r["inet_down_billed"] = 0.0;
+    double gib = 1073741824.0;
+    r["inet_down_billed"] =
+        i.proxy ? static_cast<double>(i.proxy->bytes_in() + i.direct->bytes_in()) / gib : 0.0;
+    r["inet_up_billed"] =
+        i.proxy ? static_cast<double>(i.proxy->bytes_out() + i.direct->bytes_out()) / gib : 0.0;
+    r["transfer_billed"] = transfer_billed(i);
     bool running = i.actual == "running";
     r["instance"] = {{"gpuCostPerHour", running ? base : 0.0},
                      {"diskHour", storage_hour},
@@ -251,6 +289,8 @@ Reply Account::create(long long offer_id, const json &body) {
         if (!m)
             return api_error(500, "server_error", "could not start the machine: " + m.error().what);
         i.machine = spec.name;
+        i.proxy = std::make_shared<Forwarder>();
+        i.direct = std::make_shared<Forwarder>();
     }
     long long id = i.id;
     m_instances.emplace(id, std::move(i));
@@ -344,6 +384,10 @@ Reply Account::update(long long id, const json &body) {
         if (i->actual != "offline") i->actual = "stopped";
         i->ssh_port = 0;
         i->status_msg.clear();
+        if (i->proxy) {
+            i->proxy->target(0);
+            i->direct->target(0);
+        }
         if (!i->machine.empty()) (void)m_local->stop(i->machine);
     } else if (state == "running") {
         i->intended = "running";
@@ -373,7 +417,8 @@ Reply Account::destroy(long long id) {
     m_charges.push_back({{"instance_id", id},
                          {"type", "charge"},
                          {"description", "instance " + std::to_string(id)},
-                         {"amount", i->rent_billed + i->storage_billed},
+                         {"amount", i->rent_billed + i->storage_billed + transfer_billed(*i)},
+                         {"transfer", transfer_billed(*i)},
                          {"timestamp", now_seconds()},
                          {"rent", i->rent_billed},
                          {"storage", i->storage_billed}});
@@ -443,7 +488,7 @@ double Account::billed_total() {
     double now = now_seconds(), sum = 0;
     for (auto &[id, i] : m_instances) {
         advance(i, now);
-        sum += i.rent_billed + i.storage_billed;
+        sum += i.rent_billed + i.storage_billed + transfer_billed(i);
     }
     for (const auto &c : m_charges)
         sum += c.value("amount", 0.0);
@@ -483,7 +528,8 @@ Reply Account::invoices(double since, double until) {
         rows.push_back({{"instance_id", id},
                         {"type", "charge"},
                         {"description", "instance " + std::to_string(id)},
-                        {"amount", i.rent_billed + i.storage_billed},
+                        {"amount", i.rent_billed + i.storage_billed + transfer_billed(i)},
+                        {"transfer", transfer_billed(i)},
                         {"timestamp", now},
                         {"rent", i.rent_billed},
                         {"storage", i.storage_billed}});

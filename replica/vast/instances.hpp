@@ -11,6 +11,8 @@
 // exists, stopped included, except while offline.
 #pragma once
 
+#include "forward.hpp"
+
 #include <atomic>
 #include <deque>
 #include <map>
@@ -45,6 +47,8 @@ public:
     void push_list_fault(const std::string &fault);
     // A key an instance's own processes use (CONTAINER_API_KEY); accepted like the account's.
     bool is_instance_key(const std::string &key);
+    // Test control: leave the account `left` dollars of credit from now.
+    void set_credit_left(double left);
 
     Reply list_v1(int limit, long long after, const nlohmann::json &filters);
     Reply create(long long offer_id, const nlohmann::json &body);
@@ -77,9 +81,13 @@ private:
         std::string fate;    // "exited" / "offline": it never comes up
         std::string status_msg, container_key, jupyter_token;
         int ssh_port = 0;
+        // Real machines are reached through two counting forwarders, as on Vast: the proxy
+        // (ssh_host:ssh_port) and the direct host port (ports["22/tcp"]).
+        std::shared_ptr<Forwarder> proxy, direct;
     };
     void advance(Instance &i, double now);
     void meter(Instance &i, double until);
+    double transfer_billed(const Instance &i) const;
     void poll_loop();
     nlohmann::json row(Instance &i, double now);
     Instance *find(long long id);

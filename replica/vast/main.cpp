@@ -15,6 +15,8 @@
 //   "fate": ["exited", ...]   the next created instances end so instead of running
 //                             ("offline" too; "on-demand": its bid is silently dropped)
 //   "list": ["empty", ...]    the next instance lists come back empty, or "malformed"
+//   "credit_left": D          the account has D dollars left from now (at 0 Vast stops
+//                             running instances)
 #include "instances.hpp"
 #include "search.hpp"
 
@@ -275,6 +277,8 @@ int main(int argc, char **argv) {
                          st.after.push_back(f.get<int>());
                      st.delay_ms = j.value("delay_ms", 0);
                      st.match = j.value("match", std::string());
+                     if (j.contains("credit_left"))
+                         account.set_credit_left(j["credit_left"].get<double>());
                      for (const auto &f : j.value("fate", json::array()))
                          account.push_fate(f.get<std::string>());
                      for (const auto &f : j.value("list", json::array()))

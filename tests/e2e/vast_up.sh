@@ -99,6 +99,14 @@ while True:
         break
 PY
 
+echo "== transfer: every byte through the machine's SSH port is counted and billed per GB"
+head -c 20000000 /dev/urandom | "$BERTH" ssh v1 -- 'cat > /tmp/blob'
+[ "$("$BERTH" ssh v1 -- 'cat /tmp/blob' | wc -c)" = 20000000 ] || die "the blob did not come back whole"
+python3 -c "
+down, up = float('$(row "$id1" inet_down_billed)') * 2**30, float('$(row "$id1" inet_up_billed)') * 2**30
+print(f'replica counted {down/1e6:.1f} MB down (the agent, 20 MB blob, SSH), {up/1e6:.1f} MB up')
+assert 20e6 <= down < 60e6 and 20e6 <= up < 60e6" || die "transfer not counted"  # + the 10 MB agent, SSH, Jupyter
+
 echo "== stop: rent stops, the machine is down; start: the environment and /workspace are back"
 sleep 2
 "$BERTH" stop v1 > /dev/null
@@ -125,6 +133,8 @@ expect_in "holds work no snapshot has" "$out"
 echo "== the ledger matches the replica's bill within 1%"
 ledger=$("$BERTH" --json account | python3 -c "import json,sys; print(json.load(sys.stdin)['ledger_total'])")
 billed=$(api GET /api/v0/users/current/ | python3 -c "import json,sys; print(json.load(sys.stdin)['billed_total'])")
+"$BERTH" --json account | python3 -c "import json,sys; a=json.load(sys.stdin); assert a['ledger'][0]['transfer'] > 0, a" \
+  || die "the ledger has no transfer"
 python3 -c "
 l, b = $ledger, $billed
 print(f'berth ledger \${l:.8f}, replica billed \${b:.8f}, difference {abs(l-b)/b*100:.3f}%')
@@ -143,6 +153,19 @@ for i in $(seq 1 60); do [ "$(row "$idw" actual_status)" = "stopped" ] && break;
 [ "$(row "$idw" intended_status)" = "stopped" ] || die "stopped, but not through the API"
 "$BERTH" ls | grep -E "^w1 .*stopped" >/dev/null || die "berth ls does not show w1 stopped"
 "$BERTH" destroy -y --force w1 > /dev/null
+
+echo "== credit: up warns when the session would run the credit out; at zero Vast stops the machine"
+faults '{"credit_left":0.0004}'
+"$BERTH" up c1 --provider vast --query 'gpu_name=RTX_3090' --hours 1 > /dev/null 2> "$T/c1.err" \
+  || die "up c1: $(cat "$T/c1.err")"
+expect_in "would run the credit out" "$(cat "$T/c1.err")"
+idc=$(pid_of c1)
+for i in $(seq 1 80); do [ "$(row "$idc" actual_status)" = "stopped" ] && break; sleep 0.5; done
+[ "$(row "$idc" actual_status)" = "stopped" ] || die "instance $idc kept running on no credit"
+expect_in "credit is exhausted" "$(row "$idc" status_msg)"
+"$BERTH" ls | grep -E "^c1 .*stopped" >/dev/null || die "berth ls does not show c1 stopped"
+"$BERTH" destroy -y --force c1 > /dev/null
+faults '{"credit_left":10}'
 
 echo "== faults: a machine that ends exited/offline is reported and destroyed (nothing bills)"
 OFFER=$("$BERTH" --json offers 'gpu_name=RTX_3090' --provider vast --limit 1 | python3 -c "import json,sys; print(json.load(sys.stdin)['offers'][0]['id'])")

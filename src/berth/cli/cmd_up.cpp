@@ -314,6 +314,7 @@ void add_account(CLI::App &app, Context &ctx) {
                                     {"provider_id", l.provider_id},
                                     {"rent", l.rent},
                                     {"storage", l.storage},
+                                    {"transfer", l.transfer},
                                     {"total", l.total()},
                                     {"burn_per_hour", l.burn_per_hour}});
             double spent = 0;
@@ -346,16 +347,17 @@ void add_account(CLI::App &app, Context &ctx) {
             say("hours left  - (nothing bills now)");
         }
         say("");
-        std::printf("%-16s %-10s %12s %12s %12s %10s\n", "INSTANCE", "ID", "RENT $", "STORAGE $",
-                    "TOTAL $", "$/H NOW");
+        std::printf("%-16s %-10s %12s %12s %12s %12s %10s\n", "INSTANCE", "ID", "RENT $",
+                    "STORAGE $", "TRANSFER $", "TOTAL $", "$/H NOW");
         double spent = 0;
         for (const auto &l : ledger.entries) {
             if (l.provider != provider) continue;
             spent += l.total();
-            std::printf("%-16s %-10s %12.6f %12.6f %12.6f %10.4f\n", l.instance.c_str(),
-                        l.provider_id.c_str(), l.rent, l.storage, l.total(), l.burn_per_hour);
+            std::printf("%-16s %-10s %12.6f %12.6f %12.6f %12.6f %10.4f\n", l.instance.c_str(),
+                        l.provider_id.c_str(), l.rent, l.storage, l.transfer, l.total(),
+                        l.burn_per_hour);
         }
-        std::printf("%-27s %38.6f\n", "berth's ledger, total", spent);
+        std::printf("%-27s %51.6f\n", "berth's ledger, total", spent);
     });
 }
 

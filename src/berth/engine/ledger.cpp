@@ -22,6 +22,10 @@ Ledger summarize(const std::vector<Meter> &meters, double now) {
             l.entries.push_back({m.instance, m.provider, m.provider_id});
             it = l.entries.end() - 1;
         }
+        if (m.kind == "transfer") { // already dollars, from the provider's byte counts
+            it->transfer += m.amount;
+            continue;
+        }
         double end = m.end > 0 ? m.end : now;
         double hours = std::max(0.0, end - m.start) / 3600.0;
         if (m.kind == "rent")

@@ -12,9 +12,9 @@ namespace berth {
 
 struct LedgerEntry {
     std::string instance, provider, provider_id;
-    double rent = 0, storage = 0;
+    double rent = 0, storage = 0, transfer = 0;
     double burn_per_hour = 0; // what its open intervals cost per hour now
-    double total() const { return rent + storage; }
+    double total() const { return rent + storage + transfer; }
 };
 
 struct Ledger {

@@ -104,6 +104,9 @@ void Engine::note_meters(const InstanceRecord &r, const MachineInfo &m) {
         (void)m_db.meter_close(r.provider, r.provider_id, "", now);
         return;
     }
+    if (m.transfer_cost > 0)
+        (void)m_db.meter_transfer(
+            {r.name, r.provider, r.provider_id, "transfer", 0, 0, 0, m.transfer_cost});
     if (m.storage_per_hour > 0)
         (void)m_db.meter_open({r.name, r.provider, r.provider_id, "storage", m.storage_per_hour,
                                m.created_at > 0 ? m.created_at : now});
@@ -373,6 +376,8 @@ Result<> Engine::destroy(const std::string &name) {
     BERTH_TRY(m_db.set_status(name, Status::destroying));
     m_progress("destroying '" + name + "'");
     close_tunnel(*r);
+    // The last byte counts before the machine and its counters are gone.
+    if (auto last = (*p)->describe(r->provider_id)) note_meters(*r, *last);
     double t = epoch_now();
     auto d = (*p)->destroy(r->provider_id);
     if (!d) {

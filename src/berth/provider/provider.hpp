@@ -74,6 +74,7 @@ struct MachineInfo {
     double created_at = 0;       // epoch seconds, the provider's clock
     double running_since = 0;    // epoch seconds; 0 unless running
     bool interruptible = false;
+    double transfer_cost = 0; // dollars of transfer so far (the provider's byte counts)
 };
 
 class Provider {

@@ -31,6 +31,7 @@ const char *k_migrations[] = {
          provider_id TEXT NOT NULL, kind TEXT NOT NULL, rate_per_hour REAL NOT NULL,
          start REAL NOT NULL, end REAL NOT NULL DEFAULT 0);
        CREATE INDEX meters_machine ON meters(provider, provider_id);)",
+    "ALTER TABLE meters ADD COLUMN amount REAL NOT NULL DEFAULT 0;",
 };
 
 std::int64_t now() {
@@ -330,18 +331,44 @@ Result<> StateDb::meter_close(const std::string &provider, const std::string &pr
     return {};
 }
 
+Result<> StateDb::meter_transfer(const Meter &m) {
+    Stmt up;
+    sqlite3_prepare_v2(m_db,
+                       "UPDATE meters SET amount=max(amount, ?) WHERE provider=? AND "
+                       "provider_id=? AND kind='transfer'",
+                       -1, &up.s, nullptr);
+    sqlite3_bind_double(up.s, 1, m.amount);
+    sqlite3_bind_text(up.s, 2, m.provider.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(up.s, 3, m.provider_id.c_str(), -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(up.s) != SQLITE_DONE)
+        return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
+    if (sqlite3_changes(m_db) > 0) return {};
+    Stmt st;
+    sqlite3_prepare_v2(m_db,
+                       "INSERT INTO meters (instance, provider, provider_id, kind, rate_per_hour, "
+                       "start, end, amount) VALUES (?,?,?,'transfer',0,0,0,?)",
+                       -1, &st.s, nullptr);
+    sqlite3_bind_text(st.s, 1, m.instance.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st.s, 2, m.provider.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st.s, 3, m.provider_id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_double(st.s, 4, m.amount);
+    if (sqlite3_step(st.s) != SQLITE_DONE)
+        return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
+    return {};
+}
+
 Result<std::vector<Meter>> StateDb::meters() {
     Stmt st;
     sqlite3_prepare_v2(m_db,
-                       "SELECT instance, provider, provider_id, kind, rate_per_hour, start, end "
-                       "FROM meters ORDER BY id",
+                       "SELECT instance, provider, provider_id, kind, rate_per_hour, start, end, "
+                       "amount FROM meters ORDER BY id",
                        -1, &st.s, nullptr);
     std::vector<Meter> out;
     int rc;
     while ((rc = sqlite3_step(st.s)) == SQLITE_ROW)
         out.push_back({col_text(st.s, 0), col_text(st.s, 1), col_text(st.s, 2), col_text(st.s, 3),
                        sqlite3_column_double(st.s, 4), sqlite3_column_double(st.s, 5),
-                       sqlite3_column_double(st.s, 6)});
+                       sqlite3_column_double(st.s, 6), sqlite3_column_double(st.s, 7)});
     if (rc != SQLITE_DONE) return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
     return out;
 }

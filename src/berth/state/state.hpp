@@ -60,9 +60,11 @@ struct Intent {
 
 // One metered interval of the ledger: `kind` "rent" (while running) or "storage" (while the
 // machine exists); end 0 while it is still open. Times are epoch seconds.
+// Kind "transfer" is not an interval: `amount` holds the dollars of transfer so far.
 struct Meter {
     std::string instance, provider, provider_id, kind;
     double rate_per_hour = 0, start = 0, end = 0;
+    double amount = 0;
 };
 
 class StateDb {
@@ -93,6 +95,8 @@ public:
     Result<> meter_close(const std::string &provider, const std::string &provider_id,
                          const std::string &kind, double end);
     Result<std::vector<Meter>> meters();
+    // Sets a machine's cumulative transfer dollars (never lowers it).
+    Result<> meter_transfer(const Meter &m);
 
 private:
     explicit StateDb(sqlite3 *db) : m_db(db) {}

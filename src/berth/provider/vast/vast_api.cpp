@@ -204,6 +204,11 @@ MachineInfo parse_instance(const nlohmann::json &row, double now) {
     m.created_at = num_of("start_date");
     if (m.state == MachineState::running) m.running_since = now - num_of("uptime_mins") * 60.0;
     m.interruptible = row.value("is_bid", false);
+    // Transfer so far: the byte counts the API bills (GB), at the offer's $/GB each way.
+    m.transfer_cost =
+        cost::estimate({0, 0, num_of("inet_down_cost"), num_of("inet_up_cost")},
+                       {0, 0, 0, num_of("inet_down_billed"), num_of("inet_up_billed")})
+            .transfer;
     return m;
 }
 
