@@ -14,6 +14,7 @@ packages=(
   libfmt-dev                       # formatting (header-only)
   libsqlite3-dev                   # the state database (instances, intents)
   libcurl4-openssl-dev             # provider APIs (Vast.ai) over HTTPS
+  libsimdjson-dev                  # parsing 10,000-offer answers (23 MB of JSON) fast
   libcpp-httplib-dev               # the Vast.ai replica server (tests, trying berth without an account)
   libzstd-dev                      # snapshots: zstd (also its static archive for berth-static)
   libssl-dev                       # SHA-256 (libcrypto, also its static archive for berth-static)

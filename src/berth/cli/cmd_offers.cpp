@@ -41,9 +41,21 @@ std::vector<Row> vast_rows(const OffersArgs &a, const nlohmann::json &body) {
         must(send_with_retry(vast::search_request(creds, body), {}, [](const std::string &m) {
             std::fprintf(stderr, "berth: vast: %s\n", m.c_str());
         }));
+    // Only what the table, the session price, --json and the ranking read; every field for
+    // --explain (one offer).
+    std::vector<std::string> keep = {
+        "id",           "gpu_name",     "num_gpus",    "gpu_ram",
+        "dph_base",     "dph_total",    "dlperf",      "dlperf_per_dphtotal",
+        "reliability",  "inet_down",    "inet_up",     "inet_down_cost",
+        "inet_up_cost", "storage_cost", "geolocation", "is_bid",
+        "min_bid",      "score"};
+    for (const auto &k : must(offers::parse_order(a.sort)))
+        keep.push_back(k[0].get<std::string>());
     std::vector<Row> rows;
-    for (auto &o : must(vast::parse_search(res)))
-        rows.push_back({"vast", o, session_cost(o, a)});
+    for (auto &o : must(vast::parse_search(res, a.explain.empty() ? &keep : nullptr)))
+        rows.push_back({"vast", std::move(o), {}});
+    for (auto &r : rows)
+        r.session = session_cost(r.raw, a);
     return rows;
 }
 

@@ -49,22 +49,6 @@ std::string describe_error(const http::Response &r) {
            ")";
 }
 
-Result<std::vector<nlohmann::json>> parse_search(const http::Response &r) {
-    if (r.status != 200) return fail("Vast.ai search failed: " + describe_error(r));
-    if (r.content_type != "application/json")
-        return fail("Vast.ai answered the search with Content-Type '" + r.content_type + "'",
-                    "retry later");
-    auto j = nlohmann::json::parse(r.body, nullptr, false);
-    if (!j.is_object() || !j.contains("offers") || !j["offers"].is_array())
-        return fail("Vast.ai answered the search with something that is not an offer list",
-                    "retry later");
-    std::vector<nlohmann::json> out;
-    out.reserve(j["offers"].size());
-    for (auto &o : j["offers"])
-        out.push_back(std::move(o)); // no copy of a 20 MB answer
-    return out;
-}
-
 Offer to_offer(const nlohmann::json &o) {
     Offer f;
     f.provider = "vast";

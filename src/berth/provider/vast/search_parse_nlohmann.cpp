@@ -1,0 +1,35 @@
+// parse_search with nlohmann-json, for the static agent build (Debian ships simdjson only as a
+// shared library, and the agent never searches offers). Same contract as the simdjson one.
+#include "provider/vast/vast_api.hpp"
+
+namespace berth::vast {
+
+Result<std::vector<nlohmann::json>> parse_search(const http::Response &r,
+                                                 const std::vector<std::string> *keep) {
+    if (r.status != 200) return fail("Vast.ai search failed: " + describe_error(r));
+    if (r.content_type != "application/json")
+        return fail("Vast.ai answered the search with Content-Type '" + r.content_type + "'",
+                    "retry later");
+    auto j = nlohmann::json::parse(r.body, nullptr, false);
+    if (!j.is_object() || !j.contains("offers") || !j["offers"].is_array())
+        return fail("Vast.ai answered the search with something that is not an offer list",
+                    "retry later");
+    std::vector<nlohmann::json> out;
+    out.reserve(j["offers"].size());
+    for (auto &o : j["offers"]) {
+        if (!o.is_object())
+            return fail("Vast.ai answered the search with something that is not an offer list",
+                        "retry later");
+        if (!keep) {
+            out.push_back(std::move(o));
+            continue;
+        }
+        auto row = nlohmann::json::object();
+        for (const auto &k : *keep)
+            if (o.contains(k)) row[k] = std::move(o[k]);
+        out.push_back(std::move(row));
+    }
+    return out;
+}
+
+} // namespace berth::vast
