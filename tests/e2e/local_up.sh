@@ -45,30 +45,7 @@ chrome() {
 chrome --virtual-time-budget=5000 --dump-dom "$url" > "$T/tree.html"
 grep -q 'id="notebook_list"' "$T/tree.html" || { head -c 2000 "$T/tree.html"; die "Chromium did not get Jupyter's file list"; }
 chrome --virtual-time-budget=5000 --window-size=1200,800 --screenshot="$T/jupyter.png" "$url" >/dev/null || true
-"$PY" - "$port" "$token" <<'PY'
-import json, sys, uuid, urllib.request, websocket
-port, token = sys.argv[1], sys.argv[2]
-base = f"http://127.0.0.1:{port}"
-req = urllib.request.Request(f"{base}/api/kernels", data=b"{}", method="POST",
-                             headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
-kernel = json.load(urllib.request.urlopen(req, timeout=30))
-ws = websocket.create_connection(f"ws://127.0.0.1:{port}/api/kernels/{kernel['id']}/channels?token={token}", timeout=30)
-msg_id = uuid.uuid4().hex
-ws.send(json.dumps({"header": {"msg_id": msg_id, "username": "berth", "session": uuid.uuid4().hex,
-                               "msg_type": "execute_request", "version": "5.3"},
-                    "parent_header": {}, "metadata": {}, "channel": "shell",
-                    "content": {"code": "1+1", "silent": False, "store_history": False,
-                                "user_expressions": {}, "allow_stdin": False}}))
-while True:
-    m = json.loads(ws.recv())
-    if m.get("parent_header", {}).get("msg_id") == msg_id and m["msg_type"] == "execute_result":
-        assert m["content"]["data"]["text/plain"] == "2", m
-        print("kernel says 1+1 =", m["content"]["data"]["text/plain"])
-        break
-ws.close()
-urllib.request.urlopen(urllib.request.Request(f"{base}/api/kernels/{kernel['id']}", method="DELETE",
-                       headers={"Authorization": f"token {token}"}), timeout=30)
-PY
+"$PY" "$(dirname "$0")/jupyter_kernel.py" "$port" "$token" "on the local machine"
 # Jupyter is on the machine's loopback only: not on any other address of this host.
 for ip in $(hostname -I 2>/dev/null); do
   ! (exec 3<>/dev/tcp/$ip/$port) 2>/dev/null || die "Jupyter's tunnel answers on $ip"

@@ -106,3 +106,31 @@ TEST(Ledger, IntervalsPricedByTheOneCostModel) {
     EXPECT_NEAR(l.burn_per_hour, 1.02, 1e-12);
     EXPECT_NEAR(l.total, 0.77, 1e-12);
 }
+
+TEST(VastSearch, KeepsAskedFieldsAndRefusesWhatIsNotAList) {
+    http::Response r{
+        200,
+        R"({"success":true,"offers":[{"id":1,"gpu_name":"RTX 4090","dph_base":0.4,)"
+        R"("extra":{"a":[1,2]}},{"id":2,"gpu_name":"A100","big":18446744073709551615}]})",
+        "application/json"};
+    auto all = vast::parse_search(r);
+    ASSERT_TRUE(all) << all.error().line();
+    ASSERT_EQ(all->size(), 2u);
+    EXPECT_EQ((*all)[0]["extra"]["a"][1], 2);
+    EXPECT_EQ((*all)[1]["big"].get<std::uint64_t>(), 18446744073709551615ULL);
+    std::vector<std::string> keep = {"id", "dph_base"};
+    auto some = vast::parse_search(r, &keep);
+    ASSERT_TRUE(some);
+    EXPECT_EQ((*some)[0], json({{"id", 1}, {"dph_base", 0.4}}));
+    EXPECT_EQ((*some)[1], json({{"id", 2}})) << "a missing field stays missing";
+    for (const char *bad :
+         {R"({"offers": {}})", R"({"success": true})", "[1,2]", "{not json", R"({"offers":[1]})"}) {
+        r.body = bad;
+        auto p = vast::parse_search(r);
+        ASSERT_FALSE(p) << bad;
+        EXPECT_NE(p.error().what.find("not an offer list"), std::string::npos) << bad;
+    }
+    r.body = R"({"offers":[]})";
+    r.content_type = "text/html";
+    EXPECT_FALSE(vast::parse_search(r)) << "the exact Content-Type is required";
+}

@@ -6,20 +6,14 @@ namespace berth::vast {
 
 Result<std::vector<nlohmann::json>> parse_search(const http::Response &r,
                                                  const std::vector<std::string> *keep) {
-    if (r.status != 200) return fail("Vast.ai search failed: " + describe_error(r));
-    if (r.content_type != "application/json")
-        return fail("Vast.ai answered the search with Content-Type '" + r.content_type + "'",
-                    "retry later");
+    BERTH_TRY(check_search_answer(r));
     auto j = nlohmann::json::parse(r.body, nullptr, false);
     if (!j.is_object() || !j.contains("offers") || !j["offers"].is_array())
-        return fail("Vast.ai answered the search with something that is not an offer list",
-                    "retry later");
+        return tl::unexpected(not_an_offer_list());
     std::vector<nlohmann::json> out;
     out.reserve(j["offers"].size());
     for (auto &o : j["offers"]) {
-        if (!o.is_object())
-            return fail("Vast.ai answered the search with something that is not an offer list",
-                        "retry later");
+        if (!o.is_object()) return tl::unexpected(not_an_offer_list());
         if (!keep) {
             out.push_back(std::move(o));
             continue;

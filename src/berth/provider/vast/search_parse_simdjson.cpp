@@ -61,14 +61,8 @@ nlohmann::json to_json(simdjson::dom::element e) {
 
 Result<std::vector<nlohmann::json>> parse_search(const http::Response &r,
                                                  const std::vector<std::string> *keep) {
-    if (r.status != 200) return fail("Vast.ai search failed: " + describe_error(r));
-    if (r.content_type != "application/json")
-        return fail("Vast.ai answered the search with Content-Type '" + r.content_type + "'",
-                    "retry later");
-    auto bad = [] {
-        return fail("Vast.ai answered the search with something that is not an offer list",
-                    "retry later");
-    };
+    BERTH_TRY(check_search_answer(r));
+    auto bad = [] { return tl::unexpected(not_an_offer_list()); };
     simdjson::dom::parser parser;
     simdjson::dom::element doc;
     if (parser.parse(simdjson::padded_string(r.body)).get(doc)) return bad();

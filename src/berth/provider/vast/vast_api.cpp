@@ -49,6 +49,19 @@ std::string describe_error(const http::Response &r) {
            ")";
 }
 
+Result<> check_search_answer(const http::Response &r) {
+    if (r.status != 200) return fail("Vast.ai search failed: " + describe_error(r));
+    if (r.content_type != "application/json")
+        return fail("Vast.ai answered the search with Content-Type '" + r.content_type + "'",
+                    "retry later");
+    return {};
+}
+
+Error not_an_offer_list() {
+    return Error{"Vast.ai answered the search with something that is not an offer list",
+                 "retry later"};
+}
+
 Offer to_offer(const nlohmann::json &o) {
     Offer f;
     f.provider = "vast";

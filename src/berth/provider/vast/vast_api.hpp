@@ -23,6 +23,11 @@ Result<Credentials> load_credentials(const std::string &flag_key);
 // POST /api/v0/bundles/ with the query object (an explicit limit inside it).
 http::Request search_request(const Credentials &c, const nlohmann::json &query);
 
+// The checks every search answer passes before parsing (status, exact Content-Type), and the
+// error for a body that is not an offer list.
+Result<> check_search_answer(const http::Response &r);
+Error not_an_offer_list();
+
 // Offers from a search response; fails on a wrong Content-Type or a malformed body, never
 // "no offers" for an answer that is not one. Parsed with simdjson: a 10,000-offer answer is
 // 23 MB. With `keep`, each offer carries only those fields (what a table needs), which is
