@@ -91,4 +91,21 @@ status, out = call("GET", "/api/v0/instances/?api_key=wrong")
 assert status == 401 and out["error"] == "auth_error"
 print("ok: state machine, meters, errors")
 PY
+echo "== the machine's max-hours watchdog stops its instance through the API: curl, or python3 alone"
+PY3=/usr/bin/python3; [ -x "$PY3" ] || PY3=$(command -v python3) # not a pyenv shim: it needs bash on PATH
+mkdir -p "$T/pyonly"; ln -s "$PY3" "$T/pyonly/python3"
+for client in curl python3; do
+  iid=$(curl -sS -X PUT -H "Authorization: Bearer KEY123" -H "Content-Type: application/json" \
+    --data '{"image":"x","disk":10}' "http://127.0.0.1:$port/api/v0/asks/13489095/" |
+    python3 -c "import json,sys; print(json.load(sys.stdin)['new_contract'])")
+  printf 'CONTAINER_ID=%s\nCONTAINER_API_KEY=KEY123\n' "$iid" > "$T/vast.env"
+  path=$PATH; [ "$client" = python3 ] && path=$T/pyonly
+  env -u CONTAINER_ID -u CONTAINER_API_KEY PATH="$path" "$BERTH" agent watchdog --deadline "$(date +%s)" \
+    --api-url "http://127.0.0.1:$port" --env-file "$T/vast.env" 2> "$T/wd.log" || die "watchdog ($client): $(cat "$T/wd.log")"
+  st=$(curl -sS -H "Authorization: Bearer KEY123" "http://127.0.0.1:$port/api/v0/instances/$iid/" |
+    python3 -c "import json,sys; print(json.load(sys.stdin)['instances']['intended_status'])")
+  [ "$st" = stopped ] || die "the watchdog ($client) did not stop instance $iid: $st"
+  grep -q "asked the provider to stop" "$T/wd.log" || die "watchdog log: $(cat "$T/wd.log")"
+  ! grep -q KEY123 "$T/wd.log" || die "the watchdog logged the key"
+done
 echo "vast replica: all checks passed"
