@@ -86,6 +86,30 @@ void Account::set_credit_left(double left) {
     m_credit = billed_total() + left;
 }
 
+void Account::set_outbid(bool outbid) {
+    std::lock_guard lk(m_mu);
+    double now = now_seconds();
+    for (auto &[id, i] : m_instances) {
+        if (i.bid < 0 || i.intended != "running") continue;
+        advance(i, now);
+        if (outbid && (i.actual == "running" || i.actual == "loading")) {
+            i.actual = "stopped";
+            i.status_msg = "outbid: a higher bid has the GPU; it resumes when yours is highest\n";
+            i.ssh_port = 0;
+            if (i.proxy) {
+                i.proxy->target(0);
+                i.direct->target(0);
+            }
+            if (!i.machine.empty()) (void)m_local->stop(i.machine);
+        } else if (!outbid && i.actual == "stopped") {
+            i.actual = "loading";
+            i.loading_since = now;
+            i.status_msg.clear();
+            if (!i.machine.empty()) (void)m_local->start(i.machine);
+        }
+    }
+}
+
 void Account::push_fate(const std::string &fate) {
     std::lock_guard lk(m_mu);
     m_fates.push_back(fate);

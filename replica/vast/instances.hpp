@@ -49,6 +49,9 @@ public:
     bool is_instance_key(const std::string &key);
     // Test control: leave the account `left` dollars of credit from now.
     void set_credit_left(double left);
+    // Test control: a higher bid takes (true) or gives back (false) the GPUs of every
+    // interruptible instance; outbid ones stop with their data kept and resume after.
+    void set_outbid(bool outbid);
 
     Reply list_v1(int limit, long long after, const nlohmann::json &filters);
     Reply create(long long offer_id, const nlohmann::json &body);

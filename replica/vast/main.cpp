@@ -15,6 +15,7 @@
 //   "fate": ["exited", ...]   the next created instances end so instead of running
 //                             ("offline" too; "on-demand": its bid is silently dropped)
 //   "list": ["empty", ...]    the next instance lists come back empty, or "malformed"
+//   "outbid": true|false      interruptible instances lose (stop) or regain (resume) the GPU
 //   "credit_left": D          the account has D dollars left from now (at 0 Vast stops
 //                             running instances)
 #include "instances.hpp"
@@ -279,6 +280,7 @@ int main(int argc, char **argv) {
                      st.match = j.value("match", std::string());
                      if (j.contains("credit_left"))
                          account.set_credit_left(j["credit_left"].get<double>());
+                     if (j.contains("outbid")) account.set_outbid(j["outbid"].get<bool>());
                      for (const auto &f : j.value("fate", json::array()))
                          account.push_fate(f.get<std::string>());
                      for (const auto &f : j.value("list", json::array()))

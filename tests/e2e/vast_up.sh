@@ -194,6 +194,21 @@ expect_exit 1 "$BERTH" up b1 --provider vast --offer "$OFFER" --bid "$minbid"
 expect_in "on-demand although berth bid" "$out"
 [ "$(live_count)" = "$before" ] || die "the on-demand instance was not destroyed"
 
+echo "== interruptible: outbid, the machine stops with its data kept; it resumes when the bid wins"
+"$BERTH" up b2 --provider vast --offer "$OFFER" --bid "$minbid" > /dev/null 2> "$T/b2.err" || die "up b2: $(cat "$T/b2.err")"
+idb=$(pid_of b2)
+[ "$(row "$idb" is_bid)" = True ] || die "b2 is not interruptible"
+"$BERTH" ssh b2 -- 'echo kept > /workspace/k.txt'
+faults '{"outbid":true}'
+"$BERTH" ls | grep -E "^b2 .*stopped .*outbid" >/dev/null || die "ls does not show b2 outbid: $("$BERTH" ls)"
+faults '{"outbid":false}'
+for i in $(seq 1 60); do [ "$(row "$idb" actual_status)" = "running" ] && break; sleep 0.5; done
+"$BERTH" ls | grep -E "^b2 .*running" >/dev/null || die "ls does not show b2 running again"
+[ "$("$BERTH" ssh b2 -- cat /workspace/k.txt)" = kept ] || die "b2 lost /workspace"
+url=$("$BERTH" jupyter b2 2> "$T/b2j.err"); jport=$(sed -E 's|http://127.0.0.1:([0-9]+)/.*|\1|' <<<"$url")
+curl -fsS "http://127.0.0.1:$jport/api/status?token=${url#*token=}" >/dev/null || die "no Jupyter after the resume"  # the restart killed the old one: berth bootstrapped again
+"$BERTH" destroy -y --force b2 > /dev/null
+
 echo "== reconcile: berth's whole data directory is lost; the labelled machine comes back"
 "$BERTH" up r1 --provider vast --offer "$OFFER" > /dev/null 2> "$T/r1.err" || die "up r1: $(cat "$T/r1.err")"
 idr=$(pid_of r1)

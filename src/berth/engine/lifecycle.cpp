@@ -149,27 +149,41 @@ Result<InstanceRecord> Engine::ensure_tunnel(InstanceRecord r) {
         net::connectable("127.0.0.1", r.tunnel_port, std::chrono::milliseconds(300)))
         return r;
     close_tunnel(r);
-    if (r.jupyter_port == 0 && r.provider != "local" && r.status == Status::running) {
-        // A record rebuilt by reconcile knows no Jupyter yet: the agent prepares the machine
-        // (idempotent: a Jupyter that answers is reused).
-        auto p = make_provider(r.provider);
-        if (!p) return tl::unexpected(p.error());
-        auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
-        BootstrapPlan plan{(*p)->workdir(), spec.is_object() ? spec.value("max_hours", 0.0) : 0.0,
-                           (*p)->api_url()};
-        auto b = bootstrap_over_ssh(target_of(r), plan, m_progress);
-        if (!b) return tl::unexpected(b.error());
-        r.jupyter_port = b->jupyter_port;
-        r.jupyter_token = b->jupyter_token;
+    for (int attempt = 0;; ++attempt) {
+        if (r.jupyter_port == 0 && r.provider != "local" && r.status == Status::running) {
+            // No Jupyter known (a record rebuilt by reconcile, a machine that restarted): the
+            // agent prepares the machine (idempotent: a Jupyter that answers is reused).
+            auto p = make_provider(r.provider);
+            if (!p) return tl::unexpected(p.error());
+            auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
+            BootstrapPlan plan{(*p)->workdir(),
+                               spec.is_object() ? spec.value("max_hours", 0.0) : 0.0,
+                               (*p)->api_url()};
+            auto b = bootstrap_over_ssh(target_of(r), plan, m_progress);
+            if (!b) return tl::unexpected(b.error());
+            r.jupyter_port = b->jupyter_port;
+            r.jupyter_token = b->jupyter_token;
+        }
+        auto port = net::free_loopback_port();
+        if (!port) return tl::unexpected(port.error());
+        auto pid = ssh::start_tunnel(target_of(r), *port, r.jupyter_port);
+        if (!pid) return tl::unexpected(pid.error());
+        if (r.provider != "local" && attempt == 0) {
+            // A rented machine may have restarted on its own (outbid and resumed, rebooted by
+            // its host): its Jupyter is gone. Ask through the tunnel; bootstrap if silent.
+            auto st = net::http_status("127.0.0.1", *port, "/api/status?token=" + r.jupyter_token,
+                                       std::chrono::milliseconds(3000));
+            if (!st || *st != 200) {
+                ::kill(*pid, SIGTERM);
+                r.jupyter_port = 0;
+                continue;
+            }
+        }
+        r.tunnel_port = *port;
+        r.tunnel_pid = *pid;
+        BERTH_TRY(m_db.put(r));
+        return r;
     }
-    auto port = net::free_loopback_port();
-    if (!port) return tl::unexpected(port.error());
-    auto pid = ssh::start_tunnel(target_of(r), *port, r.jupyter_port);
-    if (!pid) return tl::unexpected(pid.error());
-    r.tunnel_port = *port;
-    r.tunnel_pid = *pid;
-    BERTH_TRY(m_db.put(r));
-    return r;
 }
 
 Result<InstanceRecord> Engine::wait_running(InstanceRecord r, Provider &p,
