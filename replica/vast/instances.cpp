@@ -120,11 +120,11 @@ void Account::push_list_fault(const std::string &fault) {
     m_list_faults.push_back(fault);
 }
 
-bool Account::is_instance_key(const std::string &key) {
+long long Account::instance_of_key(const std::string &key) {
     std::lock_guard lk(m_mu);
     for (const auto &[id, i] : m_instances)
-        if (!i.container_key.empty() && i.container_key == key) return true;
-    return false;
+        if (!i.container_key.empty() && i.container_key == key) return id;
+    return 0;
 }
 
 Account::Instance *Account::find(long long id) {

@@ -45,8 +45,9 @@ public:
     // next list answers: "empty" (no rows though instances exist) or "malformed".
     void push_fate(const std::string &fate);
     void push_list_fault(const std::string &fault);
-    // A key an instance's own processes use (CONTAINER_API_KEY); accepted like the account's.
-    bool is_instance_key(const std::string &key);
+    // The instance whose own key (CONTAINER_API_KEY) this is, or 0. Such a key is good only
+    // for that instance's own endpoints.
+    long long instance_of_key(const std::string &key);
     // Test control: leave the account `left` dollars of credit from now.
     void set_credit_left(double left);
     // Test control: a higher bid takes (true) or gives back (false) the GPUs of every

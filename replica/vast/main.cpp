@@ -42,7 +42,7 @@ struct State {
     std::deque<int> faults, after;
     std::string match; // faults apply to requests whose "METHOD /path" starts with this
     int delay_ms = 0;
-    std::function<bool(const std::string &)> instance_key;
+    std::function<long long(const std::string &)> instance_key;
 };
 
 void reply(httplib::Response &res, int status, const json &body) {
@@ -61,7 +61,10 @@ bool authorized(State &st, const httplib::Request &req) {
     if (auth.rfind("Bearer ", 0) == 0) key = auth.substr(7);
     if (key.empty() && req.has_param("api_key")) key = req.get_param_value("api_key");
     if (key.empty()) return false;
-    return key == st.api_key || (st.instance_key && st.instance_key(key));
+    if (key == st.api_key) return true;
+    // An instance's own key reaches /api/v0/instances/<its id>/ and nothing else.
+    long long id = st.instance_key ? st.instance_key(key) : 0;
+    return id > 0 && req.path.rfind("/api/v0/instances/" + std::to_string(id) + "/", 0) == 0;
 }
 
 // Runs the shared preamble (faults, auth) and then the handler.
@@ -184,7 +187,7 @@ int main(int argc, char **argv) {
         }
         account.use_machines(machines, berth_binary);
     }
-    st.instance_key = [&account](const std::string &k) { return account.is_instance_key(k); };
+    st.instance_key = [&account](const std::string &k) { return account.instance_of_key(k); };
     auto body_of = [](const httplib::Request &req) {
         return req.body.empty() ? json::object() : json::parse(req.body);
     };

@@ -133,6 +133,15 @@ for i in $(seq 1 60); do [ "$(row "$idw" actual_status)" = "stopped" ] && break;
 [ "$(row "$idw" actual_status)" = "stopped" ] || die "the watchdog did not stop instance $idw"
 [ "$(row "$idw" intended_status)" = "stopped" ] || die "stopped, but not through the API"
 "$BERTH" ls | grep -E "^w1 .*stopped" >/dev/null || die "berth ls does not show w1 stopped"
+# The machine's own key (CONTAINER_API_KEY) reaches its own instance and nothing else.
+ckey=$(python3 -c "import json; print(json.load(open('$MACHINES/instances/vast-$idw/spec.json'))['env']['CONTAINER_API_KEY'])")
+[ -n "$ckey" ] || die "the machine got no CONTAINER_API_KEY"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ckey" "$VAST_URL/api/v0/instances/$idw/")
+[ "$code" = 200 ] || die "the instance key cannot read its own instance ($code)"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ckey" "$VAST_URL/api/v0/instances/")
+[ "$code" = 401 ] || die "the instance key lists the account ($code)"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ckey" "$VAST_URL/api/v0/users/current/")
+[ "$code" = 401 ] || die "the instance key reads the account ($code)"
 "$BERTH" destroy -y --force w1 > /dev/null
 
 echo "== credit: up warns when the session would run the credit out; at zero Vast stops the machine"
