@@ -1,12 +1,12 @@
 #include "instances.hpp"
 
 #include "provider/local/local_provider.hpp"
+#include "util/hash.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <random>
 
 namespace replica {
 
@@ -21,15 +21,6 @@ Reply api_error(int status, const std::string &code, const std::string &msg) {
 
 Reply no_such_instance() {
     return api_error(404, "no_such_instance", "Instance not found.");
-}
-
-std::string random_hex(int n) {
-    static std::mt19937_64 rng{std::random_device{}()};
-    static const char *digits = "0123456789abcdef";
-    std::string s;
-    for (int i = 0; i < n; ++i)
-        s += digits[rng() % 16];
-    return s;
 }
 
 } // namespace
@@ -280,8 +271,8 @@ Reply Account::create(long long offer_id, const json &body) {
         // one); berth refuses it before asking.
     }
     if (body.contains("label") && body["label"].is_string()) i.label = body["label"];
-    i.container_key = "ck-" + random_hex(32);
-    i.jupyter_token = random_hex(64);
+    i.container_key = "ck-" + berth::random_hex(16);
+    i.jupyter_token = berth::random_hex(32);
     if (!m_fates.empty()) {
         i.fate = m_fates.front();
         m_fates.pop_front();

@@ -3,6 +3,7 @@
 #include "agent/machine.hpp"
 #include "agent/persist.hpp"
 #include "util/fs.hpp"
+#include "util/hash.hpp"
 #include "util/net.hpp"
 #include "util/process.hpp"
 #include "util/strings.hpp"
@@ -29,15 +30,6 @@ stdfs::path home() {
 
 stdfs::path state_dir() {
     return home() / ".berth";
-}
-
-std::string random_token() {
-    unsigned char b[24];
-    int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || ::read(fd, b, sizeof b) != static_cast<ssize_t>(sizeof b))
-        return std::to_string(std::time(nullptr)) + std::to_string(::getpid());
-    ::close(fd);
-    return str::hex(b, sizeof b);
 }
 
 // Starts argv fully detached (own session, stdio to log); returns the grandchild's pid.
@@ -99,7 +91,7 @@ Result<nlohmann::json> ensure_jupyter(const std::string &workdir) {
     }
     auto port = net::free_loopback_port();
     if (!port) return tl::unexpected(port.error());
-    std::string token = random_token();
+    std::string token = random_hex(24);
     auto argv = jupyter_command(*port, token, workdir);
     if (argv.empty())
         return fail("Jupyter is not installed on the machine",

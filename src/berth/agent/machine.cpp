@@ -3,6 +3,7 @@
 #include "agent/hooks.hpp"
 #include "agent/persist.hpp"
 #include "util/fs.hpp"
+#include "util/hash.hpp"
 #include "util/net.hpp"
 #include "util/process.hpp"
 #include "util/strings.hpp"
@@ -207,15 +208,6 @@ struct Service {
     int restarts = 0;
 };
 
-std::string random_token() {
-    unsigned char b[24];
-    int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || ::read(fd, b, sizeof b) != static_cast<ssize_t>(sizeof b))
-        std::memset(b, 7, sizeof b);
-    if (fd >= 0) ::close(fd);
-    return str::hex(b, sizeof b);
-}
-
 std::optional<Service> sshd_service(const std::string &host_key, const std::string &auth_keys,
                                     int port) {
     auto sshd = proc::which("sshd");
@@ -337,7 +329,7 @@ int pid1(const InstanceDir &dir, const stdfs::path &store, const nlohmann::json 
         st.set("stopped", "no free port on 127.0.0.1");
         return 1;
     }
-    std::string token = shape.jupyter ? random_token() : "";
+    std::string token = shape.jupyter ? random_hex(24) : "";
     auto sshd = sshd_service(*host_key, *auth, *ssh_port);
     auto jup = shape.jupyter ? jupyter_service(*jup_port, token) : std::optional<Service>();
     if (!sshd || (shape.jupyter && !jup)) {

@@ -2,6 +2,7 @@
 // failures are retried with exponential backoff and jitter; anything else is final.
 #pragma once
 
+#include "util/backoff.hpp"
 #include "util/http.hpp"
 
 #include <functional>
@@ -9,12 +10,7 @@
 
 namespace berth {
 
-struct RetryPolicy {
-    int attempts = 6;
-    std::chrono::milliseconds first{300};
-    double factor = 2.0;
-    std::chrono::milliseconds max{8000};
-};
+using RetryPolicy = BackoffPolicy;
 
 bool retryable_status(long status);
 

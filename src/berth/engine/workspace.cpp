@@ -6,6 +6,7 @@
 #include "store/repo_sink.hpp"
 #include "store/stream.hpp"
 #include "util/fs.hpp"
+#include "util/hash.hpp"
 #include "util/process.hpp"
 #include "util/strings.hpp"
 
@@ -47,11 +48,7 @@ std::string now_iso() {
 }
 
 std::string new_snapshot_id() {
-    unsigned char b[8];
-    int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || ::read(fd, b, sizeof b) != 8) std::time(reinterpret_cast<std::time_t *>(b));
-    if (fd >= 0) ::close(fd);
-    return str::hex(b, sizeof b);
+    return random_hex(8);
 }
 
 std::string hostname() {

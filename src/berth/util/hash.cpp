@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdexcept>
+#include <sys/random.h>
 #include <unistd.h>
+#include <vector>
 
 namespace berth {
 
@@ -59,6 +61,18 @@ Result<std::string> sha256_file(const std::filesystem::path &p) {
     }
     ::close(fd);
     return h.hex_digest();
+}
+
+std::string random_hex(std::size_t bytes) {
+    std::vector<unsigned char> b(bytes);
+    std::size_t got = 0;
+    while (got < bytes) {
+        ssize_t n = ::getrandom(b.data() + got, bytes - got, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) throw std::runtime_error("getrandom failed");
+        got += static_cast<std::size_t>(n);
+    }
+    return str::hex(b.data(), b.size());
 }
 
 } // namespace berth

@@ -29,6 +29,9 @@ private:
 
 std::string sha256_hex(std::string_view data);
 
+// `bytes` random bytes from the kernel (getrandom), as hex: tokens, ids, keys.
+std::string random_hex(std::size_t bytes);
+
 // Hash of a file's content; fails with the path and errno text.
 Result<std::string> sha256_file(const std::filesystem::path &p);
 

@@ -1,10 +1,10 @@
 #include "provider/vast/vast_provider.hpp"
 
+#include "util/backoff.hpp"
 #include "util/strings.hpp"
 
 #include <chrono>
 #include <cstdio>
-#include <random>
 #include <thread>
 
 namespace berth {
@@ -100,15 +100,11 @@ Result<MachineInfo> VastProvider::create(const InstanceSpec &spec) {
     BERTH_TRY(ensure_key(spec.authorized_keys));
     json body = vast::create_body(spec);
     std::string path = "/api/v0/asks/" + spec.offer_id + "/";
-    static thread_local std::mt19937 rng{std::random_device{}()};
-    auto delay = std::chrono::milliseconds(300);
+    Backoff backoff;
     std::string last;
-    for (int attempt = 0; attempt < 6; ++attempt) {
+    for (int attempt = 0; attempt < backoff.attempts(); ++attempt) {
         if (attempt > 0) {
-            std::uniform_real_distribution<double> jitter(0.5, 1.5);
-            std::this_thread::sleep_for(std::chrono::milliseconds(
-                static_cast<long>(static_cast<double>(delay.count()) * jitter(rng))));
-            delay = std::min(delay * 2, std::chrono::milliseconds(8000));
+            std::this_thread::sleep_for(backoff.next());
             // The last answer was lost or refused for load: did the instance get made anyway?
             auto mine = list();
             if (!mine) return tl::unexpected(mine.error());
