@@ -88,9 +88,7 @@ Result<Config> load_config(const std::vector<std::string> &overrides) {
     return cfg;
 }
 
-} // namespace
-
-int main(int argc, char **argv) {
+int run(int argc, char **argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
     bool json = std::find(args.begin(), std::find(args.begin(), args.end(), "--"), "--json") !=
                 std::find(args.begin(), args.end(), "--");
@@ -108,6 +106,7 @@ int main(int argc, char **argv) {
     if (auto bad = check_command_words(words)) return error_out(*bad, json);
 
     Context ctx;
+    register_provider_config(); // provider.NAME.KEY, from the registry's rows
     auto cfg = load_config(config_overrides(args));
     if (!cfg) return error_out(cfg.error(), json);
     ctx.config = std::move(*cfg);
@@ -123,6 +122,13 @@ int main(int argc, char **argv) {
     app.add_option("-c,--set", ctx.overrides, "override a config key for this run: KEY=VALUE");
     for (const auto &c : command_table())
         if (c.add) c.add(app, ctx);
+    // Subcommands' summaries come from the table too.
+    for (const auto &c : command_table())
+        for (const auto &[sub, summary] : c.subcommands)
+            try {
+                app.get_subcommand(c.name)->get_subcommand(sub)->description(summary);
+            } catch (const CLI::OptionNotFound &) {
+            }
 
     try {
         std::vector<std::string> rev(args.rbegin(), args.rend());
@@ -141,4 +147,26 @@ int main(int argc, char **argv) {
         return error_out(a.error, ctx.json);
     }
     return ctx.exit_code;
+}
+
+} // namespace
+
+// Every exception ends here: a bug gets one line saying so and exit 1, never an abort.
+int main(int argc, char **argv) {
+    bool json = false;
+    for (int i = 1; i < argc; ++i)
+        json = json || std::string(argv[i]) == "--json";
+    try {
+        return run(argc, argv);
+    } catch (const std::exception &e) {
+        return error_out(Error{std::string("internal error: ") + e.what(),
+                               "this is a bug in berth; please report it with the command",
+                               exit_code::failure},
+                         json);
+    } catch (...) {
+        return error_out(Error{"internal error: an unknown exception",
+                               "this is a bug in berth; please report it with the command",
+                               exit_code::failure},
+                         json);
+    }
 }

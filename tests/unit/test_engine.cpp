@@ -1,5 +1,6 @@
 // State database, names, local offers, ssh config: the client-side logic under `berth up`.
 #include "engine/lifecycle.hpp"
+#include "provider/registry.hpp"
 #include "provider/local/local_provider.hpp"
 #include "remote/ssh.hpp"
 #include "state/state.hpp"
@@ -65,7 +66,7 @@ TEST_F(TempData, FindSuggestsNearNames) {
     r.name = "workspace";
     r.provider = "local";
     ASSERT_TRUE(db->put(r));
-    Engine e(*db, [](const std::string &) {});
+    Engine e(*db, builtin_registry(), [](const std::string &) {});
     auto f = e.find("worksapce");
     ASSERT_FALSE(f);
     EXPECT_NE(f.error().what.find("no instance named 'worksapce'"), std::string::npos);

@@ -150,8 +150,8 @@ Result<nlohmann::json> bootstrap_machine(const BootstrapOptions &o) {
         long long deadline = std::time(nullptr) + static_cast<long long>(o.max_hours * 3600);
         auto self = stdfs::read_symlink("/proc/self/exe");
         auto pid = spawn_detached({self.string(), "agent", "watchdog", "--deadline",
-                                   std::to_string(deadline), "--api-url", o.api_url, "--env-file",
-                                   (state_dir() / "vast.env").string()},
+                                   std::to_string(deadline), "--provider", o.provider,
+                                   "--api-url", o.api_url},
                                   state_dir() / "watchdog.log", "/");
         if (!pid) return tl::unexpected(pid.error());
         BERTH_TRY(fs::write_file_atomic(pid_file, std::to_string(*pid) + "\n", 0600));
@@ -163,13 +163,6 @@ Result<nlohmann::json> bootstrap_machine(const BootstrapOptions &o) {
 
 namespace {
 
-std::string env_value(const std::string &env_text, const std::string &key) {
-    if (const char *v = std::getenv(key.c_str()); v && *v) return v;
-    for (const auto &line : str::split(env_text, '\n'))
-        if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
-    return {};
-}
-
 void log_line(const std::string &s) {
     std::time_t t = std::time(nullptr);
     char ts[32];
@@ -180,46 +173,22 @@ void log_line(const std::string &s) {
 
 } // namespace
 
-int run_watchdog(long long deadline, const std::string &api_url, const std::string &env_file) {
+int run_watchdog(long long deadline, const std::function<Result<>()> &stop_self) {
     log_line("stopping this machine at " + std::to_string(deadline));
     while (std::time(nullptr) < deadline)
         std::this_thread::sleep_for(std::chrono::milliseconds(
             std::min<long long>(1000, (deadline - std::time(nullptr)) * 1000 + 50)));
-    std::string env_text = fs::read_file(env_file).value_or("");
-    std::string id = env_value(env_text, "CONTAINER_ID");
-    std::string key = env_value(env_text, "CONTAINER_API_KEY");
-    if (id.empty() || key.empty() || api_url.empty()) {
-        log_line("max-hours reached but CONTAINER_ID/CONTAINER_API_KEY or the API URL are "
-                 "unknown: cannot stop this machine");
+    if (!stop_self) {
+        log_line("max-hours reached but this provider has no way to stop a machine from inside");
         return 1;
     }
-    std::string url = api_url + "/api/v0/instances/" + id + "/";
     for (int attempt = 0; attempt < 20; ++attempt) {
-        proc::Options opt;
-        opt.input = "Authorization: Bearer " + key + "\n";
-        opt.timeout = std::chrono::seconds(30);
-        // The machine's own client: curl, else its Python (images for deep learning have one).
-        // Either way the key arrives on stdin, never on a command line.
-        Result<proc::Output> r = fail("neither curl nor python3 on this machine");
-        if (proc::which("curl"))
-            r = proc::run({"curl", "-fsS", "-X", "PUT", "-H", "@-", "-H",
-                           "Content-Type: application/json", "--data", R"({"state":"stopped"})",
-                           url},
-                          opt);
-        else if (proc::which("python3"))
-            r = proc::run({"python3", "-c",
-                           "import sys,urllib.request\n"
-                           "h=sys.stdin.readline().strip().split(': ',1)\n"
-                           "q=urllib.request.Request(sys.argv[1],data=b'{\"state\":\"stopped\"}',"
-                           "method='PUT',headers={h[0]:h[1],'Content-Type':'application/json'})\n"
-                           "urllib.request.urlopen(q,timeout=30).read()",
-                           url},
-                          opt);
-        if (r && r->status == 0) {
+        auto r = stop_self();
+        if (r) {
             log_line("max-hours reached: asked the provider to stop this machine");
             return 0;
         }
-        log_line("stop request failed: " + (r ? str::trim(r->err) : r.error().what));
+        log_line(r.error().line());
         std::this_thread::sleep_for(std::chrono::seconds(std::min(30, 1 << attempt)));
     }
     return 1;

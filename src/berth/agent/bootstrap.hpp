@@ -12,6 +12,7 @@
 
 #include "util/result.hpp"
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -21,15 +22,14 @@ struct BootstrapOptions {
     std::string workdir = "/workspace";
     std::string store; // "": <workdir>/.berth/storage
     double max_hours = 0;
-    std::string api_url; // where the watchdog asks the provider to stop this machine
+    std::string api_url;  // where the watchdog asks the provider to stop this machine
+    std::string provider; // whose self-stop the watchdog runs (the registry's row)
 };
 
 Result<nlohmann::json> bootstrap_machine(const BootstrapOptions &o);
 
-// Sleeps until `deadline` (epoch seconds), then stops this machine: PUT {"state":"stopped"}
-// to <api_url>/api/v0/instances/$CONTAINER_ID/ with $CONTAINER_API_KEY (Vast puts both in the
-// container's environment; berth's onstart keeps a copy in ~/.berth/vast.env for
-// SSH sessions, which do not inherit it). The key goes to curl on stdin, never argv.
-int run_watchdog(long long deadline, const std::string &api_url, const std::string &env_file);
+// Sleeps until `deadline` (epoch seconds), then stops this machine with `stop_self` (the
+// provider's own request, from its registry row), retrying with backoff. Logs to stderr.
+int run_watchdog(long long deadline, const std::function<Result<>()> &stop_self);
 
 } // namespace berth

@@ -3,6 +3,7 @@
 #include "agent/machine.hpp"
 #include "cli/commands.hpp"
 #include "engine/workspace.hpp"
+#include "provider/registry.hpp"
 #include "store/stream.hpp"
 
 #include <cstdio>
@@ -12,7 +13,7 @@ namespace berth::cli {
 
 void add_agent(CLI::App &app, Context &) {
     auto *a =
-        app.add_subcommand("agent", "the agent side of berth (run by providers, not by hand)");
+        command(app, "agent");
     a->require_subcommand(1);
     auto *boot = a->add_subcommand("boot", "run an instance directory as a machine");
     static std::string dir, storage;
@@ -26,6 +27,7 @@ void add_agent(CLI::App &app, Context &) {
     bs->add_option("--store", bo.store, "the persistence store (default <workdir>/.berth/storage)");
     bs->add_option("--max-hours", bo.max_hours, "stop the machine after H hours (0: never)");
     bs->add_option("--api-url", bo.api_url, "the provider API the watchdog calls");
+    bs->add_option("--provider", bo.provider, "whose self-stop the watchdog runs");
     bs->callback([] {
         auto r = bootstrap_machine(bo);
         if (!r) {
@@ -38,11 +40,16 @@ void add_agent(CLI::App &app, Context &) {
     auto *wd =
         a->add_subcommand("watchdog", "stop this machine through the provider at a deadline");
     static long long deadline = 0;
-    static std::string api_url, env_file;
+    static std::string api_url, provider;
     wd->add_option("--deadline", deadline)->required();
     wd->add_option("--api-url", api_url);
-    wd->add_option("--env-file", env_file);
-    wd->callback([] { std::exit(run_watchdog(deadline, api_url, env_file)); });
+    wd->add_option("--provider", provider);
+    wd->callback([] {
+        std::function<Result<>()> stop;
+        auto row = builtin_registry().find(provider);
+        if (row && (*row)->self_stop) stop = [f = (*row)->self_stop] { return f(api_url); };
+        std::exit(run_watchdog(deadline, stop));
+    });
     auto *sc = a->add_subcommand("scan", "sizes and mtimes of paths, as JSON (the destroy guard)");
     static std::string scan_root = "/";
     static std::vector<std::string> scan_paths;

@@ -11,7 +11,7 @@
 namespace berth::cli {
 
 void add_config(CLI::App &app, Context &ctx) {
-    auto *c = app.add_subcommand("config", "show and change settings");
+    auto *c = command(app, "config");
     c->require_subcommand(1);
     c->add_subcommand("show", "every setting with where it came from")->callback([&ctx] {
         if (ctx.json) {
@@ -62,7 +62,7 @@ void add_config(CLI::App &app, Context &ctx) {
 }
 
 void add_version(CLI::App &app, Context &ctx) {
-    app.add_subcommand("version", "print berth's version")->callback([&ctx] {
+    command(app, "version")->callback([&ctx] {
         auto st = elf::is_static("/proc/self/exe");
         bool is_static = st && *st;
         if (ctx.json)
@@ -74,7 +74,7 @@ void add_version(CLI::App &app, Context &ctx) {
 }
 
 void add_help(CLI::App &app, Context &) {
-    auto *h = app.add_subcommand("help", "list commands, or describe one");
+    auto *h = command(app, "help");
     static std::vector<std::string> topic;
     h->add_option("COMMAND", topic);
     h->callback([] { print_help(); });

@@ -11,7 +11,7 @@
 namespace berth::cli {
 
 void add_doctor(CLI::App &app, Context &ctx) {
-    app.add_subcommand("doctor", "check the machine and print the fix for each problem")
+    command(app, "doctor")
         ->callback([&ctx] {
             DoctorInput in;
             in.config = &ctx.config;

@@ -39,7 +39,7 @@ void print(Context &ctx, const HookReport &r, const char *schema, const char *ve
 } // namespace
 
 void add_hook(CLI::App &app, Context &ctx) {
-    auto *h = app.add_subcommand("hook", "run `persist restore` at every boot");
+    auto *h = command(app, "hook");
     h->require_subcommand(1);
     static HookFlags f;
     for (auto *sub : {h->add_subcommand("install", "write the boot hook"),

@@ -133,7 +133,7 @@ void cmd_test(Context &ctx, std::string host, int port) {
 } // namespace
 
 void add_keys(CLI::App &app, Context &ctx) {
-    auto *k = app.add_subcommand("keys", "SSH keys that survive the machine");
+    auto *k = command(app, "keys");
     k->require_subcommand(1);
 
     auto *gen = k->add_subcommand("generate", "create an ed25519 key on this machine");

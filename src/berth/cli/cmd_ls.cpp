@@ -1,5 +1,6 @@
 // berth ls | status | ssh | ssh-config | jupyter
 #include "cli/commands.hpp"
+#include "cli/providers.hpp"
 #include "core/paths.hpp"
 #include "engine/lifecycle.hpp"
 #include "util/fs.hpp"
@@ -42,7 +43,7 @@ term::Color color_of(Status s) {
 
 void cmd_ls(Context &ctx) {
     auto db = open_state();
-    Engine e(db, [](const std::string &) {});
+    Engine e(db, registry(ctx), [](const std::string &) {});
     auto all = must(db.list());
     std::vector<InstanceRecord> live;
     for (auto &r : all)
@@ -72,7 +73,7 @@ void cmd_ls(Context &ctx) {
 
 void cmd_status(Context &ctx, const std::string &name) {
     auto db = open_state();
-    Engine e(db, [](const std::string &) {});
+    Engine e(db, registry(ctx), [](const std::string &) {});
     auto r = e.refresh(must(e.find(name)));
     auto intents = must(db.intents(name));
     if (ctx.json) {
@@ -108,7 +109,7 @@ void cmd_status(Context &ctx, const std::string &name) {
 // Waits for the port with backoff while the machine boots, then becomes ssh.
 void cmd_ssh(Context &ctx, const std::string &name, const std::vector<std::string> &command) {
     auto db = open_state();
-    Engine e(db, [](const std::string &) {});
+    Engine e(db, registry(ctx), [](const std::string &) {});
     auto r = e.refresh(must(e.find(name)));
     if (r.status != Status::running && r.status != Status::loading && r.status != Status::starting)
         throw Abort(Error{"instance '" + name + "' is " + status_name(r.status),
@@ -168,7 +169,7 @@ void cmd_ssh_config(Context &ctx, bool print_only) {
 
 void cmd_jupyter(Context &ctx, const std::string &name, bool open) {
     auto db = open_state();
-    Engine e(db, [](const std::string &) {});
+    Engine e(db, registry(ctx), [](const std::string &) {});
     auto r = e.refresh(must(e.find(name)));
     if (r.status != Status::running)
         throw Abort(Error{"instance '" + name + "' is " + status_name(r.status),
@@ -194,45 +195,56 @@ void cmd_jupyter(Context &ctx, const std::string &name, bool open) {
 } // namespace
 
 void add_ls(CLI::App &app, Context &ctx) {
-    auto *ls = app.add_subcommand("ls", "list instances, as their providers see them now");
+    auto *ls = command(app, "ls");
     static bool reconcile = false;
-    static std::string rprovider = "vast", rkey;
+    static std::string rprovider;
+    static FlagValues rflags;
     ls->add_flag("--reconcile", reconcile,
-                 "first rebuild berth's records from the provider's labelled machines");
-    ls->add_option("--provider", rprovider, "the provider --reconcile asks")->capture_default_str();
-    ls->add_option("--api-key", rkey, "Vast.ai API key (default: VAST_API_KEY or the key file)");
+                 "first rebuild berth's records from the providers' labelled machines");
+    ls->add_option("--provider", rprovider,
+                   "the provider --reconcile asks (default: every one that lists machines and "
+                   "bills)");
+    add_provider_flags(ls, rflags, true);
     ls->callback([&ctx] {
         if (reconcile) {
             auto db = open_state();
-            Engine e(db, [](const std::string &) {});
-            auto added = must(e.reconcile(rprovider, {rkey}));
-            if (!ctx.json)
-                for (const auto &n : added)
-                    warn("recovered '" + n + "' from " + rprovider);
+            const auto &reg = registry(ctx);
+            Engine e(db, reg, [](const std::string &) {});
+            std::vector<const ProviderRow *> which;
+            if (!rprovider.empty())
+                which.push_back(must(reg.find(rprovider)));
+            else
+                for (const auto &row : reg.rows())
+                    if (row.capabilities.lists_machines && row.capabilities.billed)
+                        which.push_back(&row);
+            for (const auto *row : which) {
+                auto added = must(e.reconcile(row->name, provider_options(ctx, *row, rflags, true)));
+                if (!ctx.json)
+                    for (const auto &n : added)
+                        warn("recovered '" + n + "' from " + row->name);
+            }
         }
         cmd_ls(ctx);
     });
 
-    auto *st = app.add_subcommand("status", "one instance: state, endpoints, and its intent log");
+    auto *st = command(app, "status");
     static std::string status_name_arg;
     st->add_option("NAME", status_name_arg)->required();
     st->callback([&ctx] { cmd_status(ctx, status_name_arg); });
 
-    auto *s = app.add_subcommand("ssh", "open a shell (or run -- CMD) on an instance with OpenSSH");
+    auto *s = command(app, "ssh");
     static std::string ssh_name;
     static std::vector<std::string> ssh_cmd;
     s->add_option("NAME", ssh_name)->required();
     s->add_option("CMD", ssh_cmd, "command to run (after --)");
     s->callback([&ctx] { cmd_ssh(ctx, ssh_name, ssh_cmd); });
 
-    auto *sc = app.add_subcommand("ssh-config",
-                                  "include berth's hosts from ~/.ssh/config (ssh berth-NAME)");
+    auto *sc = command(app, "ssh-config");
     static bool print_only = false;
     sc->add_flag("--print", print_only, "print berth's ssh_config instead");
     sc->callback([&ctx] { cmd_ssh_config(ctx, print_only); });
 
-    auto *j = app.add_subcommand("jupyter",
-                                 "tunnel to an instance's Jupyter and print (or --open) its URL");
+    auto *j = command(app, "jupyter");
     static std::string jname;
     static bool open = false;
     j->add_option("NAME", jname)->required();

@@ -1,9 +1,9 @@
 // berth offers: find and rank machines across providers, priced by the one cost model.
 #include "cli/commands.hpp"
 #include "core/cost.hpp"
-#include "engine/retry.hpp"
+#include "cli/providers.hpp"
+#include "offers/filter.hpp"
 #include "offers/query.hpp"
-#include "provider/vast/vast_api.hpp"
 #include "util/strings.hpp"
 #include "util/term.hpp"
 
@@ -16,63 +16,39 @@ namespace {
 
 struct OffersArgs {
     std::vector<std::string> query;
-    std::string sort = "score-", provider = "all", type = "on-demand", explain, api_key;
+    std::string sort = "score-", provider = "all", type = "on-demand", explain;
     double hours = 1, disk = 10, download = 0, upload = 0;
     int limit = 50;
     bool no_default = false;
+    FlagValues flags; // provider options (credentials)
 };
 
 struct Row {
-    std::string provider;
-    nlohmann::json raw; // the provider's own fields (Vast's names)
+    Offer offer;
     cost::Breakdown session;
 };
 
-cost::Breakdown session_cost(const nlohmann::json &o, const OffersArgs &a) {
-    cost::Rates r{o.value("is_bid", false) ? o.value("min_bid", 0.0) : o.value("dph_base", 0.0),
-                  o.value("storage_cost", 0.0), o.value("inet_down_cost", 0.0),
-                  o.value("inet_up_cost", 0.0)};
+cost::Breakdown session_cost(const Offer &o, const OffersArgs &a) {
+    cost::Rates r{o.price_per_hour, o.storage_per_gb_month, o.transfer_down_per_gb,
+                  o.transfer_up_per_gb};
     return cost::estimate(r, {a.hours, a.hours, a.disk, a.download, a.upload});
 }
 
-std::vector<Row> vast_rows(const OffersArgs &a, const nlohmann::json &body) {
-    auto creds = must(vast::load_credentials(a.api_key));
-    auto res =
-        must(send_with_retry(vast::search_request(creds, body), {}, [](const std::string &m) {
-            std::fprintf(stderr, "berth: vast: %s\n", m.c_str());
-        }));
-    // Only what the table, the session price, --json and the ranking read; every field for
-    // --explain (one offer).
-    std::vector<std::string> keep = {
-        "id",           "gpu_name",     "num_gpus",    "gpu_ram",
-        "dph_base",     "dph_total",    "dlperf",      "dlperf_per_dphtotal",
-        "reliability",  "inet_down",    "inet_up",     "inet_down_cost",
-        "inet_up_cost", "storage_cost", "geolocation", "is_bid",
-        "min_bid",      "score"};
-    for (const auto &k : must(offers::parse_order(a.sort)))
-        keep.push_back(k[0].get<std::string>());
+// One provider's offers that pass the query: its own search where it filters itself, else
+// the neutral filter here, then its session price.
+Result<std::vector<Row>> provider_rows(Context &ctx, const ProviderRow &row, const OffersArgs &a,
+                                       const nlohmann::json &body) {
+    auto p = registry(ctx).make(row.name, provider_options(ctx, row, a.flags, true));
+    if (!p) return tl::unexpected(p.error());
+    auto got = (*p)->offers(body);
+    if (!got) return tl::unexpected(got.error());
+    auto filter = offers::filter_of(body);
     std::vector<Row> rows;
-    for (auto &o : must(vast::parse_search(res, a.explain.empty() ? &keep : nullptr)))
-        rows.push_back({"vast", std::move(o), {}});
-    for (auto &r : rows)
-        r.session = session_cost(r.raw, a);
-    return rows;
-}
-
-std::vector<Row> local_rows(const OffersArgs &a) {
-    auto p = must(make_provider("local"));
-    std::vector<Row> rows;
-    for (const auto &o : must(p->offers())) {
-        nlohmann::json raw{{"id", o.id},
-                           {"gpu_name", o.gpu_name},
-                           {"num_gpus", o.gpu_count},
-                           {"gpu_ram", o.vram_gb * 1000},
-                           {"dph_base", 0.0},
-                           {"dph_total", 0.0},
-                           {"storage_cost", 0.0},
-                           {"reliability", 1.0},
-                           {"geolocation", o.location}};
-        rows.push_back({"local", raw, session_cost(raw, a)});
+    for (auto &o : *got) {
+        if (!row.capabilities.filters_offers && !offers::matches(filter, o.fields())) continue;
+        Row r{std::move(o), {}};
+        r.session = session_cost(r.offer, a);
+        rows.push_back(std::move(r));
     }
     return rows;
 }
@@ -84,24 +60,18 @@ std::string num(double v, const char *fmt) {
 }
 
 void explain(const Row &r, const OffersArgs &a) {
-    const auto &o = r.raw;
-    say("offer " + o.value("id", nlohmann::json(0)).dump() + " on " + r.provider + ": " +
-        std::to_string(o.value("num_gpus", 0)) + "x " + o.value("gpu_name", std::string()));
-    double rent = o.value("is_bid", false) ? o.value("min_bid", 0.0) : o.value("dph_base", 0.0);
-    say("  rent      " + num(rent, "$%.4f") + "/hr x " + num(a.hours, "%.4g") +
-        " h = " + num(r.session.rent, "$%.4f"));
-    say("  storage   " + num(o.value("storage_cost", 0.0), "$%.4f") + "/GB-month x " +
+    const auto &o = r.offer;
+    say("offer " + o.id + " on " + o.provider + ": " + std::to_string(o.gpu_count) + "x " +
+        o.gpu_name);
+    say("  rent      " + num(o.price_per_hour, "$%.4f") + "/hr x " + num(a.hours, "%.4g") +
+        " h = " + num(r.session.rent, "$%.4f") + (o.interruptible ? "   (the minimum bid)" : ""));
+    say("  storage   " + num(o.storage_per_gb_month, "$%.4f") + "/GB-month x " +
         num(a.disk, "%.4g") + " GB / 720 h x " + num(a.hours, "%.4g") + " h = " +
         num(r.session.storage, "$%.4f") + "   (billed while the instance exists, stopped too)");
-    say("  transfer  " + num(o.value("inet_down_cost", 0.0), "$%.4f") + "/GB x " +
-        num(a.download, "%.4g") + " GB down + " + num(o.value("inet_up_cost", 0.0), "$%.4f") +
+    say("  transfer  " + num(o.transfer_down_per_gb, "$%.4f") + "/GB x " +
+        num(a.download, "%.4g") + " GB down + " + num(o.transfer_up_per_gb, "$%.4f") +
         "/GB x " + num(a.upload, "%.4g") + " GB up = " + num(r.session.transfer, "$%.4f"));
     say("  total     " + num(r.session.total(), "$%.4f") + " for the session");
-}
-
-std::string id_of(const nlohmann::json &raw) {
-    auto id = raw.value("id", nlohmann::json());
-    return id.is_string() ? id.get<std::string>() : id.dump();
 }
 
 nlohmann::json session_json(const cost::Breakdown &b) {
@@ -109,53 +79,71 @@ nlohmann::json session_json(const cost::Breakdown &b) {
         {"rent", b.rent}, {"storage", b.storage}, {"transfer", b.transfer}, {"total", b.total()}};
 }
 
-// Offers from every provider asked for; Vast.ai is skipped with a warning under `all` when no
-// key is configured.
+// Offers from every provider asked for. Under `all`, a provider that cannot answer (no
+// credentials, down) is skipped with a warning; asked for by name, it is an error.
 std::vector<Row> collect(Context &ctx, const OffersArgs &a, const nlohmann::json &body) {
     std::vector<Row> rows;
-    if ((a.provider == "local" || a.provider == "all") &&
-        (a.explain.empty() || a.provider == "local"))
-        rows = local_rows(a);
-    if (a.provider == "vast" || a.provider == "all") {
-        auto creds = vast::load_credentials(a.api_key);
-        if (creds || a.provider == "vast") {
-            auto v = vast_rows(a, body);
-            rows.insert(rows.end(), std::make_move_iterator(v.begin()),
-                        std::make_move_iterator(v.end()));
-        } else if (!ctx.json) {
-            warn("Vast.ai offers skipped: " + creds.error().line());
+    bool all = a.provider == "all";
+    std::vector<const ProviderRow *> which;
+    if (all)
+        for (const auto &r : registry(ctx).rows())
+            which.push_back(&r);
+    else
+        which.push_back(must(registry(ctx).find(a.provider)));
+    for (const auto *row : which) {
+        auto got = provider_rows(ctx, *row, a, body);
+        if (!got) {
+            if (!all) throw Abort(got.error());
+            if (!ctx.json) warn(row->name + " offers skipped: " + got.error().line());
+            continue;
         }
+        rows.insert(rows.end(), std::make_move_iterator(got->begin()),
+                    std::make_move_iterator(got->end()));
     }
     return rows;
 }
 
-// One ranking across providers: the first sort key, on the shared field names.
+// One ranking across providers: the sort keys, on the shared field names.
 void rank(std::vector<Row> &rows, const std::string &sort) {
     auto order = must(offers::parse_order(sort));
     if (order.empty()) return;
-    std::string key = order[0][0];
-    bool desc = order[0][1] == "desc";
-    std::stable_sort(rows.begin(), rows.end(), [&](const Row &x, const Row &y) {
-        double p = x.raw.value(key, 0.0), q = y.raw.value(key, 0.0);
-        return desc ? p > q : p < q;
+    std::vector<std::pair<nlohmann::json, std::size_t>> keyed;
+    for (std::size_t i = 0; i < rows.size(); ++i)
+        keyed.push_back({rows[i].offer.fields(), i});
+    auto value = [](const nlohmann::json &f, const std::string &k) {
+        auto it = f.find(k);
+        return it != f.end() && it->is_number() ? it->get<double>() : 0.0;
+    };
+    std::stable_sort(keyed.begin(), keyed.end(), [&](const auto &x, const auto &y) {
+        for (const auto &k : order) {
+            std::string key = k[0];
+            double p = value(x.first, key), q = value(y.first, key);
+            if (p != q) return k[1] == "desc" ? p > q : p < q;
+        }
+        return false;
     });
+    std::vector<Row> out;
+    out.reserve(rows.size());
+    for (auto &[f, i] : keyed)
+        out.push_back(std::move(rows[i]));
+    rows = std::move(out);
 }
 
 nlohmann::json row_json(const Row &r) {
-    const auto &o = r.raw;
-    return {{"provider", r.provider},
-            {"id", o.value("id", nlohmann::json())},
-            {"gpu_name", o.value("gpu_name", std::string())},
-            {"num_gpus", o.value("num_gpus", 0)},
-            {"vram_gb", o.value("gpu_ram", 0.0) / 1000.0},
-            {"dph_total", o.value("dph_total", 0.0)},
-            {"dlperf", o.value("dlperf", 0.0)},
-            {"dlperf_per_dphtotal", o.value("dlperf_per_dphtotal", 0.0)},
-            {"reliability", o.value("reliability", 0.0)},
-            {"inet_down", o.value("inet_down", 0.0)},
-            {"inet_up", o.value("inet_up", 0.0)},
-            {"storage_cost", o.value("storage_cost", 0.0)},
-            {"geolocation", o.value("geolocation", std::string())},
+    const auto &o = r.offer;
+    return {{"provider", o.provider},
+            {"id", o.raw.is_object() && o.raw.contains("id") ? o.raw["id"] : nlohmann::json(o.id)},
+            {"gpu_name", o.gpu_name},
+            {"num_gpus", o.gpu_count},
+            {"vram_gb", o.vram_gb},
+            {"dph_total", o.total_per_hour},
+            {"dlperf", o.dlperf},
+            {"dlperf_per_dphtotal", o.dlperf_per_dollar},
+            {"reliability", o.reliability},
+            {"inet_down", o.inet_down_mbps},
+            {"inet_up", o.inet_up_mbps},
+            {"storage_cost", o.storage_per_gb_month},
+            {"geolocation", o.location},
             {"session", session_json(r.session)}};
 }
 
@@ -164,8 +152,8 @@ void print_table(const std::vector<Row> &rows, const OffersArgs &a) {
                 "N", "VRAM", "$/HR", "DLPERF", "DLP/$", "REL", "NET DN/UP", "$/GB-MO", "LOCATION",
                 "SESSION $ (rent+storage+transfer)");
     for (const auto &r : rows) {
-        const auto &o = r.raw;
-        std::string loc = o.value("geolocation", std::string());
+        const auto &o = r.offer;
+        std::string loc = o.location;
         if (loc.size() > 16) loc = loc.substr(loc.size() - 16);
         std::string session = num(r.session.total(), "%.3f") + " (" + num(r.session.rent, "%.3f") +
                               "+" + num(r.session.storage, "%.3f") + "+" +
@@ -173,11 +161,9 @@ void print_table(const std::vector<Row> &rows, const OffersArgs &a) {
         std::printf(
             "%-10s %-6s %-18.18s %2d %6.1f %8.4f %7.1f %8.1f %5.1f%% %5.0f/%-5.0f %8.3f "
             "%-16s %s\n",
-            id_of(o).c_str(), r.provider.c_str(), o.value("gpu_name", std::string()).c_str(),
-            o.value("num_gpus", 0), o.value("gpu_ram", 0.0) / 1000.0, o.value("dph_total", 0.0),
-            o.value("dlperf", 0.0), o.value("dlperf_per_dphtotal", 0.0),
-            o.value("reliability", 0.0) * 100, o.value("inet_down", 0.0), o.value("inet_up", 0.0),
-            o.value("storage_cost", 0.0), loc.c_str(), session.c_str());
+            o.id.c_str(), o.provider.c_str(), o.gpu_name.c_str(), o.gpu_count, o.vram_gb,
+            o.total_per_hour, o.dlperf, o.dlperf_per_dollar, o.reliability * 100, o.inet_down_mbps,
+            o.inet_up_mbps, o.storage_per_gb_month, loc.c_str(), session.c_str());
     }
     say(std::to_string(rows.size()) + " offer(s); session: " + num(a.hours, "%.4g") + " h, " +
         num(a.disk, "%.4g") + " GB disk, " + num(a.download, "%.4g") + " GB down, " +
@@ -185,23 +171,24 @@ void print_table(const std::vector<Row> &rows, const OffersArgs &a) {
 }
 
 void run(Context &ctx, const OffersArgs &a) {
-    if (a.provider != "vast" && a.provider != "local" && a.provider != "all")
-        throw Abort(Error{"unknown provider '" + a.provider + "'", "use vast, local or all", 2});
+    if (a.provider != "all") must(registry(ctx).find(a.provider));
     offers::SearchRequest sr{
         str::join(a.query, " "), a.no_default, a.sort, a.type, a.limit, a.disk};
     if (!a.explain.empty()) sr.query += " id=" + a.explain;
     auto body = must(offers::build_search(sr));
     auto rows = collect(ctx, a, body);
     if (a.provider == "all") rank(rows, a.sort);
+    if (a.limit > 0 && rows.size() > static_cast<std::size_t>(a.limit)) rows.resize(a.limit);
     if (!a.explain.empty()) {
         auto it = std::find_if(rows.begin(), rows.end(),
-                               [&](const Row &r) { return id_of(r.raw) == a.explain; });
+                               [&](const Row &r) { return r.offer.id == a.explain; });
         if (it == rows.end())
             throw Abort(Error{"no offer " + a.explain + " matches", "see `berth offers`"});
         if (ctx.json)
             print_json({{"schema", "berth.offers.explain/1"},
-                        {"provider", it->provider},
-                        {"offer", it->raw},
+                        {"provider", it->offer.provider},
+                        {"offer", it->offer.raw.is_object() ? it->offer.raw
+                                                            : it->offer.fields()},
                         {"session", session_json(it->session)}});
         else
             explain(*it, a);
@@ -220,14 +207,13 @@ void run(Context &ctx, const OffersArgs &a) {
 } // namespace
 
 void add_offers(CLI::App &app, Context &ctx) {
-    auto *o = app.add_subcommand(
-        "offers", "find and rank offers; every price split into rent, storage and transfer");
+    auto *o = command(app, "offers");
     static OffersArgs a;
     o->add_option("QUERY", a.query,
                   "vastai query language, e.g. 'num_gpus=1 gpu_ram>=16 reliability>0.98'");
     o->add_option("--sort,-o", a.sort, "sort keys, e.g. dph+ or dlperf_per_dphtotal-")
         ->capture_default_str();
-    o->add_option("--provider", a.provider, "vast, local or all")->capture_default_str();
+    o->add_option("--provider", a.provider, "a provider, or all")->capture_default_str();
     o->add_option("--type", a.type, "on-demand, bid (interruptible) or reserved")
         ->capture_default_str();
     o->add_option("--limit", a.limit, "at most this many offers (sent to the API)")
@@ -241,8 +227,7 @@ void add_offers(CLI::App &app, Context &ctx) {
         ->capture_default_str();
     o->add_option("--upload", a.upload, "GB you will upload from it")->capture_default_str();
     o->add_option("--explain", a.explain, "show the arithmetic for one offer id");
-    o->add_option("--api-key", a.api_key,
-                  "Vast.ai API key (default: VAST_API_KEY or ~/.config/vastai/vast_api_key)");
+    add_provider_flags(o, a.flags, true);
     o->callback([&ctx] { run(ctx, a); });
 }
 

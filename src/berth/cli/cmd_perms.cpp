@@ -7,7 +7,7 @@
 namespace berth::cli {
 
 void add_perms(CLI::App &app, Context &ctx) {
-    auto *p = app.add_subcommand("perms", "explain a permission mode like 744");
+    auto *p = command(app, "perms");
     p->require_subcommand(1);
     auto *e = p->add_subcommand("explain", "say what a mode means (r=4, w=2, x=1)");
     static std::vector<std::string> modes;

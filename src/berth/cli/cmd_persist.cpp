@@ -233,7 +233,7 @@ void cmd_status(Context &ctx) {
 
 void add_persist(CLI::App &app, Context &ctx) {
     auto *p =
-        app.add_subcommand("persist", "keep $HOME's config and installs across ephemeral machines");
+        command(app, "persist");
     p->require_subcommand(1);
 
     p->add_subcommand("init", "create the store and persist the default set")->callback([&ctx] {

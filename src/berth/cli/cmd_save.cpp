@@ -1,5 +1,6 @@
 // berth save | restore | snapshots | diff | verify | forget | prune
 #include "cli/commands.hpp"
+#include "cli/providers.hpp"
 #include "engine/lifecycle.hpp"
 #include "engine/workspace.hpp"
 #include "store/repository.hpp"
@@ -43,7 +44,7 @@ void cmd_save(Context &ctx, const std::string &what, const std::vector<std::stri
         res = must(save_directory(repo, what, show_progress(ctx)));
     } else {
         auto db = open_state();
-        Engine e(db, [](const std::string &) {});
+        Engine e(db, registry(ctx), [](const std::string &) {});
         auto r = e.refresh(must(e.find(what)));
         res = must(save_instance(repo, r, paths, show_progress(ctx)));
     }
@@ -72,14 +73,14 @@ void cmd_restore(Context &ctx, const std::string &ref, const std::string &dest) 
     auto colon = dest.find(':');
     if (colon != std::string::npos && !is_path(dest.substr(0, colon))) {
         auto db = open_state();
-        Engine e(db, [](const std::string &) {});
+        Engine e(db, registry(ctx), [](const std::string &) {});
         auto r = e.refresh(must(e.find(dest.substr(0, colon))));
         st = must(restore_instance(repo, s, r, dest.substr(colon + 1), show_progress(ctx)));
     } else if (is_path(dest)) {
         st = must(restore_directory(repo, s, dest, show_progress(ctx)));
     } else {
         auto db = open_state();
-        Engine e(db, [](const std::string &) {});
+        Engine e(db, registry(ctx), [](const std::string &) {});
         auto r = e.refresh(must(e.find(dest)));
         st = must(restore_instance(repo, s, r, "/", show_progress(ctx)));
     }
@@ -186,8 +187,7 @@ void add_save(CLI::App &app, Context &ctx) {
         c->add_option("--repo", repo_flag,
                       "repository directory (default $XDG_DATA_HOME/berth/repo)");
     };
-    auto *s = app.add_subcommand(
-        "save", "snapshot an instance's work (or a directory) into the repository");
+    auto *s = command(app, "save");
     static std::string what;
     static std::vector<std::string> paths;
     s->add_option("NAME|DIR", what, "an instance name, or a directory (contains a /)")->required();
@@ -195,8 +195,7 @@ void add_save(CLI::App &app, Context &ctx) {
     repo_opt(s);
     s->callback([&ctx] { cmd_save(ctx, what, paths); });
 
-    auto *r = app.add_subcommand(
-        "restore", "restore a snapshot onto an instance (NAME[:/path]) or into a directory");
+    auto *r = command(app, "restore");
     static std::string ref, dest;
     r->add_option("SNAPSHOT", ref, "snapshot id, a unique prefix, or latest")->required();
     r->add_option("TARGET", dest, "NAME (back where it was saved from), NAME:/path, or a directory")
@@ -204,22 +203,22 @@ void add_save(CLI::App &app, Context &ctx) {
     repo_opt(r);
     r->callback([&ctx] { cmd_restore(ctx, ref, dest); });
 
-    auto *l = app.add_subcommand("snapshots", "list the repository's snapshots");
+    auto *l = command(app, "snapshots");
     repo_opt(l);
     l->callback([&ctx] { cmd_snapshots(ctx); });
 
-    auto *d = app.add_subcommand("diff", "what changed between two snapshots");
+    auto *d = command(app, "diff");
     static std::string a, b;
     d->add_option("A", a)->required();
     d->add_option("B", b)->required();
     repo_opt(d);
     d->callback([&ctx] { cmd_diff(ctx, a, b); });
 
-    auto *v = app.add_subcommand("verify", "re-read and re-hash every chunk in the repository");
+    auto *v = command(app, "verify");
     repo_opt(v);
     v->callback([&ctx] { cmd_verify(ctx); });
 
-    auto *f = app.add_subcommand("forget", "remove a snapshot (its data stays until prune)");
+    auto *f = command(app, "forget");
     static std::string fref;
     f->add_option("SNAPSHOT", fref)->required();
     repo_opt(f);
@@ -234,7 +233,7 @@ void add_save(CLI::App &app, Context &ctx) {
             say("forgot snapshot " + s.id + " (run `berth prune` to free its data)");
     });
 
-    auto *p = app.add_subcommand("prune", "delete data no snapshot uses");
+    auto *p = command(app, "prune");
     repo_opt(p);
     p->callback([&ctx] {
         auto repo = must(store::Repository::open(repo_path(), false));

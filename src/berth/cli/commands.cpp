@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <stdexcept>
 
 namespace berth::cli {
 
@@ -68,11 +69,21 @@ const std::vector<CommandInfo> &command_table() {
           {"set", "write a setting to the config file"},
           {"path", "the config file's path"}},
          add_config},
+        {"completion", "print shell completion: bash, zsh or fish", {}, add_completion},
+        {"man", "print berth's manual page (roff): berth man | man -l -", {}, nullptr},
         {"version", "print berth's version", {}, add_version},
         {"help", "list commands, or describe one", {}, add_help},
         {"agent", "the agent side (run by providers)", {}, add_agent},
     };
     return table;
+}
+
+CLI::App *command(CLI::App &app, const char *name) {
+    for (const auto &c : command_table())
+        if (std::string(c.name) == name) {
+            return app.add_subcommand(c.name, c.summary);
+        }
+    throw std::logic_error(std::string("command '") + name + "' is not in the command table");
 }
 
 void print_help() {

@@ -19,6 +19,9 @@ struct CommandInfo {
 
 const std::vector<CommandInfo> &command_table();
 
+// Adds a top-level command with its summary from the table (the only place summaries live).
+CLI::App *command(CLI::App &app, const char *name);
+
 void add_version(CLI::App &, Context &);
 void add_help(CLI::App &, Context &);
 void add_config(CLI::App &, Context &);
@@ -33,6 +36,10 @@ void add_agent(CLI::App &, Context &);
 void add_save(CLI::App &, Context &);
 void add_offers(CLI::App &, Context &);
 void add_account(CLI::App &, Context &);
+void add_completion(CLI::App &, Context &);
+
+// provider.NAME.KEY config keys, from the registry's rows (main, before loading the config).
+void register_provider_config();
 
 // Prints the command list (berth help).
 void print_help();

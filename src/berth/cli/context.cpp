@@ -18,7 +18,8 @@ std::string Context::store_setting() const {
 }
 
 void print_json(const nlohmann::json &j) {
-    std::cout << j.dump() << std::endl;
+    // Bytes from outside (file names, API strings) may not be UTF-8: replaced, never a throw.
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
 }
 
 void say(const std::string &line) {

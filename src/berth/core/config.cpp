@@ -9,8 +9,10 @@
 
 namespace berth {
 
-const std::vector<ConfigKey> &config_keys() {
-    static const std::vector<ConfigKey> keys = {
+namespace {
+
+std::vector<ConfigKey> &key_table() {
+    static std::vector<ConfigKey> keys = {
         {"store", ConfigType::path, "", "persistent store root (empty: auto-detect /storage)"},
         {"notebooks_dir", ConfigType::path, "/notebooks",
          "per-machine persistent workspace, counted in the storage quota"},
@@ -23,8 +25,27 @@ const std::vector<ConfigKey> &config_keys() {
          "host `berth keys test` checks by default"},
         {"restore.timeout_s", ConfigType::number, "60",
          "the boot hook gives up after this many seconds so the machine still boots"},
+        {"provider", ConfigType::string, "local", "where `berth up` creates machines by default"},
+        {"http.deadline_s", ConfigType::number, "60",
+         "seconds one provider request may take in all, retries and waits included"},
     };
     return keys;
+}
+
+} // namespace
+
+const std::vector<ConfigKey> &config_keys() {
+    return key_table();
+}
+
+void add_config_keys(const std::vector<ConfigKey> &keys) {
+    auto &t = key_table();
+    for (const auto &k : keys) {
+        bool known = false;
+        for (const auto &x : t)
+            known = known || x.name == k.name;
+        if (!known) t.push_back(k);
+    }
 }
 
 std::string config_env_name(const std::string &key) {
@@ -130,7 +151,9 @@ Result<> Config::set_override(const std::string &key, const std::string &value) 
 }
 
 const ConfigValue &Config::get(const std::string &key) const {
-    return m_values.at(key);
+    static const ConfigValue none{"", "unknown key"};
+    auto it = m_values.find(key);
+    return it == m_values.end() ? none : it->second;
 }
 
 double Config::number(const std::string &key) const {

@@ -24,6 +24,8 @@ struct ConfigKey {
 
 // Every key berth knows. Adding a key here is all it takes to make it configurable.
 const std::vector<ConfigKey> &config_keys();
+// More keys (each provider's `provider.NAME.KEY`), registered before Config::load.
+void add_config_keys(const std::vector<ConfigKey> &keys);
 
 // The environment variable for a key: "keys.test_host" -> "BERTH_KEYS_TEST_HOST".
 std::string config_env_name(const std::string &key);

@@ -1,5 +1,7 @@
 #include "engine/bootstrap.hpp"
 
+#include "core/json_read.hpp"
+
 #include "agent/hooks.hpp"
 #include "util/fs.hpp"
 #include "util/hash.hpp"
@@ -83,6 +85,7 @@ Result<Bootstrapped> bootstrap_over_ssh(const ssh::Target &t, const BootstrapPla
     std::string cmd =
         remote_path + " agent bootstrap --workdir '" + plan.workdir + "' --max-hours " + hours;
     if (!plan.api_url.empty()) cmd += " --api-url '" + plan.api_url + "'";
+    if (!plan.provider.empty()) cmd += " --provider '" + plan.provider + "'";
     auto run =
         proc::run(ssh_argv(t, cmd), {.input = {}, .env = {}, .timeout = std::chrono::seconds(180)});
     if (!run) return tl::unexpected(run.error());
@@ -93,8 +96,12 @@ Result<Bootstrapped> bootstrap_over_ssh(const ssh::Target &t, const BootstrapPla
     if (!j.is_object() || !j.contains("jupyter_port"))
         return fail("the machine's bootstrap answered something unexpected: " +
                     last_line(run->out));
-    out.jupyter_port = j.value("jupyter_port", 0);
-    out.jupyter_token = j.value("jupyter_token", std::string());
+    out.jupyter_port = static_cast<int>(jsonr::integer(j, "jupyter_port"));
+    out.jupyter_token = jsonr::text(j, "jupyter_token", "", 128);
+    if (out.jupyter_port <= 0 || out.jupyter_port > 65535 ||
+        out.jupyter_token.find_first_not_of("0123456789abcdef") != std::string::npos)
+        return fail(ErrorKind::malformed, "the machine's bootstrap answered a bad Jupyter port or "
+                                          "token");
     out.report = j;
     return out;
 }

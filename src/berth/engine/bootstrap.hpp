@@ -15,7 +15,8 @@ namespace berth {
 struct BootstrapPlan {
     std::string workdir = "/workspace";
     double max_hours = 0;
-    std::string api_url; // for the watchdog
+    std::string api_url;  // for the watchdog
+    std::string provider; // whose self-stop the watchdog runs
 };
 
 struct Bootstrapped {

@@ -1,8 +1,11 @@
 #include "engine/lifecycle.hpp"
 
 #include "core/exit_codes.hpp"
+#include "core/json_read.hpp"
 #include "engine/bootstrap.hpp"
 #include "engine/ledger.hpp"
+#include "util/fs.hpp"
+#include "util/interrupt.hpp"
 #include "util/net.hpp"
 #include "util/process.hpp"
 #include "util/strings.hpp"
@@ -50,6 +53,44 @@ Result<InstanceRecord> Engine::find(const std::string &name) {
                                                         : "see `berth ls`");
 }
 
+Result<FileLock> lock_instance(const std::string &name) {
+    auto dir = ssh::berth_dir() / "locks";
+    BERTH_TRY(fs::make_dirs(dir, 0700));
+    auto l = FileLock::acquire(dir / (name + ".lock"));
+    if (!l)
+        return fail(ErrorKind::conflict,
+                    "another berth is working on '" + name + "' (" + l.error().what + ")",
+                    "wait for it to finish, or see `berth status " + name + "`", exit_code::busy);
+    return l;
+}
+
+Result<std::unique_ptr<Provider>> Engine::provider_of(const InstanceRecord &r, const Options &opt) {
+    return m_registry.make(r.provider, opt);
+}
+
+Result<> Engine::check_interrupt(const std::string &step) {
+    if (!interrupt::requested()) return {};
+    return fail(ErrorKind::interrupted, "interrupted " + step, "", exit_code::interrupted);
+}
+
+namespace {
+
+// The newest intent of an instance still pending, if any.
+std::optional<Intent> pending_intent(StateDb &db, const std::string &name) {
+    auto all = db.intents(name);
+    if (!all) return std::nullopt;
+    for (auto it = all->rbegin(); it != all->rend(); ++it)
+        if (it->state == "pending") return *it;
+    return std::nullopt;
+}
+
+bool transitional(Status s) {
+    return s == Status::creating || s == Status::destroying || s == Status::starting ||
+           s == Status::stopping;
+}
+
+} // namespace
+
 Result<> Engine::refresh_ssh_config() {
     auto all = m_db.list();
     if (!all) return tl::unexpected(all.error());
@@ -77,7 +118,16 @@ static Status status_from(MachineState s) {
 
 InstanceRecord Engine::refresh(InstanceRecord r) {
     if (r.status == Status::destroyed) return r;
-    auto p = make_provider(r.provider);
+    if (auto pend = pending_intent(m_db, r.name)) {
+        auto resolved = resolve(r);
+        if (!resolved) {
+            r.message = resolved.error().what;
+            return r;
+        }
+        r = *resolved;
+        if (r.status == Status::destroyed) return r;
+    }
+    auto p = provider_of(r);
     if (!p) return r;
     auto m = (*p)->describe(r.provider_id);
     if (!m) {
@@ -86,12 +136,55 @@ InstanceRecord Engine::refresh(InstanceRecord r) {
     }
     note_meters(r, *m);
     Status s = status_from(m->state);
-    // Mid-transition states are the engine's own; the provider's word wins once it settles.
-    if (s != r.status && !(r.status == Status::creating || r.status == Status::destroying)) {
+    // Mid-transition states are the engine's own while a berth works on them; the
+    // provider's word wins once it settles.
+    if (s != r.status && !transitional(r.status)) {
         r.status = s;
-        if (!m->message.empty()) r.message = m->message;
+        r.message = m->message.empty() ? std::string(machine_state_name(m->state)) : m->message;
         if (s == Status::stopped) close_tunnel(r);
         (void)m_db.put(r);
+    }
+    return r;
+}
+
+Result<InstanceRecord> Engine::resolve(InstanceRecord r) {
+    if (r.status == Status::destroyed) return r;
+    auto pend = pending_intent(m_db, r.name);
+    if (!pend) return r;
+    auto lock = lock_instance(r.name);
+    if (!lock) return r; // another berth is working on it now
+    // Read again under the lock: the holder may have finished meanwhile.
+    auto cur = m_db.get(r.name);
+    if (!cur) return tl::unexpected(cur.error());
+    if (!*cur) return r;
+    r = **cur;
+    pend = pending_intent(m_db, r.name);
+    if (!pend || r.status == Status::destroyed) return r;
+    auto p = provider_of(r);
+    if (!p) return tl::unexpected(p.error());
+    if (pend->action == "create") {
+        m_progress("'" + r.name + "': its `berth up` was interrupted; undoing it");
+        auto rb = rollback(r, **p, Error{"interrupted"});
+        (void)m_db.finish(pend->id, false,
+                          rb ? "interrupted; undone" : "interrupted; undo failed: " + rb.error().what);
+        return rb;
+    }
+    if (pend->action == "destroy") {
+        m_progress("'" + r.name + "': finishing an interrupted destroy");
+        (void)m_db.finish(pend->id, false, "interrupted");
+        BERTH_TRY(destroy_locked(r, **p));
+        auto again = m_db.get(r.name);
+        if (again && *again) return **again;
+        return r;
+    }
+    // stop/start: nothing to undo; the provider's word is the state.
+    (void)m_db.finish(pend->id, false, "interrupted");
+    auto m = (*p)->describe(r.provider_id);
+    if (m) {
+        r.status = status_from(m->state);
+        r.message = "its `berth " + pend->action + "` was interrupted; the provider says " +
+                    machine_state_name(m->state);
+        BERTH_TRY(m_db.put(r));
     }
     return r;
 }
@@ -100,6 +193,7 @@ InstanceRecord Engine::refresh(InstanceRecord r) {
 // rent from the moment it runs (the provider's clock), each closed when that stops.
 void Engine::note_meters(const InstanceRecord &r, const MachineInfo &m) {
     double now = epoch_now();
+    if (r.provider_id.empty()) return;
     if (m.state == MachineState::gone) {
         (void)m_db.meter_close(r.provider, r.provider_id, "", now);
         return;
@@ -121,7 +215,7 @@ void Engine::note_meters(const InstanceRecord &r, const MachineInfo &m) {
 // on under the instance's alias (never StrictHostKeyChecking=no).
 static Result<std::string> scan_host_key(const std::string &host, int port) {
     std::string last;
-    for (int i = 0; i < 20; ++i) {
+    for (int i = 0; i < 20 && !interrupt::requested(); ++i) {
         auto r =
             proc::run({"ssh-keyscan", "-T", "5", "-t", "ed25519", "-p", std::to_string(port), host},
                       {.input = {}, .env = {}, .timeout = std::chrono::seconds(15)});
@@ -134,8 +228,8 @@ static Result<std::string> scan_host_key(const std::string &host, int port) {
         last = r ? str::trim(r->err) : r.error().what;
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
-    return fail("no SSH host key from " + host + ":" + std::to_string(port) +
-                (last.empty() ? "" : ": " + last));
+    return fail(ErrorKind::network, "no SSH host key from " + host + ":" + std::to_string(port) +
+                                        (last.empty() ? "" : ": " + last));
 }
 
 void Engine::close_tunnel(InstanceRecord &r) {
@@ -144,31 +238,38 @@ void Engine::close_tunnel(InstanceRecord &r) {
     r.tunnel_port = 0;
 }
 
+Result<InstanceRecord> Engine::bootstrap(InstanceRecord r, Provider &p) {
+    auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
+    BootstrapPlan plan{p.capabilities().workdir, jsonr::num(spec, "max_hours"), p.api_url(),
+                       p.name()};
+    auto b = bootstrap_over_ssh(target_of(r), plan, m_progress);
+    if (!b) return tl::unexpected(b.error());
+    r.jupyter_port = b->jupyter_port;
+    r.jupyter_token = b->jupyter_token;
+    return r;
+}
+
 Result<InstanceRecord> Engine::ensure_tunnel(InstanceRecord r) {
     if (r.tunnel_pid && ssh::is_ssh_process(r.tunnel_pid) &&
         net::connectable("127.0.0.1", r.tunnel_port, std::chrono::milliseconds(300)))
         return r;
     close_tunnel(r);
-    for (int attempt = 0;; ++attempt) {
-        if (r.jupyter_port == 0 && r.provider != "local" && r.status == Status::running) {
+    auto p = provider_of(r);
+    if (!p) return tl::unexpected(p.error());
+    bool bare = (*p)->capabilities().bootstrap_over_ssh;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        if (r.jupyter_port == 0 && bare && r.status == Status::running) {
             // No Jupyter known (a record rebuilt by reconcile, a machine that restarted): the
             // agent prepares the machine (idempotent: a Jupyter that answers is reused).
-            auto p = make_provider(r.provider);
-            if (!p) return tl::unexpected(p.error());
-            auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
-            BootstrapPlan plan{(*p)->workdir(),
-                               spec.is_object() ? spec.value("max_hours", 0.0) : 0.0,
-                               (*p)->api_url()};
-            auto b = bootstrap_over_ssh(target_of(r), plan, m_progress);
-            if (!b) return tl::unexpected(b.error());
-            r.jupyter_port = b->jupyter_port;
-            r.jupyter_token = b->jupyter_token;
+            auto b = bootstrap(r, **p);
+            if (!b) return b;
+            r = *b;
         }
         auto port = net::free_loopback_port();
         if (!port) return tl::unexpected(port.error());
         auto pid = ssh::start_tunnel(target_of(r), *port, r.jupyter_port);
         if (!pid) return tl::unexpected(pid.error());
-        if (r.provider != "local" && attempt == 0) {
+        if (bare && attempt == 0) {
             // A rented machine may have restarted on its own (outbid and resumed, rebooted by
             // its host): its Jupyter is gone. Ask through the tunnel; bootstrap if silent.
             auto st = net::http_status("127.0.0.1", *port, "/api/status?token=" + r.jupyter_token,
@@ -184,45 +285,67 @@ Result<InstanceRecord> Engine::ensure_tunnel(InstanceRecord r) {
         BERTH_TRY(m_db.put(r));
         return r;
     }
+    return fail("Jupyter on '" + r.name + "' does not answer through the tunnel",
+                "see `berth ssh " + r.name + " -- cat ~/.berth/jupyter.log`");
 }
 
 Result<InstanceRecord> Engine::wait_running(InstanceRecord r, Provider &p,
                                             std::chrono::seconds timeout) {
+    auto caps = p.capabilities();
     auto deadline = std::chrono::steady_clock::now() + timeout;
     std::string last;
     for (;;) {
+        BERTH_TRY(check_interrupt("while waiting for '" + r.name + "'"));
         auto m = p.describe(r.provider_id);
-        if (!m) return tl::unexpected(m.error());
-        note_meters(r, *m);
-        if (m->message != last && !m->message.empty()) {
-            m_progress(m->message);
-            last = m->message;
-        }
-        if (m->state == MachineState::running) {
-            r.ssh_host = m->ssh.host;
-            r.ssh_port = m->ssh.port;
-            r.ssh_user = m->ssh.user;
-            if (!m->ssh.host_key.empty()) r.host_key = m->ssh.host_key;
-            r.jupyter_port = m->jupyter_port;
-            r.jupyter_token = m->jupyter_token;
-            break;
-        }
-        if (m->state == MachineState::stopped || m->state == MachineState::exited ||
-            m->state == MachineState::gone) {
-            BERTH_TRY(m_db.set_status(r.name, Status::failed, m->message));
-            return fail("instance '" + r.name + "' did not start: " +
-                            (m->message.empty() ? machine_state_name(m->state) : m->message),
-                        "see `berth status " + r.name + "`");
+        if (!m && !transient(m.error())) return tl::unexpected(m.error());
+        if (m) {
+            note_meters(r, *m);
+            if (m->message != last && !m->message.empty()) {
+                m_progress(m->message);
+                last = m->message;
+            }
+            if (m->state == MachineState::running) {
+                r.ssh_host = m->ssh.host;
+                r.ssh_port = m->ssh.port;
+                r.ssh_user = m->ssh.user;
+                if (!m->ssh.host_key.empty()) r.host_key = m->ssh.host_key;
+                r.jupyter_port = m->jupyter_port;
+                r.jupyter_token = m->jupyter_token;
+                break;
+            }
+            if (m->state == MachineState::stopped || m->state == MachineState::exited ||
+                m->state == MachineState::gone)
+                return fail(ErrorKind::refused,
+                            "instance '" + r.name + "' did not start: " +
+                                (m->message.empty() ? machine_state_name(m->state) : m->message),
+                            "see `berth status " + r.name + "`");
         }
         if (std::chrono::steady_clock::now() > deadline)
-            return fail("instance '" + r.name + "' was not ready after " +
+            return fail(ErrorKind::timeout,
+                        "instance '" + r.name + "' was not ready after " +
                             std::to_string(timeout.count()) + " s",
                         "see `berth status " + r.name + "`");
-        std::this_thread::sleep_for(std::chrono::milliseconds(p.name() == "local" ? 150 : 1000));
+        std::this_thread::sleep_for(caps.poll_interval);
     }
+    if (r.ssh_port <= 0 || r.ssh_port > 65535 || r.ssh_host.empty())
+        return fail(ErrorKind::malformed, "the provider says '" + r.name +
+                                              "' runs but gives no SSH endpoint");
+    auto c = m_connect ? m_connect(r, p) : connect(r, p);
+    if (!c) return c;
+    r = *c;
+    BERTH_TRY(check_interrupt("while opening the tunnel to '" + r.name + "'"));
+    r.status = Status::running;
+    r.message = "ready";
+    BERTH_TRY(m_db.put(r));
+    return r;
+}
+
+Result<InstanceRecord> Engine::connect(InstanceRecord r, Provider &p) {
+    auto caps = p.capabilities();
     auto target = target_of(r);
     if (r.host_key.empty()) {
         auto k = scan_host_key(r.ssh_host, r.ssh_port);
+        BERTH_TRY(check_interrupt("while reaching '" + r.name + "'"));
         if (!k) return tl::unexpected(k.error());
         r.host_key = *k;
         m_progress("pinned the machine's host key " + str::split(*k, ' ').back().substr(0, 16) +
@@ -233,205 +356,297 @@ Result<InstanceRecord> Engine::wait_running(InstanceRecord r, Provider &p,
     BERTH_TRY(refresh_ssh_config());
     m_progress("checking SSH as " + r.ssh_user + "@" + r.ssh_host + ":" +
                std::to_string(r.ssh_port));
-    BERTH_TRY(ssh::wait_ready(target, std::chrono::seconds(60)));
-    if (r.jupyter_port == 0) {
+    auto ready = ssh::wait_ready(target, std::chrono::seconds(60));
+    BERTH_TRY(check_interrupt("while reaching '" + r.name + "'"));
+    if (!ready) return tl::unexpected(ready.error());
+    if (r.jupyter_port == 0 && caps.bootstrap_over_ssh) {
         // The machine came up bare (a rented container): berth's agent prepares it.
-        auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
-        BootstrapPlan plan{p.workdir(), spec.is_object() ? spec.value("max_hours", 0.0) : 0.0,
-                           p.api_url()};
-        auto b = bootstrap_over_ssh(target, plan, m_progress);
-        if (!b) return tl::unexpected(b.error());
-        r.jupyter_port = b->jupyter_port;
-        r.jupyter_token = b->jupyter_token;
+        auto b = bootstrap(r, p);
+        BERTH_TRY(check_interrupt("while preparing '" + r.name + "'"));
+        if (!b) return b;
+        r = *b;
         BERTH_TRY(m_db.put(r));
     }
     m_progress("opening the Jupyter tunnel");
-    auto t = ensure_tunnel(r);
-    if (!t) return t;
-    r = *t;
-    r.status = Status::running;
-    r.message = "ready";
-    BERTH_TRY(m_db.put(r));
+    return ensure_tunnel(r);
+}
+
+// Undoes an up: every machine that is this record's (by id, and by label where the
+// provider lists machines) is destroyed and confirmed gone; then the record is destroyed.
+// A record for which nothing was ever created is removed.
+Result<InstanceRecord> Engine::rollback(InstanceRecord r, Provider &p, const Error &why) {
+    close_tunnel(r);
+    std::vector<std::string> ids;
+    if (!r.provider_id.empty()) ids.push_back(r.provider_id);
+    if (p.capabilities().lists_machines) {
+        auto machines = p.list();
+        if (!machines)
+            return fail(machines.error().kind,
+                        "cannot look for machines '" + r.name + "' left: " +
+                            machines.error().what,
+                        "run `berth ls` again later: it finishes the undo");
+        auto all = m_db.list();
+        for (const auto &m : *machines) {
+            if (m.label != berth_label(r.name) || m.state == MachineState::gone) continue;
+            bool other = false; // a reconciled namesake ("NAME-ID") owns it
+            if (all)
+                for (const auto &o : *all)
+                    other = other || (o.name != r.name && o.provider == r.provider &&
+                                      o.provider_id == m.id && o.status != Status::destroyed);
+            if (!other && std::find(ids.begin(), ids.end(), m.id) == ids.end())
+                ids.push_back(m.id);
+        }
+    }
+    for (const auto &id : ids) {
+        InstanceRecord one = r;
+        one.provider_id = id;
+        m_progress("destroying " + r.provider + " instance " + id + " (" + why.what + ")");
+        BERTH_TRY(confirm_destroyed(one, p, "destroyed: " + why.what));
+    }
+    if (ids.empty()) {
+        BERTH_TRY(m_db.remove(r.name));
+    } else {
+        r.status = Status::destroyed;
+        r.message = "destroyed: " + why.what;
+        BERTH_TRY(m_db.put(r));
+    }
+    r.status = Status::destroyed;
+    (void)ssh::unpin("berth-" + r.name);
+    (void)refresh_ssh_config();
     return r;
 }
 
-Result<InstanceRecord> Engine::up(const UpRequest &req) {
+// Destroys one machine and returns once the provider shows it gone.
+Result<> Engine::confirm_destroyed(InstanceRecord &r, Provider &p, const std::string &message) {
+    // The last byte counts before the machine and its counters are gone.
+    if (auto last = p.describe(r.provider_id)) note_meters(r, *last);
+    double t = epoch_now();
+    BERTH_TRY(p.destroy(r.provider_id));
+    auto m = p.describe(r.provider_id);
+    if (!m || m->state != MachineState::gone)
+        return fail(m ? ErrorKind::conflict : m.error().kind,
+                    "instance " + r.provider_id + " of '" + r.name +
+                        "' is not confirmed gone after destroy" +
+                        (m ? "" : " (" + m.error().what + ")"),
+                    "retry `berth destroy " + r.name + "`");
+    (void)m_db.meter_close(r.provider, r.provider_id, "", t);
+    r.message = message;
+    return {};
+}
+
+Result<InstanceRecord> Engine::up(const UpRequest &req, const PlanFn &on_plan) {
     BERTH_TRY(validate_name(req.name));
+    auto lock = lock_instance(req.name);
+    if (!lock) return tl::unexpected(lock.error());
     auto existing = m_db.get(req.name);
     if (!existing) return tl::unexpected(existing.error());
-    if (*existing && (*existing)->status != Status::destroyed)
-        return fail("instance '" + req.name + "' already exists (" +
-                        status_name((*existing)->status) + ")",
-                    "`berth start " + req.name + "`, or pick another name");
-    auto p = make_provider(req.provider, {req.api_key});
+    if (*existing && (*existing)->status != Status::destroyed) {
+        lock = FileLock(); // resolve takes it itself
+        auto now = resolve(**existing);
+        if (!now) return tl::unexpected(now.error());
+        lock = lock_instance(req.name);
+        if (!lock) return tl::unexpected(lock.error());
+        if (now->status != Status::destroyed)
+            return fail(ErrorKind::conflict,
+                        "instance '" + req.name + "' already exists (" + status_name(now->status) +
+                            ")",
+                        "`berth start " + req.name + "`, or pick another name");
+    }
+    auto p = m_registry.make(req.provider, req.options);
     if (!p) return tl::unexpected(p.error());
     auto pub = ssh::ensure_key();
     if (!pub) return tl::unexpected(pub.error());
+    InstanceSpec spec{req.name, req.max_hours, "", *pub + "\n"};
+    spec.label = berth_label(req.name);
+    auto plan = (*p)->plan(spec, req.options);
+    if (!plan) return tl::unexpected(plan.error());
+    if (on_plan) on_plan(*plan);
+    BERTH_TRY(check_interrupt("before creating '" + req.name + "'"));
 
     InstanceRecord r;
     r.name = req.name;
     r.provider = req.provider;
-    r.provider_id = req.name;
     r.status = Status::creating;
-    nlohmann::json spec_json{{"max_hours", req.max_hours}};
-    if (req.provider != "local") {
-        spec_json["offer_id"] = req.offer_id;
-        spec_json["image"] = req.image;
-        spec_json["disk_gb"] = req.disk_gb;
-        spec_json["bid"] = req.bid ? nlohmann::json(*req.bid) : nlohmann::json();
-        spec_json["label"] = "berth:" + req.name;
-    }
+    nlohmann::json spec_json{{"max_hours", req.max_hours}, {"label", plan->spec.label}};
+    if (!plan->spec.offer_id.empty()) spec_json["offer_id"] = plan->spec.offer_id;
+    if (!plan->spec.image.empty()) spec_json["image"] = plan->spec.image;
+    if (plan->spec.disk_gb > 0) spec_json["disk_gb"] = plan->spec.disk_gb;
+    if (plan->spec.bid) spec_json["bid"] = *plan->spec.bid;
     r.spec_json = spec_json.dump();
-    BERTH_TRY(m_db.put(r)); // intent before action
+    BERTH_TRY(m_db.put(r)); // intent before action: the record, then the pending create
     auto intent = m_db.intend(r.name, "create", req.provider);
     if (!intent) return tl::unexpected(intent.error());
     m_progress("creating '" + r.name + "' on " + req.provider);
-    InstanceSpec spec{req.name, req.max_hours, req.offer_id, *pub + "\n"};
-    spec.image = req.image;
-    spec.disk_gb = req.disk_gb;
-    spec.bid = req.bid;
-    spec.label = "berth:" + req.name;
-    auto m = (*p)->create(spec);
-    if (!m) {
-        (void)m_db.finish(*intent, false, m.error().what);
-        (void)m_db.remove(r.name); // the provider refused: nothing exists to track
-        return tl::unexpected(m.error());
+    auto m = (*p)->create(plan->spec);
+    Result<InstanceRecord> ready = tl::unexpected(Error{});
+    if (m) {
+        r.provider_id = m->id;
+        r.host_key = m->ssh.host_key;
+        r.status = Status::loading;
+        BERTH_TRY(m_db.put(r));
+        m_progress("created " + req.provider + " instance " + m->id);
+        auto stop = check_interrupt("after creating '" + r.name + "'");
+        ready = stop ? wait_running(r, **p, req.timeout) : tl::unexpected(stop.error());
+        if (ready) {
+            BERTH_TRY(m_db.finish(*intent, true));
+            return ready;
+        }
+    } else {
+        ready = tl::unexpected(m.error());
     }
-    r.provider_id = m->id;
-    r.host_key = m->ssh.host_key;
-    r.status = Status::loading;
-    BERTH_TRY(m_db.put(r));
-    BERTH_TRY(m_db.finish(*intent, true));
-    m_progress("created " + req.provider + " instance " + m->id);
-    auto ready = wait_running(r, **p, req.timeout);
-    if (ready || req.provider == "local") return ready;
-    // A rented machine that will not come up still bills: destroy it before reporting.
+    // Whatever was made (also by a create whose answer was lost) bills: undo it, then report.
+    const Error &why = ready.error();
     auto cur = m_db.get(r.name);
     if (cur && *cur) r = **cur;
-    auto d = destroy_failed(r, **p);
-    if (!d)
-        return fail(ready.error().what + "; destroying it failed too: " + d.error().what,
-                    "`berth destroy " + r.name + "`, or destroy instance " + r.provider_id +
-                        " in the provider's console");
-    return fail(ready.error().what + " (instance " + r.provider_id +
-                    " was destroyed: it bills nothing)",
-                ready.error().fix.empty() ? "try another offer" : ready.error().fix);
-}
-
-Result<> Engine::destroy_failed(InstanceRecord &r, Provider &p) {
-    close_tunnel(r);
-    m_progress("destroying instance " + r.provider_id + " (it did not come up)");
-    double t = epoch_now();
-    BERTH_TRY(p.destroy(r.provider_id));
-    auto m = p.describe(r.provider_id);
-    if (!m) return tl::unexpected(m.error());
-    if (m->state != MachineState::gone)
-        return fail("instance " + r.provider_id + " is still there");
-    (void)m_db.meter_close(r.provider, r.provider_id, "", t);
-    r.status = Status::destroyed;
-    r.message = "destroyed: it did not come up";
-    BERTH_TRY(m_db.put(r));
-    (void)ssh::unpin("berth-" + r.name);
-    return refresh_ssh_config();
+    auto rb = rollback(r, **p, why.kind == ErrorKind::interrupted ? Error{"interrupted"} : why);
+    (void)m_db.finish(*intent, false, rb ? why.what : why.what + "; undo failed");
+    if (!rb)
+        return fail(why.kind, why.what + "; destroying what was created failed too: " +
+                                  rb.error().what,
+                    "`berth ls` retries the undo; or destroy it in the provider's console",
+                    why.code);
+    bool made = !r.provider_id.empty();
+    if (why.kind == ErrorKind::interrupted)
+        return fail(ErrorKind::interrupted,
+                    "interrupted: '" + r.name + "' was not created" +
+                        (made ? " (instance " + r.provider_id + " was destroyed: it bills nothing)"
+                              : ""),
+                    "", exit_code::interrupted);
+    return fail(why.kind,
+                why.what + (made ? " (instance " + r.provider_id +
+                                       " was destroyed: it bills nothing)"
+                                 : ""),
+                why.fix.empty() && made ? "try another offer" : why.fix, why.code);
 }
 
 Result<InstanceRecord> Engine::start(const std::string &name, std::chrono::seconds timeout) {
     auto r = find(name);
     if (!r) return r;
-    auto p = make_provider(r->provider);
-    if (!p) return tl::unexpected(p.error());
     auto refreshed = refresh(*r);
+    if (refreshed.status == Status::destroyed) return find(name);
+    auto lock = lock_instance(name);
+    if (!lock) return tl::unexpected(lock.error());
+    auto p = provider_of(refreshed);
+    if (!p) return tl::unexpected(p.error());
     if (refreshed.status == Status::running) return ensure_tunnel(refreshed);
     auto intent = m_db.intend(name, "start");
     if (!intent) return tl::unexpected(intent.error());
     BERTH_TRY(m_db.set_status(name, Status::starting));
     m_progress("starting '" + name + "'");
-    auto s = (*p)->start(r->provider_id);
-    (void)m_db.finish(*intent, bool(s), s ? "" : s.error().what);
-    if (!s) return tl::unexpected(s.error());
-    return wait_running(refreshed, **p, timeout);
+    auto s = (*p)->start(refreshed.provider_id);
+    if (!s) {
+        // Refused: the record keeps the state it had, and says why.
+        (void)m_db.finish(*intent, false, s.error().what);
+        refreshed.message = "start refused: " + s.error().what;
+        BERTH_TRY(m_db.put(refreshed));
+        return tl::unexpected(s.error());
+    }
+    auto ready = wait_running(refreshed, **p, timeout);
+    (void)m_db.finish(*intent, bool(ready), ready ? "" : ready.error().what);
+    if (!ready) {
+        auto m = (*p)->describe(refreshed.provider_id);
+        if (m) refreshed.status = status_from(m->state);
+        refreshed.message = "start failed: " + ready.error().what;
+        (void)m_db.put(refreshed);
+    }
+    return ready;
 }
 
 Result<InstanceRecord> Engine::stop(const std::string &name) {
-    auto r = find(name);
-    if (!r) return r;
-    auto p = make_provider(r->provider);
+    auto found = find(name);
+    if (!found) return found;
+    auto r = refresh(*found);
+    if (r.status == Status::destroyed) return find(name);
+    auto lock = lock_instance(name);
+    if (!lock) return tl::unexpected(lock.error());
+    auto p = provider_of(r);
     if (!p) return tl::unexpected(p.error());
     auto intent = m_db.intend(name, "stop");
     if (!intent) return tl::unexpected(intent.error());
+    Status before = r.status;
     BERTH_TRY(m_db.set_status(name, Status::stopping));
     m_progress("stopping '" + name + "'");
-    close_tunnel(*r);
+    close_tunnel(r);
     double t = epoch_now(); // the provider stops billing when it takes the request
-    auto s = (*p)->stop(r->provider_id);
+    auto s = (*p)->stop(r.provider_id);
     if (!s) {
         (void)m_db.finish(*intent, false, s.error().what);
+        r.status = before;
+        r.message = "stop refused: " + s.error().what;
+        (void)m_db.put(r);
         return tl::unexpected(s.error());
     }
-    auto m = (*p)->describe(r->provider_id);
-    if (m && m->state == MachineState::running)
-        return fail("instance '" + name + "' is still running after stop",
+    auto m = (*p)->describe(r.provider_id);
+    if (m && m->state == MachineState::running) {
+        (void)m_db.finish(*intent, false, "still running after stop");
+        r.status = Status::running;
+        r.message = "still running after `berth stop`";
+        (void)m_db.put(r);
+        return fail(ErrorKind::conflict, "instance '" + name + "' is still running after stop",
                     "see `berth status " + name + "`");
-    (void)m_db.meter_close(r->provider, r->provider_id, "rent", t);
-    r->status = Status::stopped;
-    r->message = "stopped by berth stop";
-    BERTH_TRY(m_db.put(*r));
+    }
+    (void)m_db.meter_close(r.provider, r.provider_id, "rent", t);
+    r.status = Status::stopped;
+    r.message = "stopped by berth stop";
+    BERTH_TRY(m_db.put(r));
     BERTH_TRY(m_db.finish(*intent, true));
-    return *r;
+    return r;
 }
 
 Result<> Engine::destroy(const std::string &name) {
-    auto r = find(name);
+    auto found = find(name);
+    if (!found) return tl::unexpected(found.error());
+    auto r = resolve(*found);
     if (!r) return tl::unexpected(r.error());
-    auto p = make_provider(r->provider);
+    if (r->status == Status::destroyed) return {};
+    auto lock = lock_instance(name);
+    if (!lock) return tl::unexpected(lock.error());
+    auto p = provider_of(*r);
     if (!p) return tl::unexpected(p.error());
-    auto intent = m_db.intend(name, "destroy");
+    return destroy_locked(*r, **p);
+}
+
+Result<> Engine::destroy_locked(InstanceRecord r, Provider &p) {
+    auto intent = m_db.intend(r.name, "destroy");
     if (!intent) return tl::unexpected(intent.error());
-    BERTH_TRY(m_db.set_status(name, Status::destroying));
-    m_progress("destroying '" + name + "'");
-    close_tunnel(*r);
-    // The last byte counts before the machine and its counters are gone.
-    if (auto last = (*p)->describe(r->provider_id)) note_meters(*r, *last);
-    double t = epoch_now();
-    auto d = (*p)->destroy(r->provider_id);
-    if (!d) {
-        (void)m_db.finish(*intent, false, d.error().what);
-        return d;
+    BERTH_TRY(m_db.set_status(r.name, Status::destroying));
+    m_progress("destroying '" + r.name + "'");
+    close_tunnel(r);
+    if (!r.provider_id.empty()) {
+        auto d = confirm_destroyed(r, p, "destroyed");
+        if (!d) {
+            (void)m_db.finish(*intent, false, d.error().what);
+            return d;
+        }
     }
-    // Recorded destroyed only once the provider shows it gone.
-    auto m = (*p)->describe(r->provider_id);
-    if (!m || m->state != MachineState::gone) {
-        (void)m_db.finish(*intent, false, "still present after destroy");
-        return fail("instance '" + name + "' is not confirmed gone after destroy" +
-                        (m ? "" : " (" + m.error().what + ")"),
-                    "retry `berth destroy " + name + "`");
-    }
-    (void)m_db.meter_close(r->provider, r->provider_id, "", t);
-    r->status = Status::destroyed;
-    r->message = "destroyed";
-    BERTH_TRY(m_db.put(*r));
+    r.status = Status::destroyed;
+    r.message = "destroyed";
+    BERTH_TRY(m_db.put(r));
     BERTH_TRY(m_db.finish(*intent, true));
-    BERTH_TRY(ssh::unpin("berth-" + name));
+    BERTH_TRY(ssh::unpin("berth-" + r.name));
     return refresh_ssh_config();
 }
 
 Result<std::vector<std::string>> Engine::reconcile(const std::string &provider,
-                                                   const ProviderOptions &opt) {
-    auto p = make_provider(provider, opt);
+                                                   const Options &opt) {
+    auto p = m_registry.make(provider, opt);
     if (!p) return tl::unexpected(p.error());
+    if (!(*p)->capabilities().lists_machines)
+        return fail(ErrorKind::user, provider + " cannot list its machines", "", 2);
     auto machines = (*p)->list();
     if (!machines) return tl::unexpected(machines.error());
     std::vector<std::string> added;
     for (const auto &m : *machines) {
-        if (m.label.rfind("berth:", 0) != 0) continue; // not berth's
-        std::string name = m.label.substr(6);
-        if (!validate_name(name)) continue;
+        std::string name = name_from_label(m.label);
+        if (name.empty() || !validate_name(name)) continue; // not berth's
         auto existing = m_db.get(name);
         if (!existing) return tl::unexpected(existing.error());
         if (*existing && (*existing)->status != Status::destroyed) {
-            if ((*existing)->provider_id == m.id) continue; // known
-            name += "-" + m.id;                             // a namesake: keep both
+            if ((*existing)->provider_id == m.id || (*existing)->provider_id.empty())
+                continue;        // known, or an up in flight (resolved on its own)
+            name += "-" + m.id; // a namesake: keep both
             if (auto again = m_db.get(name); again && *again) continue;
+            if (!validate_name(name)) continue;
         }
         InstanceRecord r;
         r.name = name;

@@ -1,5 +1,8 @@
 #include "engine/workspace.hpp"
 
+#include "core/json_read.hpp"
+#include "provider/registry.hpp"
+
 #include "engine/lifecycle.hpp"
 #include "provider/provider.hpp"
 #include "remote/ssh.hpp"
@@ -27,10 +30,12 @@ namespace berth {
 namespace stdfs = std::filesystem;
 using namespace store;
 
-std::vector<std::string> default_instance_paths(const InstanceRecord &r) {
-    // A Vast container keeps /workspace (the persisted environment lives in it, under .berth).
-    if (r.provider == "vast") return {"workspace"};
-    return {"notebooks", "storage/cfg"};
+std::vector<std::string> default_instance_paths(const Capabilities &caps) {
+    // What destroy loses, and the persisted environment where it lives on a shared volume
+    // (elsewhere it lives inside the work directory, under .berth).
+    auto paths = caps.destroy_loses;
+    if (caps.shared_volume) paths.push_back("storage/cfg");
+    return paths;
 }
 
 namespace {
@@ -176,7 +181,11 @@ Result<SaveResult> save_directory(Repository &repo, const stdfs::path &dir, bool
 Result<SaveResult> save_instance(Repository &repo, const InstanceRecord &r,
                                  std::vector<std::string> paths, bool progress) {
     BERTH_TRY(require_running(r));
-    if (paths.empty()) paths = default_instance_paths(r);
+    if (paths.empty()) {
+        auto row = builtin_registry().find(r.provider);
+        if (!row) return tl::unexpected(row.error());
+        paths = default_instance_paths((*row)->capabilities);
+    }
     for (auto &p : paths) {
         while (!p.empty() && p[0] == '/')
             p.erase(0, 1);
@@ -339,15 +348,14 @@ Result<std::vector<Entry>> scan_here(const stdfs::path &root,
     return out;
 }
 
-Result<Unsaved> unsaved_work(Repository *repo, const InstanceRecord &r) {
-    auto paths = default_instance_paths(r);
+Result<Unsaved> unsaved_work(Repository *repo, const InstanceRecord &r, Provider &p) {
+    auto caps = p.capabilities();
+    auto paths = default_instance_paths(caps);
     // The machine's own files, as they are now: on this host if the provider keeps them here.
     std::vector<Entry> now;
-    auto p = make_provider(r.provider);
-    if (!p) return tl::unexpected(p.error());
     bool local = true;
     for (const auto &path : paths) {
-        auto hp = (*p)->host_path(r.provider_id, path);
+        auto hp = p.host_path(r.provider_id, path);
         if (!hp) {
             local = false;
             break;
@@ -372,9 +380,9 @@ Result<Unsaved> unsaved_work(Repository *repo, const InstanceRecord &r) {
                         "run `berth save " + r.name + "` first, or destroy --force");
         for (const auto &e : j) {
             Entry x;
-            x.path = e.value("path", std::string());
-            x.size = e.value("size", 0ULL);
-            x.mtime_ns = e.value("mtime_ns", 0LL);
+            x.path = jsonr::text(e, "path", "", 4096);
+            x.size = static_cast<std::uint64_t>(std::max(0LL, jsonr::integer(e, "size")));
+            x.mtime_ns = jsonr::integer(e, "mtime_ns");
             now.push_back(std::move(x));
         }
         local = true;
@@ -395,8 +403,13 @@ Result<Unsaved> unsaved_work(Repository *repo, const InstanceRecord &r) {
         for (const auto &e : tree->entries)
             saved[e.path] = &e;
     u.never_saved = !last;
+    auto lost = [&](const std::string &path) { // only what the provider's destroy loses counts
+        for (const auto &l : caps.destroy_loses)
+            if (path == l || path.rfind(l + "/", 0) == 0) return true;
+        return false;
+    };
     for (const auto &e : now) {
-        if (e.path.rfind("storage/cfg/.conflicts", 0) == 0) continue;
+        if (!lost(e.path)) continue;
         // berth's own bookkeeping in a machine's persistence store (lock, log) is not work.
         if (str::contains(e.path, ".berth/storage/.berth/")) continue;
         auto it = saved.find(e.path);

@@ -2,6 +2,7 @@
 // one SSH connection. Also the destroy guard: what an instance holds that no snapshot has.
 #pragma once
 
+#include "provider/provider.hpp"
 #include "state/state.hpp"
 #include "store/repository.hpp"
 #include "store/save.hpp"
@@ -19,7 +20,7 @@ struct SaveResult {
 };
 
 // What the default save of an instance covers: its work and its persisted environment.
-std::vector<std::string> default_instance_paths(const InstanceRecord &r);
+std::vector<std::string> default_instance_paths(const Capabilities &caps);
 
 // Sizes and mtimes (no contents) of root/<path> for each path, entries named relative to root.
 Result<std::vector<store::Entry>> scan_here(const std::filesystem::path &root,
@@ -45,7 +46,8 @@ struct Unsaved {
 
 // Compares what the instance holds now (sizes and mtimes) with its latest snapshot.
 // repo may be null (no repository yet: nothing was ever saved).
-Result<Unsaved> unsaved_work(store::Repository *repo, const InstanceRecord &r);
+// Only paths the provider's destroy loses count (capabilities().destroy_loses).
+Result<Unsaved> unsaved_work(store::Repository *repo, const InstanceRecord &r, Provider &p);
 
 // "up to N paths, and M more"
 std::string describe_unsaved(const Unsaved &u);

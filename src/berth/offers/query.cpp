@@ -4,7 +4,7 @@
 
 #include <algorithm>
 #include <map>
-#include <regex>
+#include <cstring>
 
 namespace berth::offers {
 
@@ -61,29 +61,117 @@ Result<long long> numeric_version(const std::string &v) {
     return std::stoll(digits);
 }
 
-Result<> parse_query(const std::string &query, nlohmann::json &res) {
-    std::string q = str::trim(query);
-    static const std::regex pattern(
-        R"(([a-zA-Z0-9_]+)( *[=><!]+| +(?:[lg]te?|nin|neq|eq|not ?eq|not ?in|in) )?( *)(\[[^\]]+\]|"[^"]+"|[^ ]+)?( *))");
-    std::string consumed;
-    std::vector<std::smatch> matches;
-    for (auto it = std::sregex_iterator(q.begin(), q.end(), pattern); it != std::sregex_iterator();
-         ++it) {
-        if (it->length(0) == 0) continue;
-        if (static_cast<std::size_t>(it->position(0)) != consumed.size())
-            break; // a gap: unconsumed
-        consumed += it->str(0);
-        matches.push_back(*it);
+namespace {
+
+// One "field op value" term, as the CLI's regular expression reads it (SPEC §2.3):
+//   ([a-zA-Z0-9_]+)( *[=><!]+| +(?:[lg]te?|nin|neq|eq|not ?eq|not ?in|in) )?( *)
+//   (\[[^\]]+\]|"[^"]+"|[^ ]+)?( *)
+// matched by hand: std::regex backtracks recursively (a 28,000-character value overflowed the
+// stack) and is quadratic on long lists. This scanner is one pass over the text.
+struct Term {
+    std::string field, op, value;
+};
+
+bool field_char(char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+}
+
+// Length of a word operator at q[i] that is followed by a space, or 0.
+std::size_t word_op(const std::string &q, std::size_t i) {
+    static const char *ops[] = {"lte", "lt", "gte", "gt", "nin", "neq", "eq", "noteq", "not eq",
+                                "notin", "not in", "in"};
+    for (const char *o : ops) {
+        std::size_t n = std::strlen(o);
+        if (q.compare(i, n, o) == 0 && i + n < q.size() && q[i + n] == ' ') return n;
     }
-    if (consumed != q) {
-        std::string rest = q.substr(std::min(consumed.size(), q.size()));
+    return 0;
+}
+
+// Scans terms from the start of q; returns how many characters they consumed.
+std::size_t scan_terms(const std::string &q, std::vector<Term> &out) {
+    std::size_t i = 0, n = q.size();
+    while (i < n && field_char(q[i])) {
+        Term t;
+        std::size_t f = i;
+        while (i < n && field_char(q[i]))
+            ++i;
+        t.field = q.substr(f, i - f);
+        // The operator: spaces and symbols, or spaces, a word and one space.
+        std::size_t j = i;
+        while (j < n && q[j] == ' ')
+            ++j;
+        std::size_t k = j;
+        while (k < n && std::strchr("=><!", q[k]) && q[k])
+            ++k;
+        if (k > j) {
+            t.op = q.substr(j, k - j);
+            i = k;
+        } else if (j > i) {
+            if (std::size_t w = word_op(q, j)) {
+                t.op = q.substr(j, w);
+                i = j + w + 1;
+            }
+        }
+        while (i < n && q[i] == ' ')
+            ++i;
+        // The value: [list], "quoted", or a word.
+        std::size_t v = i;
+        if (i < n && q[i] == '[') {
+            auto close = q.find(']', i + 1);
+            if (close != std::string::npos && close > i + 1) i = close + 1;
+        }
+        if (i == v && i < n && q[i] == '"') {
+            auto close = q.find('"', i + 1);
+            if (close != std::string::npos && close > i + 1) i = close + 1;
+        }
+        if (i == v)
+            while (i < n && q[i] != ' ')
+                ++i;
+        t.value = q.substr(v, i - v);
+        while (i < n && q[i] == ' ')
+            ++i;
+        out.push_back(std::move(t));
+    }
+    return i;
+}
+
+bool valid_utf8(const std::string &s) {
+    std::size_t i = 0;
+    while (i < s.size()) {
+        unsigned char c = s[i];
+        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (len == 0 || i + len > s.size()) return false;
+        for (int k = 1; k < len; ++k)
+            if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
+        i += len;
+    }
+    return true;
+}
+
+} // namespace
+
+Result<> parse_query(const std::string &query, nlohmann::json &res) {
+    if (query.size() > k_max_query_length)
+        return fail("the query is " + std::to_string(query.size()) + " characters long",
+                    "a query has at most " + std::to_string(k_max_query_length) + " characters",
+                    2);
+    if (!valid_utf8(query))
+        return fail("the query is not valid UTF-8", "retype it in plain text", 2);
+    std::string q = str::trim(query);
+    std::vector<Term> matches;
+    std::size_t consumed = scan_terms(q, matches);
+    if (consumed != q.size()) {
+        std::string rest = q.substr(consumed);
         return fail("cannot parse the query at '" + rest.substr(0, 40) + "'",
                     "write field op value, e.g. 'gpu_ram>=16 num_gpus=1'; quote the whole query",
                     2);
     }
+    if (matches.size() > k_max_query_terms)
+        return fail("the query has " + std::to_string(matches.size()) + " terms",
+                    "a query has at most " + std::to_string(k_max_query_terms) + " terms", 2);
     const auto &known = known_fields();
     for (const auto &m : matches) {
-        std::string field = m.str(1), op = str::trim(m.str(2)), value = m.str(4);
+        std::string field = m.field, op = str::trim(m.op), value = m.value;
         // Python's value.strip(",[]")
         while (!value.empty() &&
                (value.front() == ',' || value.front() == '[' || value.front() == ']'))
@@ -126,6 +214,10 @@ Result<> parse_query(const std::string &query, nlohmann::json &res) {
             nlohmann::json list = nlohmann::json::array();
             for (const auto &x : str::split(value, ','))
                 if (!str::trim(x).empty()) list.push_back(clean(str::trim(x)));
+            if (list.size() > k_max_list_items)
+                return fail("the list for '" + field + "' has " + std::to_string(list.size()) +
+                                " items",
+                            "a list has at most " + std::to_string(k_max_list_items) + " items", 2);
             v[name] = list;
         } else if (field == "driver_version" && value.find('.') != std::string::npos) {
             auto n = numeric_version(value);

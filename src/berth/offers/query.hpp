@@ -18,6 +18,12 @@
 
 namespace berth::offers {
 
+// Bounds on what a query may be: a query is typed by a person; anything longer is a mistake
+// or an attack, and gets a clear error instead of seconds of work.
+inline constexpr std::size_t k_max_query_length = 4096;
+inline constexpr std::size_t k_max_query_terms = 64;
+inline constexpr std::size_t k_max_list_items = 256;
+
 // Parses QUERY into filters, merged into `into` (the defaults, usually). Fails with exit
 // code 2 on unconsumed text, an unknown operator or field, a blank value, or a wildcard with
 // an operator other than '='; the message names the token.

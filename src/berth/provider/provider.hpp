@@ -8,7 +8,10 @@
 
 #include "util/result.hpp"
 
+#include <chrono>
 #include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,17 +20,67 @@
 
 namespace berth {
 
-// A machine one could rent: provider-neutral, so one ranking works across providers.
+// A machine one could rent: provider-neutral, so one query, one ranking and one cost model
+// work across providers. Every provider fills these from its own answers.
 struct Offer {
     std::string provider;
     std::string id;
     std::string gpu_name; // "RTX 4090"; "none" for a CPU-only host
     int gpu_count = 0;
-    double vram_gb = 0; // per GPU
-    double price_per_hour = 0;
+    double vram_gb = 0;            // per GPU
+    double price_per_hour = 0;     // rent while running (dph_base; the minimum bid if a bid)
+    double total_per_hour = 0;     // rent + storage for the default disk (dph_total)
+    double storage_per_gb_month = 0;
+    double transfer_down_per_gb = 0, transfer_up_per_gb = 0;
+    double dlperf = 0, dlperf_per_dollar = 0, reliability = 0, score = 0;
+    double inet_down_mbps = 0, inet_up_mbps = 0;
+    bool interruptible = false;
+    double min_bid = 0;
     std::string location;
+    nlohmann::json raw; // the provider's own fields, for --explain and --json
+
+    // The offer in the query language's field names and units (gpu_ram in MB, as the vastai
+    // CLI sends it), which is what a neutral filter is evaluated on and what sort keys read.
+    nlohmann::json fields() const;
 };
 
+// Options a provider takes on the command line (`berth up --offer ...`) and in its config
+// section (`[provider.vast] image = ...`); the CLI registers them, the provider reads them.
+struct OptionSpec {
+    std::string name;          // "offer" -> --offer, config provider.vast.offer
+    std::string help;          // one line
+    std::string default_value; // shown in --help; "" for none
+    bool flag = false;         // takes no value
+    bool config = true;        // also settable in [provider.NAME]
+    bool everywhere = false;   // also on `offers`, `account` and `ls --reconcile` (credentials)
+};
+// Values given (flag, else config section), by option name.
+using Options = std::map<std::string, std::string>;
+
+// What a provider is, so the engine and the CLI ask questions instead of names.
+struct Capabilities {
+    bool billed = false;          // costs money: credit check, ledger, account
+    bool stop_keeps_disk = true;  // stop keeps the machine's whole disk (else: ephemeral root)
+    bool shared_volume = false;   // one persistent volume mounted in all its machines
+    bool bootstrap_over_ssh = false; // machines come up bare: berth uploads its agent over SSH,
+                                     // which starts Jupyter; else the provider starts Jupyter
+    bool lists_machines = false;  // list() works: reconcile and interrupted-up recovery by label
+    bool filters_offers = false;  // its search applies the query itself (else berth does)
+    bool offers_need_credentials = false; // offers() fails without them
+    std::string workdir = "/notebooks";   // the machine's kept work directory
+    // What a destroy loses (paths on the machine, relative to /): the destroy guard counts
+    // only these. What a stop keeps or loses is stop_keeps_disk.
+    std::vector<std::string> destroy_loses;
+    // How a machine stops itself at its deadline: "agent" (the machine's own PID 1 ends it)
+    // or "api" (the agent asks the provider's API with the machine's own credential; see
+    // Provider::self_stop).
+    std::string self_stop = "agent";
+    std::chrono::milliseconds poll_interval{1000}; // while waiting for a state change
+    // Human lines: where the user's data lives, and what stop and destroy keep.
+    std::string storage_note, stop_note, destroy_note;
+};
+
+// Everything a provider needs to rent: what the user said and what berth adds.
 struct InstanceSpec {
     std::string name;
     double max_hours = 0; // 0: no auto-shutdown
@@ -77,12 +130,29 @@ struct MachineInfo {
     double transfer_cost = 0; // dollars of transfer so far (the provider's byte counts)
 };
 
+// The plan of a rental before anything is created: the spec, and what to tell the user.
+struct UpPlan {
+    InstanceSpec spec;
+    std::vector<std::string> notes;    // "renting offer 123: 1 x RTX 4090, $0.35/h ..."
+    std::vector<std::string> warnings; // "the planned 4 h would run the credit out"
+};
+
+// To support a new provider, implement this class in provider/<name>/ and add one row to
+// provider/registry.cpp; nothing else in berth names a provider.
 class Provider {
 public:
     virtual ~Provider() = default;
     virtual std::string name() const = 0;
-    // What this provider can rent now.
-    virtual Result<std::vector<Offer>> offers() = 0;
+    virtual Capabilities capabilities() const = 0;
+    // What this provider can rent now matching `filter` (a neutral filter from the query
+    // language; providers that search server-side also get the wire body in `search`).
+    virtual Result<std::vector<Offer>> offers(const nlohmann::json &search) = 0;
+    // Turns `berth up` options into a spec: picks the offer, checks bids and credit. Nothing
+    // is created. `spec` arrives with name, label, keys and max_hours filled.
+    virtual Result<UpPlan> plan(InstanceSpec spec, const Options &opt) {
+        (void)opt;
+        return UpPlan{std::move(spec), {}, {}};
+    }
     // Creates and boots a machine; returns once the provider accepted it (not when ready).
     virtual Result<MachineInfo> create(const InstanceSpec &spec) = 0;
     // The machine as the provider sees it now. A machine that no longer exists is `gone`.
@@ -90,8 +160,8 @@ public:
     virtual Result<> stop(const std::string &id) = 0;
     virtual Result<> start(const std::string &id) = 0;
     virtual Result<> destroy(const std::string &id) = 0;
-    // Every machine this account has at the provider (for `berth ls --reconcile`). An answer
-    // that is not a list is an error, never "no machines".
+    // Every machine this account has at the provider (reconcile, recovery of an interrupted
+    // up). An answer that is not a list is an error, never "no machines".
     virtual Result<std::vector<MachineInfo>> list() {
         return fail(name() + " cannot list its machines");
     }
@@ -99,9 +169,7 @@ public:
     virtual Result<> attach_key(const std::string & /*id*/, const std::string & /*public_key*/) {
         return fail(name() + " cannot add a key to a running machine");
     }
-    // For machines berth bootstraps over SSH: the kept work directory, and the API the
-    // machine's watchdog calls to stop itself.
-    virtual std::string workdir() const { return "/notebooks"; }
+    // For machines bootstrapped over SSH: where the machine's watchdog asks to stop itself.
     virtual std::string api_url() const { return {}; }
     // Money: the account's credit in dollars, when the provider has one.
     virtual Result<std::optional<double>> credit() { return std::optional<double>{}; }
@@ -112,13 +180,5 @@ public:
         return std::nullopt;
     }
 };
-
-struct ProviderOptions {
-    std::string api_key; // --api-key; else the provider's own environment variable or file
-};
-
-// The provider named `name`, or an error listing the known ones.
-Result<std::unique_ptr<Provider>> make_provider(const std::string &name,
-                                                const ProviderOptions &opt = {});
 
 } // namespace berth

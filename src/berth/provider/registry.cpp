@@ -1,8 +1,11 @@
 // The provider registry: one row per provider.
-#include "engine/retry.hpp"
+#include "provider/registry.hpp"
+
+#include "core/json_read.hpp"
 #include "provider/local/local_provider.hpp"
-#include "provider/provider.hpp"
 #include "provider/vast/vast_provider.hpp"
+#include "util/http_retry.hpp"
+#include "util/strings.hpp"
 
 namespace berth {
 
@@ -24,17 +27,59 @@ const char *machine_state_name(MachineState s) {
     return "?";
 }
 
-Result<std::unique_ptr<Provider>> make_provider(const std::string &name,
-                                                const ProviderOptions &opt) {
-    if (name == "local") return std::unique_ptr<Provider>(new LocalProvider(local_provider_root()));
-    if (name == "vast") {
-        auto c = vast::load_credentials(opt.api_key);
-        if (!c) return tl::unexpected(c.error());
-        return std::unique_ptr<Provider>(new VastProvider(
-            *c, [](const http::Request &r) { return send_with_retry(r); },
-            [](const http::Request &r) { return http::send(r); }));
+std::string berth_label(const std::string &name) {
+    return "berth:" + name;
+}
+
+std::string name_from_label(const std::string &label) {
+    return label.rfind("berth:", 0) == 0 ? label.substr(6) : std::string();
+}
+
+ProviderRegistry::ProviderRegistry(std::vector<ProviderRow> rows, HttpSender send,
+                                   HttpSender send_once)
+    : m_rows(std::move(rows)), m_send(std::move(send)), m_send_once(std::move(send_once)) {}
+
+std::vector<std::string> ProviderRegistry::names() const {
+    std::vector<std::string> out;
+    for (const auto &r : m_rows)
+        out.push_back(r.name);
+    return out;
+}
+
+Result<const ProviderRow *> ProviderRegistry::find(const std::string &name) const {
+    for (const auto &r : m_rows)
+        if (r.name == name) return &r;
+    auto near = str::closest(name, names());
+    return fail(ErrorKind::user, "unknown provider '" + jsonr::clean_text(name, 60) + "'",
+                near ? "did you mean '" + *near + "'?"
+                     : "the providers are: " + str::join(names(), ", "),
+                2);
+}
+
+Result<std::unique_ptr<Provider>> ProviderRegistry::make(const std::string &name,
+                                                         const Options &opt) const {
+    auto row = find(name);
+    if (!row) return tl::unexpected(row.error());
+    for (const auto &[k, v] : opt) {
+        bool known = false;
+        for (const auto &o : (*row)->options)
+            known = known || o.name == k;
+        if (!known)
+            return fail(ErrorKind::user, "--" + k + " is not an option of provider " + name,
+                        "see `berth up --help` for each provider's options", 2);
     }
-    return fail("unknown provider '" + name + "'", "the providers are: local, vast", 2);
+    return (*row)->make({opt, m_send, m_send_once});
+}
+
+std::vector<ProviderRow> builtin_provider_rows() {
+    return {local_provider_row(), vast_provider_row()};
+}
+
+const ProviderRegistry &builtin_registry() {
+    static const ProviderRegistry r(
+        builtin_provider_rows(), [](const http::Request &q) { return send_with_retry(q); },
+        [](const http::Request &q) { return send_once(q); });
+    return r;
 }
 
 } // namespace berth

@@ -7,19 +7,24 @@ namespace berth::http {
 
 namespace {
 
+struct Sink {
+    std::string *body;
+    std::size_t max;
+    bool too_big = false;
+};
+
 std::size_t on_body(char *p, std::size_t size, std::size_t n, void *out) {
-    static_cast<std::string *>(out)->append(p, size * n);
+    auto *s = static_cast<Sink *>(out);
+    if (s->body->size() + size * n > s->max) {
+        s->too_big = true;
+        return 0; // curl stops with CURLE_WRITE_ERROR
+    }
+    s->body->append(p, size * n);
     return size * n;
 }
 
-std::string host_of(const std::string &url) {
-    auto s = url.find("://");
-    auto start = s == std::string::npos ? 0 : s + 3;
-    auto end = url.find_first_of("/?", start);
-    return url.substr(start, end == std::string::npos ? std::string::npos : end - start);
-}
-
 } // namespace
+
 
 Result<Response> send(const Request &r) {
     static std::once_flag once;
@@ -38,7 +43,8 @@ Result<Response> send(const Request &r) {
     }
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &res.body);
+    Sink sink{&res.body, r.max_body};
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(r.timeout.count()));
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -52,9 +58,17 @@ Result<Response> send(const Request &r) {
     }
     curl_slist_free_all(headers);
     curl_easy_cleanup(c);
+    if (sink.too_big)
+        return fail(ErrorKind::malformed,
+                    host_of(r.url) + " sent an answer larger than " +
+                        std::to_string(r.max_body >> 20) + " MiB",
+                    "retry later");
+    if (rc == CURLE_OPERATION_TIMEDOUT)
+        return fail(ErrorKind::timeout, host_of(r.url) + ": " + curl_easy_strerror(rc),
+                    "retry later");
     if (rc != CURLE_OK)
-        return fail(host_of(r.url) + ": " + curl_easy_strerror(rc),
-                    rc == CURLE_OPERATION_TIMEDOUT ? "retry later" : "check the network");
+        return fail(ErrorKind::network, host_of(r.url) + ": " + curl_easy_strerror(rc),
+                    "check the network");
     return res;
 }
 

@@ -20,8 +20,17 @@ struct Request {
     std::string url;
     std::vector<std::string> headers; // "Name: value"
     std::string body;
-    std::chrono::milliseconds timeout{30000};
+    std::chrono::milliseconds timeout{30000}; // the whole request, connect to last byte
+    std::size_t max_body = 256u << 20;         // a larger answer is an error, not a bad_alloc
 };
+
+// "host:port" of a URL, for messages.
+inline std::string host_of(const std::string &url) {
+    auto s = url.find("://");
+    auto start = s == std::string::npos ? 0 : s + 3;
+    auto end = url.find_first_of("/?", start);
+    return url.substr(start, end == std::string::npos ? std::string::npos : end - start);
+}
 
 // Fails only when no HTTP answer arrives (DNS, connect, TLS, timeout); the message names the
 // host and curl's reason. Secrets in headers are never part of an error.

@@ -1,5 +1,6 @@
 #include "provider/local/local_provider.hpp"
 
+#include "core/json_read.hpp"
 #include "core/paths.hpp"
 #include "util/fs.hpp"
 #include "util/process.hpp"
@@ -39,12 +40,24 @@ std::vector<Offer> LocalProvider::parse_nvidia_smi(const std::string &csv) {
     }
     std::vector<Offer> out;
     for (const auto &[name, e] : by_model)
-        out.push_back({"local", "local-" + std::to_string(out.size()), name, e.first, e.second, 0.0,
-                       "this machine"});
+        out.push_back(local_offer("local-" + std::to_string(out.size()), name, e.first, e.second));
     return out;
 }
 
-Result<std::vector<Offer>> LocalProvider::offers() {
+Offer LocalProvider::local_offer(const std::string &id, const std::string &gpu, int count,
+                                 double vram_gb) {
+    Offer o;
+    o.provider = "local";
+    o.id = id;
+    o.gpu_name = gpu;
+    o.gpu_count = count;
+    o.vram_gb = vram_gb;
+    o.reliability = 1.0;
+    o.location = "this machine";
+    return o;
+}
+
+Result<std::vector<Offer>> LocalProvider::offers(const nlohmann::json &) {
     if (proc::which("nvidia-smi")) {
         auto r = proc::run(
             {"nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"});
@@ -53,7 +66,55 @@ Result<std::vector<Offer>> LocalProvider::offers() {
             if (!o.empty()) return o;
         }
     }
-    return std::vector<Offer>{{"local", "local-0", "none", 0, 0, 0.0, "this machine"}};
+    return std::vector<Offer>{local_offer("local-0", "none", 0, 0)};
+}
+
+Capabilities LocalProvider::capabilities() const {
+    return local_capabilities();
+}
+
+Capabilities local_capabilities() {
+    Capabilities c;
+    c.billed = false;
+    c.stop_keeps_disk = false; // the root is an ephemeral layer; /storage and /notebooks stay
+    c.shared_volume = true;
+    c.bootstrap_over_ssh = false;
+    c.lists_machines = true;
+    c.filters_offers = false;
+    c.workdir = "/notebooks";
+    c.destroy_loses = {"notebooks"};
+    c.self_stop = "agent";
+    c.poll_interval = std::chrono::milliseconds(150);
+    c.storage_note = "/storage (kept across machines), /notebooks (kept until destroy)";
+    c.stop_note = "/storage and /notebooks are kept";
+    c.destroy_note = "/storage kept";
+    return c;
+}
+
+Result<std::vector<MachineInfo>> LocalProvider::list() {
+    std::vector<MachineInfo> out;
+    std::error_code ec;
+    auto dir = m_root / "instances";
+    if (!stdfs::exists(dir, ec)) return out;
+    for (const auto &e : stdfs::directory_iterator(dir, ec)) {
+        if (!e.is_directory(ec)) continue;
+        auto m = describe(e.path().filename().string());
+        if (!m) return tl::unexpected(m.error());
+        if (m->state != MachineState::gone) out.push_back(*m);
+    }
+    if (ec) return fail_errno(dir.string(), ec.value());
+    return out;
+}
+
+ProviderRow local_provider_row() {
+    ProviderRow row;
+    row.name = "local";
+    row.summary = "sandboxes on this machine: namespaces, an ephemeral root, /storage shared";
+    row.capabilities = local_capabilities();
+    row.make = [](const ProviderContext &) -> Result<std::unique_ptr<Provider>> {
+        return std::unique_ptr<Provider>(new LocalProvider(local_provider_root()));
+    };
+    return row;
 }
 
 static Result<> check_host_can_run() {
@@ -154,6 +215,7 @@ Result<MachineInfo> LocalProvider::describe(const std::string &id) {
     auto dir = instance(id);
     MachineInfo m;
     m.id = id;
+    m.label = berth_label(id);
     if (!stdfs::exists(dir.spec())) {
         m.state = MachineState::gone;
         return m;
@@ -167,12 +229,12 @@ Result<MachineInfo> LocalProvider::describe(const std::string &id) {
     auto text = fs::read_file(dir.machine());
     nlohmann::json j = text ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
     if (j.is_object()) {
-        std::string st = j.value("state", std::string());
-        m.message = j.value("message", std::string());
-        m.ssh.port = j.value("ssh_port", 0);
-        m.jupyter_port = j.value("jupyter_port", 0);
-        m.jupyter_token = j.value("jupyter_token", std::string());
-        bool young = std::time(nullptr) - j.value("updated", 0LL) < 30;
+        std::string st = jsonr::text(j, "state");
+        m.message = jsonr::text(j, "message");
+        m.ssh.port = static_cast<int>(jsonr::integer(j, "ssh_port"));
+        m.jupyter_port = static_cast<int>(jsonr::integer(j, "jupyter_port"));
+        m.jupyter_token = jsonr::text(j, "jupyter_token");
+        bool young = std::time(nullptr) - jsonr::integer(j, "updated") < 30;
         if (st == "starting" && !alive && young)
             m.state = MachineState::provisioning;
         else if (st == "running" && alive)

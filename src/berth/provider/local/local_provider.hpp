@@ -7,7 +7,7 @@
 #pragma once
 
 #include "agent/machine.hpp"
-#include "provider/provider.hpp"
+#include "provider/registry.hpp"
 
 #include <filesystem>
 
@@ -17,7 +17,9 @@ class LocalProvider : public Provider {
 public:
     explicit LocalProvider(std::filesystem::path root);
     std::string name() const override { return "local"; }
-    Result<std::vector<Offer>> offers() override;
+    Capabilities capabilities() const override;
+    Result<std::vector<Offer>> offers(const nlohmann::json &search) override;
+    Result<std::vector<MachineInfo>> list() override;
     Result<MachineInfo> create(const InstanceSpec &spec) override;
     Result<MachineInfo> describe(const std::string &id) override;
     Result<> stop(const std::string &id) override;
@@ -36,6 +38,8 @@ public:
 
     // Parses `nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits`.
     static std::vector<Offer> parse_nvidia_smi(const std::string &csv);
+    static Offer local_offer(const std::string &id, const std::string &gpu, int count,
+                             double vram_gb);
 
 private:
     Result<int> agent_pid(const std::string &id) const;
@@ -44,5 +48,10 @@ private:
 };
 
 std::filesystem::path local_provider_root();
+
+Capabilities local_capabilities();
+
+// The registry row.
+ProviderRow local_provider_row();
 
 } // namespace berth

@@ -1,6 +1,7 @@
 #include "provider/vast/vast_api.hpp"
 
 #include "core/cost.hpp"
+#include "core/json_read.hpp"
 #include "core/paths.hpp"
 #include "util/fs.hpp"
 #include "util/strings.hpp"
@@ -41,8 +42,14 @@ std::string describe_error(const http::Response &r) {
     auto j = nlohmann::json::parse(r.body, nullptr, false);
     std::string msg, code;
     if (j.is_object()) {
-        msg = j.value("msg", j.value("detail", std::string()));
-        code = j.value("error", std::string());
+        // msg, else detail: a string, or FastAPI's list of {"msg": ...}; anything else is
+        // not words for a person.
+        msg = jsonr::text(j, "msg", "", 300);
+        if (msg.empty()) msg = jsonr::text(j, "detail", "", 300);
+        if (msg.empty() && j.contains("detail") && j["detail"].is_array() &&
+            !j["detail"].empty())
+            msg = jsonr::text(j["detail"][0], "msg", "", 300);
+        code = jsonr::text(j, "error", "", 60);
     }
     if (msg.empty()) msg = r.status == 401 ? "please log in or sign up" : "unexpected answer";
     return msg + " (" + (code.empty() ? "" : code + ", ") + "HTTP " + std::to_string(r.status) +
@@ -62,15 +69,29 @@ Error not_an_offer_list() {
                  "retry later"};
 }
 
-Offer to_offer(const nlohmann::json &o) {
+Offer to_offer(nlohmann::json o) {
+    using namespace jsonr;
     Offer f;
     f.provider = "vast";
-    f.id = std::to_string(o.value("id", 0LL));
-    f.gpu_name = o.value("gpu_name", std::string());
-    f.gpu_count = o.value("num_gpus", 0);
-    f.vram_gb = o.value("gpu_ram", 0.0) / 1000.0; // MB on the wire, GB as the CLI shows it
-    f.price_per_hour = o.value("dph_base", 0.0);
-    f.location = o.value("geolocation", std::string());
+    f.id = id(o, "id");
+    f.gpu_name = text(o, "gpu_name", "", 128);
+    f.gpu_count = static_cast<int>(integer(o, "num_gpus"));
+    f.vram_gb = num(o, "gpu_ram") / 1000.0; // MB on the wire, GB as the CLI shows it
+    f.interruptible = boolean(o, "is_bid");
+    f.min_bid = num(o, "min_bid");
+    f.price_per_hour = f.interruptible ? f.min_bid : num(o, "dph_base");
+    f.total_per_hour = num(o, "dph_total");
+    f.storage_per_gb_month = num(o, "storage_cost");
+    f.transfer_down_per_gb = num(o, "inet_down_cost");
+    f.transfer_up_per_gb = num(o, "inet_up_cost");
+    f.dlperf = num(o, "dlperf");
+    f.dlperf_per_dollar = num(o, "dlperf_per_dphtotal");
+    f.reliability = num(o, "reliability");
+    f.score = num(o, "score");
+    f.inet_down_mbps = num(o, "inet_down");
+    f.inet_up_mbps = num(o, "inet_up");
+    f.location = text(o, "geolocation", "", 128);
+    f.raw = std::move(o);
     return f;
 }
 
@@ -91,14 +112,19 @@ http::Request api_request(const Credentials &c, const std::string &method, const
 
 Result<nlohmann::json> parse_object(const http::Response &r, const std::string &what) {
     if (r.status < 200 || r.status > 299)
-        return fail("Vast.ai refused " + what + ": " + describe_error(r),
+        return fail(r.status == 404   ? ErrorKind::not_found
+                    : r.status == 409 ? ErrorKind::conflict
+                    : r.status >= 500 ? ErrorKind::network
+                                      : ErrorKind::refused,
+                    "Vast.ai refused " + what + ": " + describe_error(r),
                     r.status == 401 || r.status == 403 ? "check the API key" : "");
     if (r.content_type != "application/json")
         return fail("Vast.ai answered " + what + " with Content-Type '" + r.content_type + "'",
                     "retry later");
     auto j = nlohmann::json::parse(r.body, nullptr, false);
     if (!j.is_object())
-        return fail("Vast.ai answered " + what + " with something that is not a JSON object",
+        return fail(ErrorKind::malformed,
+                    "Vast.ai answered " + what + " with something that is not a JSON object",
                     "retry later");
     return j;
 }
@@ -136,40 +162,46 @@ nlohmann::json create_body(const InstanceSpec &spec) {
             {"runtype", "ssh_direc ssh_proxy"}};
 }
 
+// A host name reaches ssh's command line: letters, digits, dots, dashes and colons only, and
+// never a leading dash; anything else is no host.
+static std::string safe_host(const std::string &h) {
+    if (h.empty() || h[0] == '-' ||
+        h.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:") !=
+            std::string::npos)
+        return {};
+    return h;
+}
+
 SshEndpoint ssh_endpoint(const nlohmann::json &row) {
     SshEndpoint e;
     e.user = "root";
     auto num = [](const nlohmann::json &v) -> int {
-        if (v.is_number()) return v.get<int>();
-        if (v.is_string()) return std::atoi(v.get<std::string>().c_str());
-        return 0;
+        nlohmann::json box{{"v", v}};
+        auto n = jsonr::integer(box, "v");
+        return n > 0 && n <= 65535 ? static_cast<int>(n) : 0;
     };
     if (row.contains("ports") && row["ports"].is_object() && row["ports"].contains("22/tcp")) {
         const auto &m = row["ports"]["22/tcp"];
         if (m.is_array() && !m.empty() && m[0].is_object() && m[0].contains("HostPort")) {
-            e.host = row.value("public_ipaddr", std::string());
+            e.host = safe_host(jsonr::text(row, "public_ipaddr", "", 255));
             e.port = num(m[0]["HostPort"]);
             if (!e.host.empty() && e.port > 0) return e;
         }
     }
-    e.host = row.contains("ssh_host") && row["ssh_host"].is_string() ? row["ssh_host"] : "";
+    e.host = jsonr::text(row, "ssh_host", "", 255);
     e.port = row.contains("ssh_port") ? num(row["ssh_port"]) : 0;
-    std::string runtype = row.contains("image_runtype") && row["image_runtype"].is_string()
-                              ? row["image_runtype"].get<std::string>()
-                              : "";
-    if (e.port > 0 && str::contains(runtype, "jupyter")) e.port += 1;
+    std::string runtype = jsonr::text(row, "image_runtype", "", 255);
+    if (e.port > 0 && e.port < 65535 && str::contains(runtype, "jupyter")) e.port += 1;
+    // A host name reaches ssh's command line: letters, digits, dots, dashes, colons only.
+    e.host = safe_host(e.host);
     return e;
 }
 
 MachineInfo parse_instance(const nlohmann::json &row, double now) {
     MachineInfo m;
-    auto str_of = [&](const char *k) {
-        return row.contains(k) && row[k].is_string() ? row[k].get<std::string>() : std::string();
-    };
-    auto num_of = [&](const char *k) {
-        return row.contains(k) && row[k].is_number() ? row[k].get<double>() : 0.0;
-    };
-    m.id = std::to_string(row.value("id", 0LL));
+    auto str_of = [&](const char *k) { return jsonr::text(row, k, "", 1024); };
+    auto num_of = [&](const char *k) { return jsonr::num(row, k); };
+    m.id = jsonr::id(row, "id");
     std::string actual = str_of("actual_status"), intended = str_of("intended_status");
     std::string msg = str::trim(str_of("status_msg"));
     m.label = str_of("label");
@@ -200,7 +232,7 @@ MachineInfo parse_instance(const nlohmann::json &row, double now) {
             .storage;
     m.created_at = num_of("start_date");
     if (m.state == MachineState::running) m.running_since = now - num_of("uptime_mins") * 60.0;
-    m.interruptible = row.value("is_bid", false);
+    m.interruptible = jsonr::boolean(row, "is_bid");
     // Transfer so far: the byte counts the API bills (GB), at the offer's $/GB each way.
     m.transfer_cost =
         cost::estimate({0, 0, num_of("inet_down_cost"), num_of("inet_up_cost")},

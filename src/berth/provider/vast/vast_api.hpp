@@ -39,7 +39,7 @@ Result<std::vector<nlohmann::json>> parse_search(const http::Response &r,
 std::string describe_error(const http::Response &r);
 
 // A provider-neutral Offer from a raw Vast offer.
-Offer to_offer(const nlohmann::json &raw);
+Offer to_offer(nlohmann::json raw);
 
 // Any other call: METHOD base_url + path, Bearer auth, a JSON body when given.
 http::Request api_request(const Credentials &c, const std::string &method, const std::string &path,

@@ -1,6 +1,12 @@
 #include "provider/vast/vast_provider.hpp"
 
+#include "core/cost.hpp"
+#include "core/json_read.hpp"
+#include "core/paths.hpp"
+#include "offers/query.hpp"
 #include "util/backoff.hpp"
+#include "util/fs.hpp"
+#include "util/process.hpp"
 #include "util/strings.hpp"
 
 #include <chrono>
@@ -36,14 +42,52 @@ Result<json> VastProvider::call(const std::string &method, const std::string &pa
     return vast::parse_object(*r, what);
 }
 
-Result<std::vector<Offer>> VastProvider::offers() {
-    auto r = m_send(vast::search_request(m_creds, {{"limit", 1000}, {"type", "on-demand"}}));
+Capabilities VastProvider::capabilities() const {
+    return vast_capabilities();
+}
+
+Capabilities vast_capabilities() {
+    Capabilities c;
+    c.billed = true;
+    c.stop_keeps_disk = true;
+    c.shared_volume = false;
+    c.bootstrap_over_ssh = true;
+    c.lists_machines = true;
+    c.filters_offers = true;
+    c.offers_need_credentials = true;
+    c.workdir = "/workspace";
+    c.destroy_loses = {"workspace"};
+    c.self_stop = "api";
+    c.poll_interval = std::chrono::milliseconds(1000);
+    c.storage_note =
+        "/workspace (kept until destroy; your environment persists in /workspace/.berth)";
+    c.stop_note = "/workspace is kept and bills storage";
+    c.destroy_note = "nothing bills any more";
+    return c;
+}
+
+Result<std::vector<Offer>> VastProvider::offers(const json &search) {
+    json body = search.is_object() ? search : json::object();
+    // Only what a table, a session price and a ranking read; every field for one offer asked
+    // by id (--explain).
+    std::vector<std::string> keep = {
+        "id",           "gpu_name",     "num_gpus",    "gpu_ram",
+        "dph_base",     "dph_total",    "dlperf",      "dlperf_per_dphtotal",
+        "reliability",  "inet_down",    "inet_up",     "inet_down_cost",
+        "inet_up_cost", "storage_cost", "geolocation", "is_bid",
+        "min_bid",      "score"};
+    if (body.contains("order") && body["order"].is_array())
+        for (const auto &k : body["order"])
+            if (k.is_array() && !k.empty() && k[0].is_string()) keep.push_back(k[0]);
+    bool by_id = body.contains("id");
+    auto r = m_send(vast::search_request(m_creds, body));
     if (!r) return tl::unexpected(r.error());
-    auto raw = vast::parse_search(*r);
+    auto raw = vast::parse_search(*r, by_id ? nullptr : &keep);
     if (!raw) return tl::unexpected(raw.error());
     std::vector<Offer> out;
-    for (const auto &o : *raw)
-        out.push_back(vast::to_offer(o));
+    out.reserve(raw->size());
+    for (auto &o : *raw)
+        out.push_back(vast::to_offer(std::move(o)));
     return out;
 }
 
@@ -71,7 +115,7 @@ Result<> VastProvider::ensure_key(const std::string &public_key) {
         return fail("Vast.ai answered the SSH key list with something that is not a list",
                     "retry later");
     for (const auto &k : list) {
-        std::string text = k.value("key", k.value("public_key", std::string()));
+        std::string text = jsonr::text(k, "key", jsonr::text(k, "public_key"));
         if (key_body(text) == key_body(public_key)) return {};
     }
     auto added = call("POST", "/api/v0/ssh/", {{"ssh_key", str::trim(public_key)}},
@@ -86,7 +130,7 @@ Result<MachineInfo> VastProvider::create(const InstanceSpec &spec) {
     if (spec.bid) {
         auto o = offer(spec.offer_id);
         if (!o) return tl::unexpected(o.error());
-        double min_bid = o->value("min_bid", 0.0);
+        double min_bid = jsonr::num(*o, "min_bid");
         if (*spec.bid < min_bid) {
             char buf[160];
             std::snprintf(buf, sizeof buf, "bid $%.4f/h is below offer %s's minimum bid $%.4f/h",
@@ -113,7 +157,7 @@ Result<MachineInfo> VastProvider::create(const InstanceSpec &spec) {
         }
         auto r = m_send_once(vast::api_request(m_creds, "PUT", path, body));
         if (!r) {
-            if (r.error().code != 1) return tl::unexpected(r.error());
+            if (!transient(r.error())) return tl::unexpected(r.error());
             last = r.error().what;
             continue;
         }
@@ -123,10 +167,23 @@ Result<MachineInfo> VastProvider::create(const InstanceSpec &spec) {
         }
         auto j = vast::parse_object(*r, "the rental of offer " + spec.offer_id);
         if (!j) return tl::unexpected(j.error());
-        if (!j->value("success", false) || !j->contains("new_contract"))
-            return fail("Vast.ai did not rent offer " + spec.offer_id + ": " + j->dump());
+        if (!jsonr::boolean(*j, "success") || !j->contains("new_contract"))
+            return fail(ErrorKind::refused,
+                        "Vast.ai did not rent offer " + spec.offer_id + ": " +
+                            jsonr::clean_text(j->dump(-1, ' ', false,
+                                                      json::error_handler_t::replace),
+                                              300));
+        auto id = jsonr::require_id(*j, "new_contract", "Vast.ai's answer to the rental");
+        if (!id) {
+            // Rented, but under an id berth cannot read: find it by its label and undo it.
+            auto mine = list();
+            if (mine)
+                for (const auto &m : *mine)
+                    if (!spec.label.empty() && m.label == spec.label) (void)destroy(m.id);
+            return tl::unexpected(id.error());
+        }
         MachineInfo m;
-        m.id = std::to_string((*j)["new_contract"].get<long long>());
+        m.id = *id;
         m.state = MachineState::provisioning;
         m.label = spec.label;
         if (spec.bid) {
@@ -163,7 +220,8 @@ Result<MachineInfo> VastProvider::describe(const std::string &id) {
         return m;
     }
     if (!row.is_object())
-        return fail("Vast.ai answered instance " + id + " with a malformed row", "retry later");
+        return fail(ErrorKind::malformed, "Vast.ai answered instance " + id + " with a malformed row",
+                    "retry later");
     return vast::parse_instance(row, now_epoch());
 }
 
@@ -205,11 +263,20 @@ Result<std::vector<MachineInfo>> VastProvider::list() {
         if (!j->contains("instances") || !(*j)["instances"].is_array())
             return fail("Vast.ai answered the instance list without a list of instances",
                         "retry later; nothing was changed");
-        for (const auto &row : (*j)["instances"])
+        for (const auto &row : (*j)["instances"]) {
+            if (!row.is_object())
+                return fail(ErrorKind::malformed,
+                            "Vast.ai answered the instance list with a row that is not an object",
+                            "retry later; nothing was changed");
             out.push_back(vast::parse_instance(row, now));
-        auto next = j->value("next_token", json());
-        if (next.is_null() || (next.is_string() && next.get<std::string>().empty())) break;
-        token = next.is_string() ? next.get<std::string>() : next.dump();
+        }
+        token = jsonr::text(*j, "next_token", "", 512);
+        if (token.empty()) break;
+        if (token.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                    "0123456789-_=.") != std::string::npos)
+            return fail(ErrorKind::malformed, "Vast.ai answered the instance list with a bad "
+                                              "next_token",
+                        "retry later");
     }
     return out;
 }
@@ -226,8 +293,176 @@ Result<std::optional<double>> VastProvider::credit() {
     auto j = call("GET", "/api/v0/users/current/", nullptr, "the account");
     if (!j) return tl::unexpected(j.error());
     if (!j->contains("credit") || !(*j)["credit"].is_number())
-        return fail("Vast.ai answered the account without a credit", "retry later");
-    return std::optional<double>((*j)["credit"].get<double>());
+        return fail(ErrorKind::malformed, "Vast.ai answered the account without a numeric 'credit'",
+                    "retry later");
+    return std::optional<double>(jsonr::num(*j, "credit"));
+}
+
+// --query: the best offer by DLPerf per dollar among those the query matches.
+Result<json> VastProvider::pick_offer(const std::string &query, const std::string &type,
+                                      double disk) {
+    offers::SearchRequest sr{query, false, "dlperf_per_dphtotal-", type, 1, disk};
+    auto body = offers::build_search(sr);
+    if (!body) return tl::unexpected(body.error());
+    auto r = m_send(vast::search_request(m_creds, *body));
+    if (!r) return tl::unexpected(r.error());
+    auto found = vast::parse_search(*r);
+    if (!found) return tl::unexpected(found.error());
+    if (found->empty())
+        return fail(ErrorKind::not_found, "no Vast.ai offer matches '" + query + "'",
+                    "loosen the query; `berth offers '" + query + "'` shows what matches", 2);
+    return found->front();
+}
+
+namespace {
+
+std::string opt_or(const Options &o, const char *k, const std::string &def) {
+    auto it = o.find(k);
+    return it == o.end() ? def : it->second;
+}
+
+Result<double> opt_number(const Options &o, const char *k, double def) {
+    auto it = o.find(k);
+    if (it == o.end()) return def;
+    char *end = nullptr;
+    double d = std::strtod(it->second.c_str(), &end);
+    if (it->second.empty() || *end || !(d >= 0) || d > 1e9)
+        return fail(ErrorKind::user, "--" + std::string(k) + " needs a number, got '" +
+                                         jsonr::clean_text(it->second, 40) + "'",
+                    "", 2);
+    return d;
+}
+
+} // namespace
+
+// Before renting: the offer, the bid pitfall, and whether the credit covers the session.
+Result<UpPlan> VastProvider::plan(InstanceSpec spec, const Options &opt) {
+    std::string offer_id = opt_or(opt, "offer", ""), query = opt_or(opt, "query", "");
+    std::string type = opt_or(opt, "type", "on-demand");
+    auto disk = opt_number(opt, "disk", 10);
+    auto hours_opt = opt_number(opt, "hours", 0);
+    if (!disk) return tl::unexpected(disk.error());
+    if (!hours_opt) return tl::unexpected(hours_opt.error());
+    std::optional<double> bid;
+    if (opt.count("bid")) {
+        auto b = opt_number(opt, "bid", 0);
+        if (!b) return tl::unexpected(b.error());
+        bid = *b;
+    }
+    if (offer_id.empty() == query.empty())
+        return fail(ErrorKind::user, "say which offer to rent", "pass --offer ID or --query '...'",
+                    2);
+    if (!offer_id.empty() && (offer_id.size() > 18 ||
+                              offer_id.find_first_not_of("0123456789") != std::string::npos))
+        return fail(ErrorKind::user, "bad offer id '" + jsonr::clean_text(offer_id, 40) + "'",
+                    "offer ids are numbers", 2);
+    if (type == "interruptible") type = "bid";
+    if (type == "bid" && !bid)
+        return fail(ErrorKind::user, "--type bid needs --bid PRICE",
+                    "without a price the API silently rents on-demand at the full price", 2);
+    auto offer = offer_id.empty() ? pick_offer(query, type, *disk) : this->offer(offer_id);
+    if (!offer) return tl::unexpected(offer.error());
+    auto id = jsonr::require_id(*offer, "id", "Vast.ai's offer");
+    if (!id) return tl::unexpected(id.error());
+    spec.offer_id = *id;
+    spec.image = opt_or(opt, "image", "fastdotai/fastai-course");
+    spec.disk_gb = *disk;
+    spec.bid = bid;
+    UpPlan plan{spec, {}, {}};
+    double rent = bid ? *bid : jsonr::num(*offer, "dph_base");
+    double hours = *hours_opt > 0 ? *hours_opt : (spec.max_hours > 0 ? spec.max_hours : 1.0);
+    auto est = cost::estimate({rent, jsonr::num(*offer, "storage_cost"), 0, 0},
+                              {hours, hours, *disk, 0, 0});
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "renting offer %s: %lld x %s, $%.4f/h rent + $%.4f/h storage; %.4g h = $%.4f",
+                  spec.offer_id.c_str(), jsonr::integer(*offer, "num_gpus"),
+                  jsonr::text(*offer, "gpu_name", "?", 64).c_str(), rent, est.storage / hours,
+                  hours, est.total());
+    plan.notes.push_back(line);
+    auto c = credit();
+    if (c && *c && **c < est.total()) {
+        std::snprintf(line, sizeof line,
+                      "the planned %.4g h ($%.2f) would run the credit out ($%.2f left): Vast "
+                      "stops instances at a zero balance",
+                      hours, est.total(), **c);
+        plan.warnings.push_back(line);
+    }
+    return plan;
+}
+
+ProviderRow vast_provider_row() {
+    ProviderRow row;
+    row.name = "vast";
+    row.summary = "Vast.ai's GPU marketplace (key: VAST_API_KEY or the vastai CLI's key file)";
+    row.capabilities = vast_capabilities();
+    row.options = {
+        {"offer", "the offer id to rent (see `berth offers`)", "", false, false},
+        {"query", "rent the best DLPerf/$ offer matching this query", "", false, false},
+        {"image", "the container image", "fastdotai/fastai-course"},
+        {"disk", "GB of disk", "10"},
+        {"bid", "interruptible, bidding $/h for the whole machine", "", false, false},
+        {"type", "on-demand or bid (with --query)", "on-demand"},
+        {"hours", "planned session length, checked against the credit (default --max-hours, else 1)",
+         "", false, false},
+        {"api-key", "Vast.ai API key (default: VAST_API_KEY or ~/.config/vastai/vast_api_key)", "",
+         false, false, true},
+    };
+    row.make = [](const ProviderContext &ctx) -> Result<std::unique_ptr<Provider>> {
+        auto it = ctx.options.find("api-key");
+        auto c = vast::load_credentials(it == ctx.options.end() ? "" : it->second);
+        if (!c) return tl::unexpected(c.error());
+        return std::unique_ptr<Provider>(new VastProvider(*c, ctx.send, ctx.send_once));
+    };
+    row.self_stop = [](const std::string &api_url) {
+        return vast_self_stop(api_url, (paths::home() / ".berth" / "vast.env").string());
+    };
+    return row;
+}
+
+namespace {
+
+std::string env_value(const std::string &text, const std::string &key) {
+    if (const char *v = std::getenv(key.c_str()); v && *v) return v;
+    for (const auto &line : str::split(text, '\n'))
+        if (line.rfind(key + "=", 0) == 0) return str::trim(line.substr(key.size() + 1));
+    return {};
+}
+
+} // namespace
+
+Result<> vast_self_stop(const std::string &api_url, const std::string &env_file) {
+    std::string env_text = fs::read_file(env_file).value_or("");
+    std::string id = env_value(env_text, "CONTAINER_ID");
+    std::string key = env_value(env_text, "CONTAINER_API_KEY");
+    if (id.empty() || key.empty() || api_url.empty())
+        return fail("CONTAINER_ID/CONTAINER_API_KEY or the API URL are unknown: cannot stop "
+                    "this machine");
+    if (id.find_first_not_of("0123456789") != std::string::npos)
+        return fail("CONTAINER_ID '" + jsonr::clean_text(id, 30) + "' is not a number");
+    std::string url = api_url + "/api/v0/instances/" + id + "/";
+    proc::Options opt;
+    opt.input = "Authorization: Bearer " + key + "\n";
+    opt.timeout = std::chrono::seconds(30);
+    // The machine's own client: curl, else its Python (images for deep learning have one).
+    // Either way the key arrives on stdin, never on a command line.
+    Result<proc::Output> r = fail("neither curl nor python3 on this machine");
+    if (proc::which("curl"))
+        r = proc::run({"curl", "-fsS", "-X", "PUT", "-H", "@-", "-H",
+                       "Content-Type: application/json", "--data", R"({"state":"stopped"})", url},
+                      opt);
+    else if (proc::which("python3"))
+        r = proc::run({"python3", "-c",
+                       "import sys,urllib.request\n"
+                       "h=sys.stdin.readline().strip().split(': ',1)\n"
+                       "q=urllib.request.Request(sys.argv[1],data=b'{\"state\":\"stopped\"}',"
+                       "method='PUT',headers={h[0]:h[1],'Content-Type':'application/json'})\n"
+                       "urllib.request.urlopen(q,timeout=30).read()",
+                       url},
+                      opt);
+    if (!r) return tl::unexpected(r.error());
+    if (r->status != 0) return fail("stop request failed: " + str::trim(r->err));
+    return {};
 }
 
 } // namespace berth
