@@ -11,7 +11,11 @@
 //   "next": [429, 503, ...]   the next responses fail with these statuses, unhandled
 //   "after": [502, ...]       the next requests ARE handled, then answered with these statuses
 //   "delay_ms": N             every answer is N ms late (0 to stop)
-//   "match": "DELETE /api/v0/instances/"   next/after hit only requests starting so
+//   "late_ms": N              matched requests are handled, then answered N ms late
+//   "trickle_ms": N           matched answers are sent one byte every N ms
+//   "body": ["...", ...]      the next matched requests are handled, then answered 200 with
+//                             these bodies instead (hostile answers: wrong types, not JSON)
+//   "match": "DELETE /api/v0/instances/"   faults hit only requests starting so
 //   "fate": ["exited", ...]   the next created instances end so instead of running
 //                             ("offline" too; "on-demand": its bid is silently dropped)
 //   "list": ["empty", ...]    the next instance lists come back empty, or "malformed"
@@ -23,6 +27,7 @@
 
 #include <CLI/CLI.hpp>
 #include <deque>
+#include <optional>
 #include <fstream>
 #include <httplib.h>
 #include <iostream>
@@ -42,6 +47,9 @@ struct State {
     std::deque<int> faults, after;
     std::string match; // faults apply to requests whose "METHOD /path" starts with this
     int delay_ms = 0;
+    int late_ms = 0;              // matched requests: handled, then answered this late
+    int trickle_ms = 0;           // matched requests: the answer sent a byte every N ms
+    std::deque<std::string> bodies; // matched requests: handled, answered with these bodies
     std::function<long long(const std::string &)> instance_key;
 };
 
@@ -72,7 +80,8 @@ httplib::Server::Handler
 guarded(State &st, bool needs_auth,
         std::function<void(const httplib::Request &, httplib::Response &)> fn) {
     return [&st, needs_auth, fn](const httplib::Request &req, httplib::Response &res) {
-        int fault = 0, delay = 0, after = 0;
+        int fault = 0, delay = 0, after = 0, late = 0, trickle = 0;
+        std::optional<std::string> body;
         {
             std::lock_guard lk(st.mu);
             std::string what = req.method + " " + req.path;
@@ -86,6 +95,14 @@ guarded(State &st, bool needs_auth,
                 st.after.pop_front();
             }
             delay = st.delay_ms;
+            if (hit) {
+                late = st.late_ms;
+                trickle = st.trickle_ms;
+                if (!st.bodies.empty()) {
+                    body = st.bodies.front();
+                    st.bodies.pop_front();
+                }
+            }
         }
         if (delay) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
         if (fault == 429)
@@ -102,6 +119,22 @@ guarded(State &st, bool needs_auth,
         }
         // Handled, but the answer is lost on the way (a gateway error after the work).
         if (after) error(res, after, "server_error", "injected fault " + std::to_string(after));
+        // Handled, and answered with a body of the wrong shape (hostile-answer tests).
+        if (body) {
+            res.status = 200;
+            res.set_content(*body, "application/json");
+        }
+        if (late) std::this_thread::sleep_for(std::chrono::milliseconds(late));
+        if (trickle) {
+            auto text = std::make_shared<std::string>(res.body);
+            res.body.clear();
+            res.set_content_provider(
+                text->size(), "application/json",
+                [text, trickle](size_t off, size_t, httplib::DataSink &sink) {
+                    std::this_thread::sleep_for(std::chrono::milliseconds(trickle));
+                    return sink.write(text->data() + off, 1);
+                });
+        }
     };
 }
 
@@ -280,6 +313,11 @@ int main(int argc, char **argv) {
                      for (const auto &f : j.value("after", json::array()))
                          st.after.push_back(f.get<int>());
                      st.delay_ms = j.value("delay_ms", 0);
+                     st.late_ms = j.value("late_ms", 0);
+                     st.trickle_ms = j.value("trickle_ms", 0);
+                     st.bodies.clear();
+                     for (const auto &b : j.value("body", json::array()))
+                         st.bodies.push_back(b.is_string() ? b.get<std::string>() : b.dump());
                      st.match = j.value("match", std::string());
                      if (j.contains("credit_left"))
                          account.set_credit_left(j["credit_left"].get<double>());

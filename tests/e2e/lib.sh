@@ -44,3 +44,26 @@ expect_exit() {
 }
 
 expect_in() { grep -qF -- "$1" <<<"$2" || die "expected '$1' in: $2"; }
+
+# start_replica [ARGS...]: starts berth-vast-replica on the recorded offers (key KEY-e2e) with
+# extra ARGS, waits for it, and exports VAST_URL and VAST_API_KEY. Sets replica_pid.
+# Helpers after it: api METHOD PATH [BODY], faults JSON, live_count.
+start_replica() {
+  : "${BERTH_VAST_REPLICA:?set BERTH_VAST_REPLICA}"
+  local data=${BERTH_SHARED:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)/shared}/vastai/data
+  [ -f "$data/offers_snapshot_2024-11-05.json" ] || die "the recorded Vast.ai data is missing at $data (set BERTH_SHARED)"
+  "$BERTH_VAST_REPLICA" --offers "$data/offers_snapshot_2024-11-05.json" --api-key KEY-e2e "$@" \
+    > "$T/replica.out" 2>&1 & replica_pid=$!
+  local i
+  for i in $(seq 1 200); do grep -q "listening on" "$T/replica.out" && break; sleep 0.05; done
+  local port
+  port=$(sed -n 's/listening on 127.0.0.1:\([0-9]*\)/\1/p' "$T/replica.out")
+  [ -n "$port" ] || die "the replica did not start: $(cat "$T/replica.out")"
+  export VAST_URL=http://127.0.0.1:$port VAST_API_KEY=KEY-e2e
+}
+api() { # METHOD PATH [BODY]: the replica's JSON answer
+  curl -sS -X "$1" -H "Authorization: Bearer KEY-e2e" -H "Content-Type: application/json" \
+    ${3:+--data "$3"} "$VAST_URL$2"
+}
+faults() { curl -sS -X POST --data "$1" "$VAST_URL/_replica/faults" >/dev/null; }
+live_count() { api GET /api/v0/instances/ | python3 -c "import json,sys; print(len(json.load(sys.stdin)['instances']))"; }

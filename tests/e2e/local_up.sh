@@ -46,6 +46,12 @@ chrome --virtual-time-budget=5000 --dump-dom "$url" > "$T/tree.html"
 grep -q 'id="notebook_list"' "$T/tree.html" || { head -c 2000 "$T/tree.html"; die "Chromium did not get Jupyter's file list"; }
 chrome --virtual-time-budget=5000 --window-size=1200,800 --screenshot="$T/jupyter.png" "$url" >/dev/null || true
 "$PY" "$(dirname "$0")/jupyter_kernel.py" "$port" "$token" "on the local machine"
+# The token is never on a command line: no process's arguments hold it (any user reads them).
+[ -n "$token" ] || die "no token in the Jupyter URL"
+if ps -eo args= | grep -F -- "$token" | grep -v grep >/dev/null; then
+  die "Jupyter's token is visible in ps: $(ps -eo pid=,args= | grep -F -- "$token" | grep -v grep | head -2)"
+fi
+echo "ok: the token is in no process's command line"
 # Jupyter is on the machine's loopback only: not on any other address of this host.
 for ip in $(hostname -I 2>/dev/null); do
   ! (exec 3<>/dev/tcp/$ip/$port) 2>/dev/null || die "Jupyter's tunnel answers on $ip"

@@ -98,10 +98,12 @@ for client in curl python3; do
   iid=$(curl -sS -X PUT -H "Authorization: Bearer KEY123" -H "Content-Type: application/json" \
     --data '{"image":"x","disk":10}' "http://127.0.0.1:$port/api/v0/asks/13489095/" |
     python3 -c "import json,sys; print(json.load(sys.stdin)['new_contract'])")
-  printf 'CONTAINER_ID=%s\nCONTAINER_API_KEY=KEY123\n' "$iid" > "$T/vast.env"
+  # Where berth's onstart keeps the container's environment: ~/.berth/vast.env.
+  mkdir -p "$T/wdhome/.berth"
+  printf 'CONTAINER_ID=%s\nCONTAINER_API_KEY=KEY123\n' "$iid" > "$T/wdhome/.berth/vast.env"
   path=$PATH; [ "$client" = python3 ] && path=$T/pyonly
-  env -u CONTAINER_ID -u CONTAINER_API_KEY PATH="$path" "$BERTH" agent watchdog --deadline "$(date +%s)" \
-    --api-url "http://127.0.0.1:$port" --env-file "$T/vast.env" 2> "$T/wd.log" || die "watchdog ($client): $(cat "$T/wd.log")"
+  env -u CONTAINER_ID -u CONTAINER_API_KEY HOME="$T/wdhome" PATH="$path" "$BERTH" agent watchdog --deadline "$(date +%s)" \
+    --provider vast --api-url "http://127.0.0.1:$port" 2> "$T/wd.log" || die "watchdog ($client): $(cat "$T/wd.log")"
   st=$(curl -sS -H "Authorization: Bearer KEY123" "http://127.0.0.1:$port/api/v0/instances/$iid/" |
     python3 -c "import json,sys; print(json.load(sys.stdin)['instances']['intended_status'])")
   [ "$st" = stopped ] || die "the watchdog ($client) did not stop instance $iid: $st"

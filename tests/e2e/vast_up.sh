@@ -79,6 +79,12 @@ timeout 60 "$CHROMIUM" --headless --no-sandbox --disable-gpu --no-first-run --di
   --dump-dom "$url" 2>/dev/null > "$T/tree.html" || true
 grep -q 'w.txt' "$T/tree.html" || { head -c 1500 "$T/tree.html"; die "Chromium did not see /workspace in Jupyter"; }
 "$PY" "$(dirname "$0")/jupyter_kernel.py" "$jport" "$token" "on the vast machine"
+# The token is never on a command line: no process's arguments hold it (any user reads them).
+[ -n "$token" ] || die "no token in the Jupyter URL"
+if ps -eo args= | grep -F -- "$token" | grep -v grep >/dev/null; then
+  die "Jupyter's token is visible in ps: $(ps -eo pid=,args= | grep -F -- "$token" | grep -v grep | head -2)"
+fi
+echo "ok: the token is in no process's command line"
 
 echo "== transfer: every byte through the machine's SSH port is counted and billed per GB"
 head -c 20000000 /dev/urandom | "$BERTH" ssh v1 -- 'cat > /tmp/blob'

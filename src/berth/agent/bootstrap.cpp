@@ -34,7 +34,8 @@ stdfs::path state_dir() {
 
 // Starts argv fully detached (own session, stdio to log); returns the grandchild's pid.
 Result<pid_t> spawn_detached(const std::vector<std::string> &argv, const stdfs::path &log,
-                             const std::string &cwd) {
+                             const std::string &cwd,
+                             const std::vector<std::pair<std::string, std::string>> &env = {}) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) return fail_errno("pipe", errno);
     pid_t child = ::fork();
@@ -52,6 +53,8 @@ Result<pid_t> spawn_detached(const std::vector<std::string> &argv, const stdfs::
         ::dup2(out, 1);
         ::dup2(out, 2);
         if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
+        for (const auto &[k, v] : env)
+            ::setenv(k.c_str(), v.c_str(), 1);
         std::vector<char *> a;
         for (const auto &s : argv)
             a.push_back(const_cast<char *>(s.c_str()));
@@ -92,11 +95,11 @@ Result<nlohmann::json> ensure_jupyter(const std::string &workdir) {
     auto port = net::free_loopback_port();
     if (!port) return tl::unexpected(port.error());
     std::string token = random_hex(24);
-    auto argv = jupyter_command(*port, token, workdir);
+    auto argv = jupyter_command(*port, workdir);
     if (argv.empty())
         return fail("Jupyter is not installed on the machine",
                     "use an image with Jupyter (fastdotai/fastai-course has it)");
-    auto pid = spawn_detached(argv, state_dir() / "jupyter.log", workdir);
+    auto pid = spawn_detached(argv, state_dir() / "jupyter.log", workdir, {{"JUPYTER_TOKEN", token}});
     if (!pid) return tl::unexpected(pid.error());
     nlohmann::json j{{"pid", *pid}, {"port", *port}, {"token", token}, {"reused", false}};
     BERTH_TRY(fs::write_file_atomic(file, j.dump() + "\n", 0600));

@@ -186,10 +186,13 @@ void restore_persistence(StateFile &st) {
             str::human_duration(run->seconds));
 }
 
-pid_t spawn(const std::vector<std::string> &argv, const char *cwd) {
+pid_t spawn(const std::vector<std::string> &argv, const char *cwd,
+            const std::vector<std::pair<std::string, std::string>> &env) {
     pid_t pid = ::fork();
     if (pid != 0) return pid;
     ::setsid();
+    for (const auto &[k, v] : env)
+        ::setenv(k.c_str(), v.c_str(), 1);
     if (cwd && ::chdir(cwd) != 0) ::_exit(126);
     std::vector<char *> a;
     for (const auto &s : argv)
@@ -204,6 +207,7 @@ struct Service {
     std::string name;
     std::vector<std::string> argv;
     const char *cwd = nullptr;
+    std::vector<std::pair<std::string, std::string>> env; // secrets go here, never in argv
     pid_t pid = -1;
     int restarts = 0;
 };
@@ -235,9 +239,9 @@ std::optional<Service> sshd_service(const std::string &host_key, const std::stri
 }
 
 std::optional<Service> jupyter_service(int port, const std::string &token) {
-    auto argv = jupyter_command(port, token, "/notebooks");
+    auto argv = jupyter_command(port, "/notebooks");
     if (argv.empty()) return std::nullopt;
-    return Service{"jupyter", argv, "/notebooks"};
+    return Service{"jupyter", argv, "/notebooks", {{"JUPYTER_TOKEN", token}}};
 }
 
 bool wait_ready(int ssh_port, int jupyter_port, const std::string &token,
@@ -280,7 +284,7 @@ std::string supervise(std::vector<Service> &svcs, std::time_t deadline, double m
                 log(s.name + " exited (status " + std::to_string(status) + "); restarting");
                 std::this_thread::sleep_for(
                     std::chrono::milliseconds(200 * std::min(s.restarts, 10)));
-                s.pid = spawn(s.argv, s.cwd);
+                s.pid = spawn(s.argv, s.cwd, s.env);
             }
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -342,7 +346,7 @@ int pid1(const InstanceDir &dir, const stdfs::path &store, const nlohmann::json 
     st.set("loading", "starting sshd on 127.0.0.1:" + std::to_string(*ssh_port) +
                           (jup ? " and Jupyter on 127.0.0.1:" + std::to_string(*jup_port) : ""));
     for (auto &s : svcs)
-        s.pid = spawn(s.argv, s.cwd);
+        s.pid = spawn(s.argv, s.cwd, s.env);
     // The image's onstart script, once per boot, beside the services (as Vast runs it).
     if (!shape.onstart.empty()) {
         int fd = ::open("/var/log/onstart.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -379,8 +383,7 @@ int pid1(const InstanceDir &dir, const stdfs::path &store, const nlohmann::json 
 
 } // namespace
 
-std::vector<std::string> jupyter_command(int port, const std::string &token,
-                                         const std::string &dir) {
+std::vector<std::string> jupyter_command(int port, const std::string &dir) {
     for (const char *app : {"jupyter-notebook", "jupyter-lab", "jupyter-server"}) {
         auto exe = proc::which(app);
         if (!exe) continue;
@@ -391,7 +394,6 @@ std::vector<std::string> jupyter_command(int port, const std::string &token,
                 "--ip=127.0.0.1",
                 "--port=" + std::to_string(port),
                 "--port-retries=0",
-                "--" + cls + ".token=" + token,
                 "--" + cls + ".notebook_dir=" + dir};
     }
     return {};

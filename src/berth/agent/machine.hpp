@@ -32,10 +32,11 @@ struct InstanceDir {
     std::filesystem::path mnt() const { return root / "mnt"; }
 };
 
-// The command line that serves Jupyter on 127.0.0.1:port with a token, rooted at dir; empty
-// when no Jupyter is installed.
-std::vector<std::string> jupyter_command(int port, const std::string &token,
-                                         const std::string &dir);
+// The command line that serves Jupyter on 127.0.0.1:port, rooted at dir; empty when no
+// Jupyter is installed. The token is not on it (any local user reads command lines with
+// `ps`): the caller puts it in the child's environment as JUPYTER_TOKEN, which only the
+// process's own user can read.
+std::vector<std::string> jupyter_command(int port, const std::string &dir);
 
 // Runs the machine; returns the process exit code. `store` is the host directory mounted at
 // /storage.

@@ -12,6 +12,7 @@ namespace berth::cli {
 const ProviderRegistry &registry(const Context &ctx) {
     double s = ctx.config.number("http.deadline_s");
     if (s > 0) set_default_http_deadline(std::chrono::milliseconds(static_cast<long>(s * 1000)));
+    set_retry_note([](const std::string &m) { warn(m); }); // stderr, also under --json
     return builtin_registry();
 }
 

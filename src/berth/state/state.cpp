@@ -3,7 +3,11 @@
 #include "core/paths.hpp"
 #include "util/fs.hpp"
 
+#include <cerrno>
 #include <ctime>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sqlite3.h>
 
 namespace berth {
@@ -42,6 +46,15 @@ struct Stmt {
     sqlite3_stmt *s = nullptr;
     ~Stmt() { sqlite3_finalize(s); }
 };
+
+// Every statement is checked: a failed prepare is an error naming the database, never a
+// null statement stepped on.
+Result<> prep(sqlite3 *db, Stmt &st, const char *sql) {
+    if (sqlite3_prepare_v2(db, sql, -1, &st.s, nullptr) != SQLITE_OK || !st.s)
+        return fail(std::string("state database: ") + sqlite3_errmsg(db),
+                    "check " + state_db_path().string());
+    return {};
+}
 
 std::string col_text(sqlite3_stmt *s, int i) {
     auto *t = sqlite3_column_text(s, i);
@@ -104,8 +117,22 @@ Result<> StateDb::exec(const std::string &sql) {
     return {};
 }
 
+Result<int> StateDb::user_version() {
+    Stmt st;
+    BERTH_TRY(prep(m_db, st, "PRAGMA user_version"));
+    if (sqlite3_step(st.s) != SQLITE_ROW)
+        return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
+    return sqlite3_column_int(st.s, 0);
+}
+
 Result<StateDb> StateDb::open(const std::filesystem::path &file) {
     BERTH_TRY(fs::make_dirs(file.parent_path(), 0700));
+    // 0600 before SQLite writes a byte (its -wal and -shm files take the same mode): the
+    // database holds Jupyter tokens and host names.
+    int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return fail_errno(file.string(), errno);
+    ::fchmod(fd, 0600);
+    ::close(fd);
     sqlite3 *db = nullptr;
     if (sqlite3_open(file.c_str(), &db) != SQLITE_OK) {
         std::string e = db ? sqlite3_errmsg(db) : "out of memory";
@@ -113,27 +140,41 @@ Result<StateDb> StateDb::open(const std::filesystem::path &file) {
         return fail("cannot open state database " + file.string() + ": " + e);
     }
     StateDb s(db);
-    sqlite3_busy_timeout(db, 5000);
-    BERTH_TRY(s.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"));
-    int version = 0;
-    {
-        Stmt st;
-        sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st.s, nullptr);
-        if (sqlite3_step(st.s) == SQLITE_ROW) version = sqlite3_column_int(st.s, 0);
+    sqlite3_busy_timeout(db, 10000);
+    // Several berths may open a new database at once: WAL is switched on (retried while
+    // another holds the lock), and migrations run one at a time, each re-reading the version
+    // inside its own write transaction, so none is applied twice.
+    Result<> wal = fail("state database: busy");
+    for (int i = 0; i < 50 && !wal; ++i) {
+        wal = s.exec("PRAGMA journal_mode=WAL;");
+        if (!wal) ::usleep(100000);
     }
+    if (!wal) return tl::unexpected(wal.error());
+    BERTH_TRY(s.exec("PRAGMA synchronous=FULL;"));
     const int latest = static_cast<int>(std::size(k_migrations));
-    if (version > latest)
-        return fail("state database " + file.string() + " is from a newer berth (schema " +
-                        std::to_string(version) + ")",
-                    "upgrade berth");
-    for (int v = version; v < latest; ++v) {
+    for (;;) {
         BERTH_TRY(s.exec("BEGIN IMMEDIATE;"));
-        auto r = s.exec(k_migrations[v]);
+        auto version = s.user_version();
+        if (!version) {
+            (void)s.exec("ROLLBACK;");
+            return tl::unexpected(version.error());
+        }
+        if (*version > latest) {
+            (void)s.exec("ROLLBACK;");
+            return fail("state database " + file.string() + " is from a newer berth (schema " +
+                            std::to_string(*version) + ")",
+                        "upgrade berth");
+        }
+        if (*version == latest) {
+            BERTH_TRY(s.exec("COMMIT;"));
+            break;
+        }
+        auto r = s.exec(k_migrations[*version]);
         if (!r) {
             (void)s.exec("ROLLBACK;");
             return tl::unexpected(r.error());
         }
-        BERTH_TRY(s.exec("PRAGMA user_version = " + std::to_string(v + 1) + "; COMMIT;"));
+        BERTH_TRY(s.exec("PRAGMA user_version = " + std::to_string(*version + 1) + "; COMMIT;"));
     }
     return s;
 }
@@ -167,7 +208,7 @@ static const char *k_cols =
 Result<std::optional<InstanceRecord>> StateDb::get(const std::string &name) {
     Stmt st;
     std::string sql = std::string("SELECT ") + k_cols + " FROM instances WHERE name = ?";
-    sqlite3_prepare_v2(m_db, sql.c_str(), -1, &st.s, nullptr);
+    BERTH_TRY(prep(m_db, st, sql.c_str()));
     sqlite3_bind_text(st.s, 1, name.c_str(), -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(st.s);
     if (rc == SQLITE_ROW) return std::optional(read_row(st.s));
@@ -178,7 +219,7 @@ Result<std::optional<InstanceRecord>> StateDb::get(const std::string &name) {
 Result<std::vector<InstanceRecord>> StateDb::list() {
     Stmt st;
     std::string sql = std::string("SELECT ") + k_cols + " FROM instances ORDER BY created_at, name";
-    sqlite3_prepare_v2(m_db, sql.c_str(), -1, &st.s, nullptr);
+    BERTH_TRY(prep(m_db, st, sql.c_str()));
     std::vector<InstanceRecord> out;
     int rc;
     while ((rc = sqlite3_step(st.s)) == SQLITE_ROW)
@@ -191,7 +232,7 @@ Result<> StateDb::put(const InstanceRecord &r) {
     Stmt st;
     std::string sql = std::string("INSERT OR REPLACE INTO instances (") + k_cols +
                       ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
-    sqlite3_prepare_v2(m_db, sql.c_str(), -1, &st.s, nullptr);
+    BERTH_TRY(prep(m_db, st, sql.c_str()));
     int i = 1;
     auto text = [&](const std::string &v) {
         sqlite3_bind_text(st.s, i++, v.c_str(), -1, SQLITE_TRANSIENT);
@@ -219,9 +260,7 @@ Result<> StateDb::put(const InstanceRecord &r) {
 
 Result<> StateDb::set_status(const std::string &name, Status s, const std::string &message) {
     Stmt st;
-    sqlite3_prepare_v2(
-        m_db, "UPDATE instances SET status = ?, message = ?, updated_at = ? WHERE name = ?", -1,
-        &st.s, nullptr);
+    BERTH_TRY(prep(m_db, st, "UPDATE instances SET status = ?, message = ?, updated_at = ? WHERE name = ?"));
     sqlite3_bind_text(st.s, 1, status_name(s), -1, SQLITE_STATIC);
     sqlite3_bind_text(st.s, 2, message.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st.s, 3, now());
@@ -233,7 +272,7 @@ Result<> StateDb::set_status(const std::string &name, Status s, const std::strin
 
 Result<> StateDb::remove(const std::string &name) {
     Stmt st;
-    sqlite3_prepare_v2(m_db, "DELETE FROM instances WHERE name = ?", -1, &st.s, nullptr);
+    BERTH_TRY(prep(m_db, st, "DELETE FROM instances WHERE name = ?"));
     sqlite3_bind_text(st.s, 1, name.c_str(), -1, SQLITE_TRANSIENT);
     if (sqlite3_step(st.s) != SQLITE_DONE)
         return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
@@ -243,10 +282,8 @@ Result<> StateDb::remove(const std::string &name) {
 Result<std::int64_t> StateDb::intend(const std::string &instance, const std::string &action,
                                      const std::string &detail) {
     Stmt st;
-    sqlite3_prepare_v2(m_db,
-                       "INSERT INTO intents (instance, action, state, detail, created_at) VALUES "
-                       "(?,?,'pending',?,?)",
-                       -1, &st.s, nullptr);
+    BERTH_TRY(prep(m_db, st, "INSERT INTO intents (instance, action, state, detail, created_at) VALUES "
+                       "(?,?,'pending',?,?)"));
     sqlite3_bind_text(st.s, 1, instance.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 2, action.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 3, detail.c_str(), -1, SQLITE_TRANSIENT);
@@ -258,11 +295,8 @@ Result<std::int64_t> StateDb::intend(const std::string &instance, const std::str
 
 Result<> StateDb::finish(std::int64_t intent, bool ok, const std::string &detail) {
     Stmt st;
-    sqlite3_prepare_v2(
-        m_db,
-        "UPDATE intents SET state = ?, detail = CASE WHEN ? = '' THEN detail ELSE ? END, "
-        "finished_at = ? WHERE id = ?",
-        -1, &st.s, nullptr);
+    BERTH_TRY(prep(m_db, st, "UPDATE intents SET state = ?, detail = CASE WHEN ? = '' THEN detail ELSE ? END, "
+        "finished_at = ? WHERE id = ?"));
     sqlite3_bind_text(st.s, 1, ok ? "done" : "failed", -1, SQLITE_STATIC);
     sqlite3_bind_text(st.s, 2, detail.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 3, detail.c_str(), -1, SQLITE_TRANSIENT);
@@ -275,11 +309,8 @@ Result<> StateDb::finish(std::int64_t intent, bool ok, const std::string &detail
 
 Result<std::vector<Intent>> StateDb::intents(const std::string &instance) {
     Stmt st;
-    sqlite3_prepare_v2(
-        m_db,
-        "SELECT id, instance, action, state, detail, created_at, finished_at FROM intents "
-        "WHERE instance = ? ORDER BY id",
-        -1, &st.s, nullptr);
+    BERTH_TRY(prep(m_db, st, "SELECT id, instance, action, state, detail, created_at, finished_at FROM intents "
+        "WHERE instance = ? ORDER BY id"));
     sqlite3_bind_text(st.s, 1, instance.c_str(), -1, SQLITE_TRANSIENT);
     std::vector<Intent> out;
     while (sqlite3_step(st.s) == SQLITE_ROW)
@@ -291,19 +322,15 @@ Result<std::vector<Intent>> StateDb::intents(const std::string &instance) {
 
 Result<> StateDb::meter_open(const Meter &m) {
     Stmt q;
-    sqlite3_prepare_v2(m_db,
-                       "SELECT count(*) FROM meters WHERE provider=? AND provider_id=? AND kind=? "
-                       "AND end=0",
-                       -1, &q.s, nullptr);
+    BERTH_TRY(prep(m_db, q, "SELECT count(*) FROM meters WHERE provider=? AND provider_id=? AND kind=? "
+                       "AND end=0"));
     sqlite3_bind_text(q.s, 1, m.provider.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q.s, 2, m.provider_id.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q.s, 3, m.kind.c_str(), -1, SQLITE_TRANSIENT);
     if (sqlite3_step(q.s) == SQLITE_ROW && sqlite3_column_int(q.s, 0) > 0) return {};
     Stmt st;
-    sqlite3_prepare_v2(m_db,
-                       "INSERT INTO meters (instance, provider, provider_id, kind, rate_per_hour, "
-                       "start) VALUES (?,?,?,?,?,?)",
-                       -1, &st.s, nullptr);
+    BERTH_TRY(prep(m_db, st, "INSERT INTO meters (instance, provider, provider_id, kind, rate_per_hour, "
+                       "start) VALUES (?,?,?,?,?,?)"));
     sqlite3_bind_text(st.s, 1, m.instance.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 2, m.provider.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 3, m.provider_id.c_str(), -1, SQLITE_TRANSIENT);
@@ -321,7 +348,7 @@ Result<> StateDb::meter_close(const std::string &provider, const std::string &pr
     std::string sql = "UPDATE meters SET end=max(start, ?) WHERE provider=? AND provider_id=? AND "
                       "end=0";
     if (!kind.empty()) sql += " AND kind=?";
-    sqlite3_prepare_v2(m_db, sql.c_str(), -1, &st.s, nullptr);
+    BERTH_TRY(prep(m_db, st, sql.c_str()));
     sqlite3_bind_double(st.s, 1, end);
     sqlite3_bind_text(st.s, 2, provider.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 3, provider_id.c_str(), -1, SQLITE_TRANSIENT);
@@ -333,10 +360,9 @@ Result<> StateDb::meter_close(const std::string &provider, const std::string &pr
 
 Result<> StateDb::meter_transfer(const Meter &m) {
     Stmt up;
-    sqlite3_prepare_v2(m_db,
-                       "UPDATE meters SET amount=max(amount, ?) WHERE provider=? AND "
-                       "provider_id=? AND kind='transfer'",
-                       -1, &up.s, nullptr);
+    BERTH_TRY(prep(m_db, up,
+                   "UPDATE meters SET amount=max(amount, ?) WHERE provider=? AND "
+                   "provider_id=? AND kind='transfer'"));
     sqlite3_bind_double(up.s, 1, m.amount);
     sqlite3_bind_text(up.s, 2, m.provider.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(up.s, 3, m.provider_id.c_str(), -1, SQLITE_TRANSIENT);
@@ -344,10 +370,8 @@ Result<> StateDb::meter_transfer(const Meter &m) {
         return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
     if (sqlite3_changes(m_db) > 0) return {};
     Stmt st;
-    sqlite3_prepare_v2(m_db,
-                       "INSERT INTO meters (instance, provider, provider_id, kind, rate_per_hour, "
-                       "start, end, amount) VALUES (?,?,?,'transfer',0,0,0,?)",
-                       -1, &st.s, nullptr);
+    BERTH_TRY(prep(m_db, st, "INSERT INTO meters (instance, provider, provider_id, kind, rate_per_hour, "
+                       "start, end, amount) VALUES (?,?,?,'transfer',0,0,0,?)"));
     sqlite3_bind_text(st.s, 1, m.instance.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 2, m.provider.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 3, m.provider_id.c_str(), -1, SQLITE_TRANSIENT);
@@ -359,10 +383,8 @@ Result<> StateDb::meter_transfer(const Meter &m) {
 
 Result<std::vector<Meter>> StateDb::meters() {
     Stmt st;
-    sqlite3_prepare_v2(m_db,
-                       "SELECT instance, provider, provider_id, kind, rate_per_hour, start, end, "
-                       "amount FROM meters ORDER BY id",
-                       -1, &st.s, nullptr);
+    BERTH_TRY(prep(m_db, st, "SELECT instance, provider, provider_id, kind, rate_per_hour, start, end, "
+                       "amount FROM meters ORDER BY id"));
     std::vector<Meter> out;
     int rc;
     while ((rc = sqlite3_step(st.s)) == SQLITE_ROW)

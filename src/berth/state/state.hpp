@@ -36,7 +36,7 @@ std::optional<Status> parse_status(const std::string &s);
 
 struct InstanceRecord {
     std::string name;
-    std::string provider;    // "local"
+    std::string provider;    // the registry row's name
     std::string provider_id; // the provider's id for it
     Status status = Status::creating;
     std::string spec_json; // what the user asked for (max_hours, ...)
@@ -101,6 +101,7 @@ public:
 private:
     explicit StateDb(sqlite3 *db) : m_db(db) {}
     Result<> exec(const std::string &sql);
+    Result<int> user_version();
     sqlite3 *m_db = nullptr;
 };
 

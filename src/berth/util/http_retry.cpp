@@ -6,7 +6,12 @@ namespace berth {
 
 namespace {
 std::chrono::milliseconds g_deadline{60000};
+std::function<void(const std::string &)> g_note;
 } // namespace
+
+void set_retry_note(std::function<void(const std::string &)> note) {
+    g_note = std::move(note);
+}
 
 void set_default_http_deadline(std::chrono::milliseconds d) {
     if (d.count() > 0) g_deadline = d;
@@ -43,9 +48,13 @@ Result<http::Response> send_with_retry(const http::Request &r, RetryPolicy p,
         if (!again || i + 1 == p.attempts) break;
         auto wait = backoff.next();
         if (clock::now() + wait >= deadline) break;
+        std::string what = http::host_of(r.url) + ": " +
+                           (last ? "HTTP " + std::to_string(last->status) : last.error().what) +
+                           "; retrying in " + std::to_string(wait.count()) + " ms";
         if (note)
-            note((last ? "HTTP " + std::to_string(last->status) : last.error().what) +
-                 "; retrying in " + std::to_string(wait.count()) + " ms");
+            note(what);
+        else if (g_note)
+            g_note(what);
         std::this_thread::sleep_for(wait);
     }
     if (!last && last.error().kind == ErrorKind::timeout && clock::now() >= deadline)

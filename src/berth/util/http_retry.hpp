@@ -23,6 +23,9 @@ bool retryable_status(long status);
 void set_default_http_deadline(std::chrono::milliseconds d);
 std::chrono::milliseconds default_http_deadline();
 
+// Where retries are told (the cli prints them on a terminal; none by default).
+void set_retry_note(std::function<void(const std::string &)> note);
+
 // Fails with kind timeout once the deadline has passed, naming the host and the deadline.
 Result<http::Response> send_with_retry(const http::Request &r, RetryPolicy p = {},
                                        const std::function<void(const std::string &)> &note = {});
