@@ -72,4 +72,32 @@ rm -f "$HOME/.jupyter"; mkdir -p "$HOME/.jupyter"
 expect_exit 3 "$BERTH" --store "$T/store" persist status
 expect_exit 3 "$BERTH" --store "$T/store" doctor
 expect_in "fix: berth persist restore" "$out"
+echo "== first use by four berths at once: one schema, no error, state.db private"
+for round in $(seq 1 15); do
+  d=$T/concurrent/$round; mkdir -p "$d"
+  pids=()
+  for i in 1 2 3 4; do XDG_DATA_HOME=$d "$BERTH" ls > "$d/out$i" 2>&1 & pids+=($!); done
+  for i in 0 1 2 3; do wait "${pids[$i]}" || die "round $round: berth $((i + 1)) failed: $(cat "$d/out$((i + 1))")"; done
+done
+[ "$(stat -c %a "$T/concurrent/1/berth/state.db")" = 600 ] || die "state.db is $(stat -c %a "$T/concurrent/1/berth/state.db"), not 600"
+
+echo "== shell completion and the man page come from the command table"
+for sh in bash zsh fish; do
+  "$BERTH" completion "$sh" > "$T/comp.$sh" || die "completion $sh"
+  flag=--; [ "$sh" = fish ] && flag="-l "
+  for word in up offers destroy persist "${flag}provider" "${flag}max-hours"; do grep -q -- "$word" "$T/comp.$sh" || die "$sh completion lacks $word"; done
+done
+bash -n "$T/comp.bash" || die "the bash completion does not parse"
+out=$(bash -c "source '$T/comp.bash'; COMP_WORDS=(berth de); COMP_CWORD=1; _berth; echo \${COMPREPLY[*]}")
+expect_in "destroy" "$out"
+out=$(bash -c "source '$T/comp.bash'; COMP_WORDS=(berth up --prov); COMP_CWORD=2; _berth; echo \${COMPREPLY[*]}")
+expect_in "--provider" "$out"
+if command -v fish >/dev/null; then fish -n "$T/comp.fish" || die "the fish completion does not parse"; fi
+if command -v zsh >/dev/null; then zsh -n "$T/comp.zsh" || die "the zsh completion does not parse"; fi
+"$BERTH" man > "$T/berth.1"
+expect_in ".TH BERTH 1" "$(cat "$T/berth.1")"
+for c in $("$BERTH" help | awk '/^  [a-z]/ {print $1}'); do
+  grep -qxF ".B $(sed 's/-/\\-/g' <<<"$c")" "$T/berth.1" || die "the man page lacks '$c'"
+done
+if command -v man >/dev/null; then MANWIDTH=80 man -l "$T/berth.1" > "$T/man.txt" 2>/dev/null && expect_in "EXIT STATUS" "$(cat "$T/man.txt")"; fi
 echo "cli: ok"

@@ -30,7 +30,7 @@ for t in "${instants[@]}"; do
   "$BERTH" up "k$n" --provider vast --query "$QUERY" > "$T/up$n.out" 2> "$T/up$n.err" & pid=$!
   sleep "$t"
   kill -s "$sig" "$pid" 2>/dev/null || true
-  code=0; wait "$pid" || code=$?
+  code=0; { wait "$pid"; } 2>/dev/null || code=$?
   codes[$code]=$(( ${codes[$code]:-0} + 1 ))
   if [ "$sig" != KILL ] && [ "$code" != 0 ] && [ "$code" != 130 ]; then
     die "SIGNAL $sig at ${t}s: exit $code, not 130: $(tail -3 "$T/up$n.err")"
@@ -58,9 +58,7 @@ for name in k1 "k$n"; do
   "$BERTH" up "$name" --provider vast --query "$QUERY" > "$T/again.out" 2>&1 || die "'$name' cannot be reused: $(tail -3 "$T/again.out")"
   "$BERTH" destroy -y --force "$name" >/dev/null
 done
-for i in $(seq 1 "$n"); do
-  st=$("$BERTH" --json status "k$i" 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin).get('status',''))" 2>/dev/null || echo none)
-  case "$st" in none|destroyed|"") ;; *) die "k$i is '$st' after the run";; esac
-done
+left=$("$BERTH" --json ls | python3 -c "import json,sys; print(' '.join(i['name'] for i in json.load(sys.stdin)['instances']))")
+[ -z "$left" ] || die "instances left in berth's records: $left"
 [ "$(live_count)" = 0 ] || die "instances left at the end"
 echo "vast_interrupt: $n interrupts, 0 instances billing after ls, 0 stuck records, names reusable"
