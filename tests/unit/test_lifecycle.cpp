@@ -293,3 +293,36 @@ TEST_F(Lifecycle, UnknownProvidersAndOptionsAreUsageErrors) {
     ASSERT_FALSE(o);
     EXPECT_EQ(o.error().kind, ErrorKind::user);
 }
+
+TEST_F(Lifecycle, AKilledStopOrStartTakesTheProvidersWord) {
+    ASSERT_TRUE(up());
+    ASSERT_TRUE(db->set_status("gpu", Status::stopping));
+    ASSERT_TRUE(db->intend("gpu", "stop"));
+    world->machines.begin()->second.state = MachineState::stopped; // the request got through
+    auto e = engine();
+    auto now = e.refresh(*db->get("gpu").value());
+    EXPECT_EQ(now.status, Status::stopped);
+    EXPECT_NE(now.message.find("interrupted"), std::string::npos);
+    EXPECT_FALSE(stuck("gpu"));
+    EXPECT_EQ(billing(), 1) << "a stop is not undone by destroying";
+    ASSERT_TRUE(db->set_status("gpu", Status::starting));
+    ASSERT_TRUE(db->intend("gpu", "start"));
+    now = e.refresh(*db->get("gpu").value());
+    EXPECT_EQ(now.status, Status::stopped) << "the provider never got the start";
+    EXPECT_FALSE(stuck("gpu"));
+}
+
+TEST_F(Lifecycle, ALostListDuringAnUndoLeavesTheIntentForTheNextCommand) {
+    world->faults["create"] = {Fault::lost};
+    world->faults["list"] = {Fault::error, ErrorKind::network, 0, 1};
+    auto r = up();
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().what.find("failed too"), std::string::npos) << r.error().what;
+    EXPECT_EQ(billing(), 1) << "the fake made the machine behind the lost answer";
+    // The next command that touches it finishes the undo.
+    auto e = engine();
+    auto now = e.refresh(*db->get("gpu").value());
+    EXPECT_EQ(now.status, Status::destroyed);
+    EXPECT_EQ(billing(), 0);
+    EXPECT_FALSE(stuck("gpu"));
+}

@@ -499,7 +499,9 @@ Result<InstanceRecord> Engine::up(const UpRequest &req, const PlanFn &on_plan) {
     auto cur = m_db.get(r.name);
     if (cur && *cur) r = **cur;
     auto rb = rollback(r, **p, why.kind == ErrorKind::interrupted ? Error{"interrupted"} : why);
-    (void)m_db.finish(*intent, false, rb ? why.what : why.what + "; undo failed");
+    // An undo that failed leaves the intent pending: the next command that touches the
+    // instance (`berth ls`) tries again.
+    if (rb) (void)m_db.finish(*intent, false, why.what);
     if (!rb)
         return fail(why.kind, why.what + "; destroying what was created failed too: " +
                                   rb.error().what,

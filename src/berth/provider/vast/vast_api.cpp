@@ -7,24 +7,41 @@
 #include "util/strings.hpp"
 
 #include <cstdlib>
+#include <iostream>
 
 namespace berth::vast {
 
-Result<Credentials> load_credentials(const std::string &flag_key) {
+Result<Credentials> load_credentials(const std::string &key_file) {
     Credentials c;
     const char *url = std::getenv("VAST_URL");
     c.base_url = url && *url ? url : "https://console.vast.ai";
     while (!c.base_url.empty() && c.base_url.back() == '/')
         c.base_url.pop_back();
-    if (!flag_key.empty())
-        c.api_key = flag_key;
-    else if (const char *k = std::getenv("VAST_API_KEY"); k && *k)
+    if (!key_file.empty()) {
+        // A file (or stdin): a key on a command line would be visible to every user in `ps`.
+        std::string text;
+        if (key_file == "-") {
+            std::getline(std::cin, text);
+        } else {
+            auto f = fs::read_file(key_file);
+            if (!f)
+                return fail(ErrorKind::user, "cannot read the API key file " + key_file,
+                            f.error().what, 2);
+            text = *f;
+        }
+        c.api_key = str::trim(text);
+        if (c.api_key.empty())
+            return fail(ErrorKind::user, "the API key file " + key_file + " is empty", "", 2);
+    } else if (const char *k = std::getenv("VAST_API_KEY"); k && *k)
         c.api_key = k;
     else if (auto f = fs::read_file(paths::config_home() / "vastai" / "vast_api_key"))
         c.api_key = str::trim(*f);
     if (c.api_key.empty())
         return fail("no Vast.ai API key",
-                    "set VAST_API_KEY, or run `vastai set api-key KEY`, or pass --api-key");
+                    "set VAST_API_KEY, or run `vastai set api-key KEY`, or pass --api-key-file");
+    if (c.api_key.find_first_of(" \t\r\n") != std::string::npos || c.api_key.size() > 512)
+        return fail(ErrorKind::user, "the Vast.ai API key has spaces or line breaks in it",
+                    "check the key file", 2);
     return c;
 }
 

@@ -16,9 +16,10 @@ struct Credentials {
     std::string base_url; // https://console.vast.ai, or the replica
 };
 
-// --api-key, then VAST_API_KEY, then the official CLI's $XDG_CONFIG_HOME/vastai/vast_api_key.
-// The URL: VAST_URL (the official CLI's variable), else https://console.vast.ai.
-Result<Credentials> load_credentials(const std::string &flag_key);
+// --api-key-file (a file, or - for stdin), then VAST_API_KEY, then the official CLI's
+// $XDG_CONFIG_HOME/vastai/vast_api_key. The URL: VAST_URL (the official CLI's variable), else
+// https://console.vast.ai.
+Result<Credentials> load_credentials(const std::string &key_file);
 
 // POST /api/v0/bundles/ with the query object (an explicit limit inside it).
 http::Request search_request(const Credentials &c, const nlohmann::json &query);

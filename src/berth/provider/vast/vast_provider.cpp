@@ -405,11 +405,12 @@ ProviderRow vast_provider_row() {
         {"type", "on-demand or bid (with --query)", "on-demand"},
         {"hours", "planned session length, checked against the credit (default --max-hours, else 1)",
          "", false, false},
-        {"api-key", "Vast.ai API key (default: VAST_API_KEY or ~/.config/vastai/vast_api_key)", "",
-         false, false, true},
+        {"api-key-file", "a file holding the Vast.ai API key, - for stdin (default: VAST_API_KEY, "
+                         "else ~/.config/vastai/vast_api_key); never the key itself on a command line",
+         "", false, false, true},
     };
     row.make = [](const ProviderContext &ctx) -> Result<std::unique_ptr<Provider>> {
-        auto it = ctx.options.find("api-key");
+        auto it = ctx.options.find("api-key-file");
         auto c = vast::load_credentials(it == ctx.options.end() ? "" : it->second);
         if (!c) return tl::unexpected(c.error());
         return std::unique_ptr<Provider>(new VastProvider(*c, ctx.send, ctx.send_once));
