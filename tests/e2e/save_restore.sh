@@ -81,8 +81,9 @@ def entry(path, typ=0, target=""):
     return (struct.pack("<I", len(p)) + p + struct.pack("<BIqQII", typ, 0o644, 0, 0, 0, 0)
             + struct.pack("<I", len(t)) + t + struct.pack("<I", 0))
 for name, entries in {"evil1": [entry("ok.txt"), entry("../../escaped.txt")],
-                      "evil2": [entry("link", 2, "/etc"), entry("ok.txt")],
-                      "evil3": [entry("sub/link", 2, "../../outside")]}.items():
+                      "evil2": [entry("link", 2, "/etc"), entry("link/passwd"), entry("ok.txt")],
+                      "evil3": [entry("sub", 2, "../.."), entry("sub/escaped.txt")],
+                      "links": [entry("link", 2, "/etc"), entry("sub/link", 2, "../../outside")]}.items():
     body = b"BTREE1\n" + struct.pack("<Q", len(entries)) + b"".join(entries)
     tid = hashlib.sha256(body).hexdigest()
     open(f"{repo}/trees/{tid}", "wb").write(b"\0" + body + struct.pack("<Q", len(body)))
@@ -98,7 +99,11 @@ for sid in $(python3 -c "import hashlib; [print(hashlib.sha256(n.encode()).hexdi
   [ -z "$(ls -A "$T/victim/target")" ] || die "a malicious snapshot wrote into the target"
   [ ! -e "$T/escaped.txt" ] && [ ! -e "$T/victim/escaped.txt" ] || die "a malicious snapshot escaped"
 done
-for sid in $(python3 -c "import hashlib; [print(hashlib.sha256(n.encode()).hexdigest()[:16]) for n in ('evil1','evil2','evil3')]"); do
+# Links alone are data, restored as links wherever they point (never followed while restoring).
+sid=$(python3 -c "import hashlib; print(hashlib.sha256(b'links').hexdigest()[:16])")
+"$BERTH" restore "$sid" "$T/victim/links" --repo "$REPO" >/dev/null || die "links alone were refused"
+[ "$(readlink "$T/victim/links/link")" = /etc ] && [ "$(readlink "$T/victim/links/sub/link")" = ../../outside ] || die "links not restored as links"
+for sid in $(python3 -c "import hashlib; [print(hashlib.sha256(n.encode()).hexdigest()[:16]) for n in ('evil1','evil2','evil3','links')]"); do
   "$BERTH" forget "$sid" --repo "$REPO" >/dev/null
 done
 

@@ -151,7 +151,8 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ckey" "
 "$BERTH" destroy -y --force w1 > /dev/null
 
 echo "== credit: up warns when the session would run the credit out; at zero Vast stops the machine"
-faults '{"credit_left":0.0004}'
+# ~20 s of rent at this offer's price: enough for up to finish on a loaded machine, then Vast stops it
+faults '{"credit_left":0.002}'
 "$BERTH" up c1 --provider vast --query 'gpu_name=RTX_3090' --hours 1 > /dev/null 2> "$T/c1.err" \
   || die "up c1: $(cat "$T/c1.err")"
 expect_in "would run the credit out" "$(cat "$T/c1.err")"

@@ -132,7 +132,9 @@ TEST(Tree, RoundTripsAndRejectsDamage) {
     EXPECT_FALSE(parse_tree("garbage"));
 }
 
-TEST(Tree, UnsafePathsAndEscapingLinksAreRefused) {
+// Links are data (issue 10: the seed's `storage -> /storage` must be saved): their targets
+// are not judged; paths are, and so is anything placed beneath a link.
+TEST(Tree, UnsafePathsAndEntriesBeneathLinksAreRefused) {
     auto bad = [](std::string path, EntryType type = EntryType::file, std::string target = "") {
         Tree t;
         Entry e;
@@ -146,10 +148,22 @@ TEST(Tree, UnsafePathsAndEscapingLinksAreRefused) {
     EXPECT_TRUE(bad("/etc/passwd"));
     EXPECT_TRUE(bad("a/../../x"));
     EXPECT_TRUE(bad("a//b"));
-    EXPECT_TRUE(bad("link", EntryType::symlink, "/etc"));
-    EXPECT_TRUE(bad("a/link", EntryType::symlink, "../../etc"));
+    EXPECT_FALSE(bad("storage", EntryType::symlink, "/storage"));
+    EXPECT_FALSE(bad("a/link", EntryType::symlink, "../../etc"));
     EXPECT_FALSE(bad("a/link", EntryType::symlink, "../b/c"));
+    EXPECT_TRUE(bad("a/link", EntryType::symlink, ""));
     EXPECT_FALSE(bad("notebooks/x.ipynb"));
+    Tree t;
+    t.entries = {{"esc", EntryType::symlink, 0777, 0, 0, 0, 0, "p/q/l/../../../victimdir", {}},
+                 {"esc/planted", EntryType::file, 0644, 0, 0, 0, 0, {}, {}},
+                 {"p/q/l", EntryType::symlink, 0777, 0, 0, 0, 0, "../..", {}}};
+    auto r = check_tree(t);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().what.find("beneath the symlink 'esc'"), std::string::npos);
+    Tree twice;
+    twice.entries = {{"a", EntryType::file, 0644, 0, 0, 0, 0, {}, {}},
+                     {"a", EntryType::dir, 0755, 0, 0, 0, 0, {}, {}}};
+    EXPECT_FALSE(check_tree(twice));
 }
 
 TEST_F(TempDir, SaveRestoreDedupAndUnchangedFilesAreNotRead) {

@@ -73,6 +73,7 @@ Result<bool> same_content(const stdfs::path &a, const struct stat &sa, const std
         if (!tb) return tl::unexpected(tb.error());
         return *ta == *tb;
     }
+    if (!S_ISREG(sa.st_mode)) return sa.st_rdev == sb.st_rdev; // FIFOs, sockets: never opened
     if (sa.st_size != sb.st_size) return false;
     auto ha = sha256_file(a), hb = sha256_file(b);
     if (!ha) return tl::unexpected(ha.error());
@@ -121,12 +122,19 @@ Result<std::string> Migrator::journal_begin(const Item &item, const char *op) {
     if (stdfs::exists(path)) {
         auto text = fs::read_file(path);
         if (text) {
-            try {
-                auto j = nlohmann::json::parse(*text);
-                m_store.log("resuming interrupted " + j.value("op", std::string("?")) + " of " +
-                            item.path);
-                return j.at("ts").get<std::string>();
-            } catch (...) {
+            auto j = nlohmann::json::parse(*text, nullptr, false);
+            if (j.is_object() && j.contains("ts") && j["ts"].is_string()) {
+                std::string ts = j["ts"].get<std::string>();
+                // The timestamp names a directory: only its own shape is accepted.
+                if (!ts.empty() && ts.size() < 40 &&
+                    ts.find_first_not_of("0123456789-TZ") == std::string::npos) {
+                    m_store.log("resuming interrupted " +
+                                (j.contains("op") && j["op"].is_string()
+                                     ? j["op"].get<std::string>()
+                                     : std::string("?")) +
+                                " of " + item.path);
+                    return ts;
+                }
             }
         }
     }
@@ -166,7 +174,13 @@ Result<> Migrator::copy_verified(const stdfs::path &src, const stdfs::path &dst,
         m_obs.copied(n);
     };
     opt.on_step = [](std::string_view s) { crash_point(s); };
+    std::vector<std::string> notes;
+    opt.notes = &notes;
     auto copied = tree::copy(src, inc, opt);
+    for (const auto &n : notes) {
+        m_store.log(n);
+        rep.note += (rep.note.empty() ? "" : "; ") + n;
+    }
     Result<> r;
     if (!copied) {
         r = tl::unexpected(copied.error());
@@ -227,8 +241,6 @@ Result<> Migrator::merge_entry(const stdfs::path &src, const stdfs::path &dst,
     struct stat ss {
     }, ds{};
     if (::lstat(s.c_str(), &ss) != 0) return fail_errno(s.string(), errno);
-    if (!S_ISREG(ss.st_mode) && !S_ISDIR(ss.st_mode) && !S_ISLNK(ss.st_mode))
-        return {}; // sockets etc.
     if (::lstat(d.c_str(), &ds) != 0) {
         if (errno != ENOENT) return fail_errno(d.string(), errno);
         return copy_verified(s, d, rep); // the store lacks it: copy it in
@@ -343,7 +355,10 @@ Result<LinkReport> Migrator::link(const Item &item) {
     Paths p = paths_for(item);
     LinkReport rep{item.path};
     BERTH_TRY(fs::make_dirs(p.store_path.parent_path()));
-    bool leftovers = exists_l(p.aside) || exists_l(p.incoming);
+    // A journal entry alone counts too: a rename on one file system killed right after it
+    // leaves only the journal and a missing ~/X, which the link below finishes.
+    bool leftovers = exists_l(p.aside) || exists_l(p.incoming) ||
+                     exists_l(m_store.journal_dir() / journal_name(item.path));
 
     struct stat hs {};
     bool home_exists = ::lstat(p.home_path.c_str(), &hs) == 0;

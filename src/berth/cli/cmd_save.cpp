@@ -98,15 +98,23 @@ void cmd_restore(Context &ctx, const std::string &ref, const std::string &dest) 
 
 void cmd_snapshots(Context &ctx) {
     auto repo = must(store::Repository::open(repo_path(), false));
-    auto all = must(repo.snapshots());
+    auto scan = repo.scan_snapshots();
+    auto &all = scan.good;
+    if (!scan.damaged.empty()) ctx.exit_code = 3; // listed, and reported as problems
     if (ctx.json) {
-        nlohmann::json arr = nlohmann::json::array();
+        nlohmann::json arr = nlohmann::json::array(), bad = nlohmann::json::array();
         for (const auto &s : all)
             arr.push_back(snap_json(s));
-        print_json(
-            {{"schema", "berth.snapshots/1"}, {"repo", repo.root().string()}, {"snapshots", arr}});
+        for (const auto &[id, why] : scan.damaged)
+            bad.push_back({{"id", id}, {"problem", why}});
+        print_json({{"schema", "berth.snapshots/1"},
+                    {"repo", repo.root().string()},
+                    {"snapshots", arr},
+                    {"damaged", bad}});
         return;
     }
+    for (const auto &[id, why] : scan.damaged)
+        warn(why + " (`berth forget " + (id.empty() ? std::string("ID") : id) + "` removes it)");
     if (all.empty()) {
         say("no snapshots in " + repo.root().string());
         return;
@@ -225,12 +233,12 @@ void add_save(CLI::App &app, Context &ctx) {
     f->callback([&ctx] {
         auto repo = must(store::Repository::open(repo_path(), false));
         must(repo.lock(true));
-        auto s = must(repo.find_snapshot(fref));
-        must(repo.forget(s.id));
+        std::string ref = fref == "latest" ? must(repo.find_snapshot(fref)).id : fref;
+        auto id = must(repo.forget(ref)); // damaged snapshots too: by the file's own name
         if (ctx.json)
-            print_json({{"schema", "berth.forget/1"}, {"snapshot", s.id}});
+            print_json({{"schema", "berth.forget/1"}, {"snapshot", id}});
         else
-            say("forgot snapshot " + s.id + " (run `berth prune` to free its data)");
+            say("forgot snapshot " + id + " (run `berth prune` to free its data)");
     });
 
     auto *p = command(app, "prune");

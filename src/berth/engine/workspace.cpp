@@ -79,13 +79,15 @@ void remember_restore(const Repository &repo, const std::string &source,
 }
 
 std::optional<Snapshot> latest_of(Repository &repo, const std::string &source) {
-    auto all = repo.snapshots();
-    if (!all) return std::nullopt;
-    for (auto it = all->rbegin(); it != all->rend(); ++it)
+    // The readable snapshots: a damaged one is reported by verify, and only costs this save
+    // its parent (everything is read again), never a wrong parent.
+    auto all = repo.scan_snapshots().good;
+    for (auto it = all.rbegin(); it != all.rend(); ++it)
         if (it->source == source) return *it;
     auto j = nlohmann::json::parse(fs::read_file(restored_file()).value_or("{}"), nullptr, false);
-    if (j.is_object() && j.contains(repo.id() + "|" + source)) {
-        auto s = repo.find_snapshot(j[repo.id() + "|" + source].get<std::string>());
+    auto id = jsonr::text(j, (repo.id() + "|" + source).c_str());
+    if (!id.empty()) {
+        auto s = repo.find_snapshot(id);
         if (s) return *s;
     }
     return std::nullopt;

@@ -20,13 +20,20 @@ std::string compress(std::string_view raw, std::uint8_t &flags) {
     return buf.substr(0, n);
 }
 
-Result<std::string> decompress(std::string_view stored, std::uint8_t flags, std::size_t raw_len) {
+Result<std::string> decompress(std::string_view stored, std::uint8_t flags, std::size_t raw_len,
+                               std::size_t max) {
+    if (raw_len > max)
+        return fail("stored object claims " + std::to_string(raw_len) + " bytes, over the " +
+                    std::to_string(max >> 20) + " MiB the format allows");
     if (flags == k_raw) {
         if (stored.size() != raw_len) return fail("stored chunk has the wrong length");
         return std::string(stored);
     }
     if (flags != k_zstd) return fail("unknown chunk encoding " + std::to_string(flags));
     static thread_local ZSTD_DCtx *dctx = ZSTD_createDCtx();
+    auto frame = ZSTD_getFrameContentSize(stored.data(), stored.size());
+    if (frame != ZSTD_CONTENTSIZE_UNKNOWN && frame != raw_len)
+        return fail("stored chunk does not decompress to its recorded length");
     std::string out(raw_len, '\0');
     std::size_t n = ZSTD_decompressDCtx(dctx, out.data(), out.size(), stored.data(), stored.size());
     if (ZSTD_isError(n) || n != raw_len) return fail("stored chunk does not decompress");

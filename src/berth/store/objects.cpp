@@ -100,7 +100,9 @@ Result<Tree> parse_tree(const std::string &bytes) {
     Reader r{bytes, sizeof k_magic - 1};
     auto n = r.get<std::uint64_t>();
     Tree t;
-    if (n > bytes.size()) return fail("tree object is damaged (entry count)");
+    // Each entry takes at least 41 bytes: a count beyond that is damage, refused before any
+    // allocation.
+    if (!r.ok || n > bytes.size() / 41) return fail("tree object is damaged (entry count)");
     t.entries.reserve(n);
     for (std::uint64_t i = 0; i < n && r.ok; ++i) {
         Entry e;
@@ -115,8 +117,10 @@ Result<Tree> parse_tree(const std::string &bytes) {
         e.gid = r.get<std::uint32_t>();
         e.target = r.get_str();
         auto nc = r.get<std::uint32_t>();
-        if (!r.ok || r.pos + std::size_t(nc) * 32 > bytes.size())
+        if (!r.ok || std::size_t(nc) > (bytes.size() - r.pos) / 32)
             return fail("tree object is damaged (chunks)");
+        if (e.path.size() > 4096 || e.target.size() > 4096)
+            return fail("tree object is damaged (a name over 4096 bytes)");
         e.chunks.resize(nc);
         for (auto &c : e.chunks) {
             std::memcpy(c.data(), bytes.data() + r.pos, 32);
@@ -140,28 +144,54 @@ std::string snapshot_json(const Snapshot &s) {
                      {"bytes", s.bytes},
                      {"new_bytes", s.new_bytes},
                      {"stored_bytes", s.stored_bytes}};
-    return j.dump(2) + "\n";
+    // Names from disk may not be UTF-8: replaced in this summary (the tree keeps the bytes).
+    return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+bool is_hex(const std::string &s, std::size_t len) {
+    return s.size() == len && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
 
 Result<Snapshot> parse_snapshot(const std::string &json) {
-    try {
-        auto j = nlohmann::json::parse(json);
-        Snapshot s;
-        s.id = j.at("id");
-        s.time = j.at("time");
-        s.host = j.value("host", "");
-        s.source = j.value("source", "");
-        s.paths = j.value("paths", std::vector<std::string>{});
-        s.tree = j.at("tree");
-        s.parent = j.value("parent", "");
-        s.files = j.value("files", 0ull);
-        s.bytes = j.value("bytes", 0ull);
-        s.new_bytes = j.value("new_bytes", 0ull);
-        s.stored_bytes = j.value("stored_bytes", 0ull);
-        return s;
-    } catch (const std::exception &e) {
-        return fail(std::string("snapshot file is damaged: ") + e.what());
-    }
+    if (json.size() > (1u << 20)) return fail("snapshot file is damaged: over 1 MiB");
+    auto j = nlohmann::json::parse(json, nullptr, false);
+    if (!j.is_object()) return fail("snapshot file is damaged: not a JSON object");
+    auto text = [&](const char *k, bool required, std::string &out) -> Result<> {
+        auto it = j.find(k);
+        if (it == j.end() || it->is_null()) {
+            if (required) return fail(std::string("snapshot file is damaged: no '") + k + "'");
+            return {};
+        }
+        if (!it->is_string())
+            return fail(std::string("snapshot file is damaged: '") + k + "' is not text");
+        out = it->get<std::string>();
+        return {};
+    };
+    auto count = [&](const char *k) -> std::uint64_t {
+        auto it = j.find(k);
+        return it != j.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
+    };
+    Snapshot s;
+    BERTH_TRY(text("id", true, s.id));
+    BERTH_TRY(text("time", true, s.time));
+    BERTH_TRY(text("tree", true, s.tree));
+    BERTH_TRY(text("host", false, s.host));
+    BERTH_TRY(text("source", false, s.source));
+    BERTH_TRY(text("parent", false, s.parent));
+    if (!is_hex(s.id, 16)) return fail("snapshot file is damaged: bad id");
+    if (!is_hex(s.tree, 64)) return fail("snapshot file is damaged: bad tree id");
+    if (!s.parent.empty() && !is_hex(s.parent, 16))
+        return fail("snapshot file is damaged: bad parent id");
+    if (s.time.size() < 20 || s.time.size() > 40)
+        return fail("snapshot file is damaged: bad time");
+    if (auto it = j.find("paths"); it != j.end() && it->is_array())
+        for (const auto &p : *it)
+            if (p.is_string()) s.paths.push_back(p.get<std::string>());
+    s.files = count("files");
+    s.bytes = count("bytes");
+    s.new_bytes = count("new_bytes");
+    s.stored_bytes = count("stored_bytes");
+    return s;
 }
 
 Result<> check_entry_path(const std::string &path) {

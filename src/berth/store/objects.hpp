@@ -52,7 +52,9 @@ struct Snapshot {
 };
 
 std::string snapshot_json(const Snapshot &s);
+// Validates every field (ids are hex of the right length) before anything uses them.
 Result<Snapshot> parse_snapshot(const std::string &json);
+bool is_hex(const std::string &s, std::size_t len);
 
 // Validates a path from a tree before anything is written with it: relative, no empty, '.'
 // or '..' components. Fails naming the path.

@@ -56,7 +56,8 @@ stdfs::path default_repo() {
 
 Repository::Repository(Repository &&o) noexcept
     : m_root(std::move(o.m_root)), m_id(std::move(o.m_id)), m_chunker(o.m_chunker),
-      m_lock_fd(o.m_lock_fd), m_packs(std::move(o.m_packs)), m_index(std::move(o.m_index)),
+      m_lock_fd(o.m_lock_fd), m_packs(std::move(o.m_packs)), m_damaged(std::move(o.m_damaged)),
+      m_index(std::move(o.m_index)),
       m_pack_buf(std::move(o.m_pack_buf)), m_pending(std::move(o.m_pending)),
       m_written(o.m_written), m_read_fd(o.m_read_fd), m_read_pack(o.m_read_pack) {
     o.m_read_fd = -1;
@@ -68,6 +69,104 @@ Repository::~Repository() {
     if (m_lock_fd >= 0) ::close(m_lock_fd);
 }
 
+namespace {
+
+// Builds a new repository aside (ROOT.berth-init-<random>) and renames it into place, so a
+// kill at any instant leaves either no repository or a whole one, and concurrent first saves
+// converge: rename(2) onto an empty directory succeeds once; the losers find the winner's.
+Result<> create_repository(const stdfs::path &root, const ChunkerParams &chunker) {
+    std::error_code ec;
+    if (stdfs::exists(root / "config.json", ec)) return {};
+    // What an older berth killed mid-creation left: empty skeleton directories and nothing
+    // else. Those (and only empty ones) are removed; anything else is refused below.
+    if (stdfs::is_directory(root, ec)) {
+        bool skeleton = true;
+        for (const auto &e : stdfs::directory_iterator(root, ec)) {
+            std::string n = e.path().filename();
+            bool known = n == "data" || n == "index" || n == "trees" || n == "snapshots";
+            skeleton = skeleton && known && e.is_directory(ec) && stdfs::is_empty(e.path(), ec);
+        }
+        if (skeleton && !ec)
+            for (const char *d : {"data", "index", "trees", "snapshots"})
+                ::rmdir((root / d).c_str());
+    }
+    if (stdfs::exists(root, ec) && !stdfs::is_empty(root, ec)) {
+        return fail(root.string() + " is not empty and not a berth repository",
+                    "pass an empty or new directory as --repo");
+    }
+    BERTH_TRY(fs::make_dirs(root.parent_path(), 0700));
+    std::string prefix = "." + root.filename().string() + ".berth-init-";
+    auto tmp = root.parent_path() / (prefix + random_hex(6));
+    BERTH_TRY(fs::make_dirs(tmp, 0700));
+    // Held while this creator works, released by the kernel if it dies: a sibling whose lock
+    // can be taken was left by a killed creator and is removed below.
+    int held = ::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (held >= 0) ::flock(held, LOCK_EX);
+    for (const char *d : {"data", "index", "trees", "snapshots"})
+        BERTH_TRY(fs::make_dirs(tmp / d, 0700));
+    nlohmann::json j{{"version", 1},
+                     {"id", random_hex(16)},
+                     {"chunker", {{"min", chunker.min}, {"avg", chunker.avg}, {"max", chunker.max}}}};
+    auto w = fs::write_file_atomic(tmp / "config.json", j.dump(2) + "\n", 0600);
+    if (w) w = fs::fsync_dir(tmp);
+    crash_point("repo-prepared");
+    if (w && ::rename(tmp.c_str(), root.c_str()) != 0) {
+        int e = errno;
+        if (e != ENOTEMPTY && e != EEXIST) w = fail_errno(root.string(), e);
+        // ENOTEMPTY/EEXIST: another berth created it first; use theirs.
+    }
+    stdfs::remove_all(tmp, ec); // ours, if it lost (or failed); never the repository
+    if (held >= 0) ::close(held);
+    // Siblings killed creators left behind (their lock is free).
+    for (const auto &e : stdfs::directory_iterator(root.parent_path(), ec)) {
+        std::string n = e.path().filename();
+        if (n.rfind(prefix, 0) != 0) continue;
+        int fd = ::open(e.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) continue;
+        if (::flock(fd, LOCK_EX | LOCK_NB) == 0) stdfs::remove_all(e.path(), ec);
+        ::close(fd);
+    }
+    BERTH_TRY(w);
+    BERTH_TRY(fs::fsync_dir(root.parent_path()));
+    if (!stdfs::exists(root / "config.json", ec))
+        return fail(root.string() + " is not empty and not a berth repository",
+                    "pass an empty or new directory as --repo");
+    return {};
+}
+
+// The repository's parameters, validated: a damaged or crafted config is an error naming the
+// file, never a chunker that spins or a huge allocation.
+Result<> read_config(const stdfs::path &cfg, std::string &id, ChunkerParams &chunker) {
+    auto text = fs::read_file(cfg);
+    if (!text) return tl::unexpected(text.error());
+    auto bad = [&](const std::string &why) {
+        return fail("repository config " + cfg.string() + " is damaged: " + why,
+                    "restore it from a copy; berth will not guess its parameters");
+    };
+    auto j = nlohmann::json::parse(*text, nullptr, false);
+    if (!j.is_object()) return bad("not a JSON object");
+    if (!j.contains("version") || !j["version"].is_number_integer()) return bad("no version");
+    if (j["version"].get<long long>() != 1)
+        return fail("repository " + cfg.parent_path().string() + " has format version " +
+                        j["version"].dump(),
+                    "upgrade berth");
+    if (!j.contains("id") || !j["id"].is_string() || !is_hex(j["id"].get<std::string>(), 32))
+        return bad("bad id");
+    id = j["id"].get<std::string>();
+    if (!j.contains("chunker") || !j["chunker"].is_object()) return bad("no chunker");
+    const auto &c = j["chunker"];
+    for (const char *k : {"min", "avg", "max"})
+        if (!c.contains(k) || !c[k].is_number_unsigned()) return bad(std::string("chunker ") + k);
+    chunker = {c["min"].get<std::size_t>(), c["avg"].get<std::size_t>(),
+               c["max"].get<std::size_t>()};
+    if (chunker.min < 4096 || chunker.min > chunker.avg || chunker.avg > chunker.max ||
+        chunker.max > k_max_chunk || (chunker.avg & (chunker.avg - 1)) != 0)
+        return bad("chunker sizes must be 4 KiB <= min <= avg <= max <= 64 MiB, avg a power of 2");
+    return {};
+}
+
+} // namespace
+
 Result<Repository> Repository::open(const stdfs::path &root, bool create) {
     Repository r;
     r.m_root = fs::absolute_normal(root);
@@ -76,33 +175,9 @@ Result<Repository> Repository::open(const stdfs::path &root, bool create) {
         if (!create)
             return fail("no berth repository at " + r.m_root.string(),
                         "save something to it first, or pass --repo DIR");
-        std::error_code ec;
-        if (stdfs::exists(r.m_root) && !stdfs::is_empty(r.m_root, ec))
-            return fail(r.m_root.string() + " is not empty and not a berth repository",
-                        "pass an empty or new directory as --repo");
-        for (const char *d : {"", "data", "index", "trees", "snapshots"})
-            BERTH_TRY(fs::make_dirs(r.m_root / d, 0700));
-        nlohmann::json j{
-            {"version", 1},
-            {"id", random_hex(16)},
-            {"chunker",
-             {{"min", r.m_chunker.min}, {"avg", r.m_chunker.avg}, {"max", r.m_chunker.max}}}};
-        BERTH_TRY(fs::write_file_atomic(cfg, j.dump(2) + "\n", 0600));
+        BERTH_TRY(create_repository(r.m_root, r.m_chunker));
     }
-    auto text = fs::read_file(cfg);
-    if (!text) return tl::unexpected(text.error());
-    try {
-        auto j = nlohmann::json::parse(*text);
-        if (j.at("version").get<int>() != 1)
-            return fail("repository " + r.m_root.string() + " has format version " +
-                            j.at("version").dump(),
-                        "upgrade berth");
-        r.m_id = j.at("id");
-        r.m_chunker = {j.at("chunker").at("min"), j.at("chunker").at("avg"),
-                       j.at("chunker").at("max")};
-    } catch (const std::exception &e) {
-        return fail("repository config " + cfg.string() + " is damaged: " + e.what());
-    }
+    BERTH_TRY(read_config(cfg, r.m_id, r.m_chunker));
     BERTH_TRY(r.load_index());
     return r;
 }
@@ -138,15 +213,24 @@ Result<> Repository::load_index() {
         if (e.path().extension() == ".idx") files.push_back(e.path());
     if (ec) return fail(m_root.string() + "/index: " + ec.message());
     std::sort(files.begin(), files.end());
+    // A damaged index is set aside and reported (verify, prune), not fatal: its chunks are
+    // simply unknown, so a save sends them again.
     for (const auto &f : files) {
+        std::string name = f.stem();
         auto bytes = fs::read_file(f);
-        if (!bytes) return tl::unexpected(bytes.error());
-        if (bytes->compare(0, sizeof k_idx_magic - 1, k_idx_magic) != 0 ||
-            (bytes->size() - (sizeof k_idx_magic - 1)) % k_idx_entry != 0)
-            return fail("index file " + f.string() + " is damaged", "run `berth verify`");
+        std::string why;
+        if (!is_hex(name, 64))
+            why = "its name is not a pack id";
+        else if (!bytes)
+            why = bytes.error().what;
+        else if (bytes->size() < sizeof k_idx_magic - 1 ||
+                 bytes->compare(0, sizeof k_idx_magic - 1, k_idx_magic) != 0 ||
+                 (bytes->size() - (sizeof k_idx_magic - 1)) % k_idx_entry != 0)
+            why = "not a berth index";
+        std::vector<std::pair<ChunkId, Location>> entries;
         auto pack = static_cast<std::uint32_t>(m_packs.size());
-        m_packs.push_back(f.stem());
-        for (std::size_t p = sizeof k_idx_magic - 1; p < bytes->size(); p += k_idx_entry) {
+        for (std::size_t p = sizeof k_idx_magic - 1; why.empty() && p < bytes->size();
+             p += k_idx_entry) {
             ChunkId id;
             Location l;
             l.pack = pack;
@@ -155,8 +239,18 @@ Result<> Repository::load_index() {
             std::memcpy(&l.stored_len, bytes->data() + p + 40, 4);
             std::memcpy(&l.raw_len, bytes->data() + p + 44, 4);
             std::memcpy(&l.flags, bytes->data() + p + 48, 1);
-            m_index.emplace(id, l);
+            if (l.raw_len > k_max_chunk || l.stored_len > k_max_chunk + (1u << 20) || l.flags > 1 ||
+                l.offset > (std::uint64_t(1) << 40))
+                why = "an entry is out of bounds";
+            entries.emplace_back(id, l);
         }
+        if (!why.empty()) {
+            m_damaged.push_back("index file " + f.string() + " is damaged (" + why + ")");
+            continue;
+        }
+        m_packs.push_back(name);
+        for (const auto &[id, l] : entries)
+            m_index.emplace(id, l);
     }
     return {};
 }
@@ -304,13 +398,18 @@ Result<Tree> Repository::get_tree(const std::string &id) {
     if (file->size() < 9) return fail("tree " + id.substr(0, 16) + " is damaged");
     std::uint64_t raw_len;
     std::memcpy(&raw_len, file->data() + file->size() - 8, 8);
-    auto bytes =
-        decompress(std::string_view(*file).substr(1, file->size() - 9),
-                   static_cast<std::uint8_t>((*file)[0]), static_cast<std::size_t>(raw_len));
-    if (!bytes) return tl::unexpected(bytes.error());
+    if (raw_len > k_max_tree) return fail("tree " + id.substr(0, 16) + " is damaged (size)");
+    auto bytes = decompress(std::string_view(*file).substr(1, file->size() - 9),
+                            static_cast<std::uint8_t>((*file)[0]),
+                            static_cast<std::size_t>(raw_len), k_max_tree);
+    if (!bytes)
+        return fail("tree " + id.substr(0, 16) + " is damaged (" + bytes.error().what + ")",
+                    "run `berth verify`");
     if (to_hex(sha256_id(bytes->data(), bytes->size())) != id)
         return fail("tree " + id.substr(0, 16) + " is damaged", "run `berth verify`");
-    return parse_tree(*bytes);
+    auto t = parse_tree(*bytes);
+    if (!t) return fail("tree " + id.substr(0, 16) + ": " + t.error().what, "run `berth verify`");
+    return t;
 }
 
 Result<> Repository::put_snapshot(const Snapshot &s) {
@@ -318,33 +417,69 @@ Result<> Repository::put_snapshot(const Snapshot &s) {
     return fs::write_file_atomic(m_root / "snapshots" / (s.id + ".json"), snapshot_json(s), 0600);
 }
 
-Result<std::vector<Snapshot>> Repository::snapshots() {
-    std::vector<Snapshot> out;
+SnapshotScan Repository::scan_snapshots() {
+    SnapshotScan out;
     std::error_code ec;
     for (const auto &e : stdfs::directory_iterator(m_root / "snapshots", ec)) {
-        if (e.path().extension() != ".json") continue;
+        std::string name = e.path().filename();
+        if (name.size() < 6 || name.compare(name.size() - 5, 5, ".json") != 0) continue;
+        std::string stem = name.substr(0, name.size() - 5);
+        if (!is_hex(stem, 16)) {
+            if (name.find(".berth-tmp") == std::string::npos)
+                out.damaged.push_back({stem, "snapshot file " + e.path().string() +
+                                                 " does not have a snapshot id for a name"});
+            continue;
+        }
         auto text = fs::read_file(e.path());
-        if (!text) continue;
-        auto s = parse_snapshot(*text);
-        if (s) out.push_back(*s);
+        auto s = text ? parse_snapshot(*text) : Result<Snapshot>(tl::unexpected(text.error()));
+        if (s && s->id != stem)
+            s = fail("snapshot file is damaged: it says it is " + s->id.substr(0, 16));
+        if (!s) {
+            out.damaged.push_back({stem, "snapshot " + stem + " (" + e.path().string() +
+                                             "): " + s.error().what});
+            continue;
+        }
+        out.good.push_back(*s);
     }
-    std::sort(out.begin(), out.end(), [](const Snapshot &a, const Snapshot &b) {
+    if (ec)
+        out.damaged.push_back({"", (m_root / "snapshots").string() + ": " + ec.message()});
+    std::sort(out.good.begin(), out.good.end(), [](const Snapshot &a, const Snapshot &b) {
         return a.time < b.time || (a.time == b.time && a.id < b.id);
     });
     return out;
 }
 
+Result<std::vector<Snapshot>> Repository::snapshots() {
+    auto scan = scan_snapshots();
+    if (!scan.damaged.empty())
+        return fail(scan.damaged.front().second,
+                    "`berth verify` lists the damage; `berth forget " +
+                        (scan.damaged.front().first.empty() ? std::string("ID")
+                                                            : scan.damaged.front().first) +
+                        "` removes a damaged snapshot");
+    return scan.good;
+}
+
 Result<Snapshot> Repository::find_snapshot(const std::string &ref) {
-    auto all = snapshots();
-    if (!all) return tl::unexpected(all.error());
     if (ref == "latest") {
+        // The newest snapshot cannot be known while one is unreadable: refuse, never restore
+        // an older one quietly.
+        auto all = snapshots();
+        if (!all) return tl::unexpected(all.error());
         if (all->empty())
             return fail("the repository has no snapshots", "save one with `berth save`");
         return all->back();
     }
+    if (ref.empty() || ref.size() > 16 ||
+        ref.find_first_not_of("0123456789abcdef") != std::string::npos)
+        return fail("bad snapshot id '" + ref + "'", "ids are hex; see `berth snapshots`", 2);
+    auto scan = scan_snapshots();
     std::vector<Snapshot> hits;
-    for (const auto &s : *all)
+    for (const auto &s : scan.good)
         if (s.id.rfind(ref, 0) == 0) hits.push_back(s);
+    for (const auto &[id, why] : scan.damaged)
+        if (!id.empty() && id.rfind(ref, 0) == 0)
+            return fail(why, "`berth forget " + id + "` removes it");
     if (hits.size() == 1) return hits[0];
     if (hits.empty())
         return fail("no snapshot '" + ref + "' in " + m_root.string(), "see `berth snapshots`");
@@ -352,18 +487,38 @@ Result<Snapshot> Repository::find_snapshot(const std::string &ref) {
                 "give more of its id");
 }
 
-Result<> Repository::forget(const std::string &ref) {
-    auto s = find_snapshot(ref);
-    if (!s) return tl::unexpected(s.error());
-    auto path = m_root / "snapshots" / (s->id + ".json");
+Result<std::string> Repository::forget(const std::string &ref) {
+    // By the file's own name (validated hex), damaged snapshots included; never by an id read
+    // from inside a file.
+    if (ref.empty() || ref.size() > 16 ||
+        ref.find_first_not_of("0123456789abcdef") != std::string::npos)
+        return fail("bad snapshot id '" + ref + "'", "ids are hex; see `berth snapshots`", 2);
+    auto scan = scan_snapshots();
+    std::vector<std::string> hits;
+    for (const auto &s : scan.good)
+        if (s.id.rfind(ref, 0) == 0) hits.push_back(s.id);
+    for (const auto &[id, why] : scan.damaged)
+        if (!id.empty() && id.rfind(ref, 0) == 0) hits.push_back(id);
+    if (hits.empty())
+        return fail("no snapshot '" + ref + "' in " + m_root.string(), "see `berth snapshots`");
+    if (hits.size() > 1)
+        return fail("snapshot '" + ref + "' is ambiguous (" + std::to_string(hits.size()) +
+                        " match)",
+                    "give more of its id");
+    auto path = m_root / "snapshots" / (hits[0] + ".json");
     if (::unlink(path.c_str()) != 0) return fail_errno(path.string(), errno);
-    return fs::fsync_dir(path.parent_path());
+    BERTH_TRY(fs::fsync_dir(path.parent_path()));
+    return hits[0];
 }
 
 Result<VerifyReport> Repository::verify(const std::function<void(std::uint64_t)> &progress) {
     VerifyReport rep;
-    auto snaps = snapshots();
-    if (!snaps) return tl::unexpected(snaps.error());
+    auto scan = scan_snapshots();
+    for (const auto &d : scan.damaged)
+        rep.problems.push_back(d.second);
+    for (const auto &d : m_damaged)
+        rep.problems.push_back(d);
+    auto snaps = std::optional<std::vector<Snapshot>>(scan.good);
     rep.snapshots = snaps->size();
     std::set<std::string> trees;
     for (const auto &s : *snaps)
@@ -395,13 +550,23 @@ Result<VerifyReport> Repository::verify(const std::function<void(std::uint64_t)>
 
 Result<PruneReport> Repository::prune() {
     PruneReport rep;
+    // Nothing is deleted while anything is unreadable: a damaged snapshot's data looks unused,
+    // and a damaged index's pack looks like an orphan.
+    if (!m_damaged.empty())
+        return fail("cannot prune: " + m_damaged.front(),
+                    "nothing was deleted; restore the file or remove it by hand after `berth "
+                    "verify`");
     auto snaps = snapshots();
-    if (!snaps) return tl::unexpected(snaps.error());
+    if (!snaps)
+        return fail("cannot prune: " + snaps.error().what,
+                    "nothing was deleted; " + snaps.error().fix);
     std::set<ChunkId> used;
     std::set<std::string> used_trees;
     for (const auto &s : *snaps) {
         auto t = get_tree(s.tree);
-        if (!t) return fail("cannot prune: " + t.error().what, "run `berth verify` first");
+        if (!t)
+            return fail("cannot prune: " + t.error().what,
+                        "nothing was deleted; run `berth verify`");
         used_trees.insert(s.tree);
         for (const auto &e : t->entries)
             used.insert(e.chunks.begin(), e.chunks.end());
@@ -438,6 +603,7 @@ Result<PruneReport> Repository::prune() {
         if (!used_trees.count(e.path().filename())) stdfs::remove(e.path(), ec);
     m_index.clear();
     m_packs.clear();
+    m_damaged.clear();
     BERTH_TRY(load_index());
     return rep;
 }

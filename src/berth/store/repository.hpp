@@ -48,6 +48,12 @@ struct VerifyReport {
     std::vector<std::string> problems;
 };
 
+// Snapshot files as read: the good ones, and the damaged ones (file stem, reason).
+struct SnapshotScan {
+    std::vector<Snapshot> good;
+    std::vector<std::pair<std::string, std::string>> damaged;
+};
+
 struct PruneReport {
     std::uint64_t packs_removed = 0, bytes_freed = 0, orphan_packs = 0, unused_bytes_kept = 0;
 };
@@ -89,10 +95,16 @@ public:
     Result<std::string> put_tree(const Tree &t);
     Result<Tree> get_tree(const std::string &id);
     Result<> put_snapshot(const Snapshot &s);
+    // Every snapshot; fails naming the first damaged snapshot file.
     Result<std::vector<Snapshot>> snapshots();
-    // By id or unique id prefix, or "latest".
+    // Every snapshot file, good or damaged (for listing, verify and forget).
+    SnapshotScan scan_snapshots();
+    // Index files that could not be read (their chunks are unknown to this repository).
+    const std::vector<std::string> &damaged_indexes() const { return m_damaged; }
+    // By id or unique id prefix, or "latest" (refused while any snapshot is unreadable).
     Result<Snapshot> find_snapshot(const std::string &ref);
-    Result<> forget(const std::string &ref);
+    // Removes a snapshot file by id or unique prefix (damaged ones too); returns its id.
+    Result<std::string> forget(const std::string &ref);
     Result<VerifyReport> verify(const std::function<void(std::uint64_t)> &progress);
     Result<PruneReport> prune();
 
@@ -106,6 +118,7 @@ private:
     ChunkerParams m_chunker;
     int m_lock_fd = -1;
     std::vector<std::string> m_packs;
+    std::vector<std::string> m_damaged;
     std::unordered_map<ChunkId, Location, ChunkIdHash> m_index;
     std::string m_pack_buf;
     struct Pending {

@@ -6,6 +6,7 @@
 #include "util/strings.hpp"
 
 #include <algorithm>
+#include <set>
 #include <cerrno>
 #include <cstring>
 #include <dirent.h>
@@ -282,31 +283,33 @@ Result<Tree> finish_tree(std::vector<Entry> entries) {
     return t;
 }
 
+// A tree is checked whole before anything is written: every path relative and clean, no
+// path twice, nothing beneath a symlink (a crafted tree's `l -> /etc` plus `l/passwd`). A
+// symlink's target is data, stored and restored as it is, wherever it points (the seed's own
+// `/notebooks/storage -> /storage`, a venv's absolute links): restore never follows one.
 Result<> check_tree(const Tree &t) {
-    for (const auto &e : t.entries) {
+    std::set<std::string> links;
+    std::string prev;
+    for (std::size_t i = 0; i < t.entries.size(); ++i) {
+        const auto &e = t.entries[i];
         BERTH_TRY(check_entry_path(e.path));
-        if (e.type != EntryType::symlink) continue;
-        if (e.target.empty() || e.target[0] == '/')
-            return fail("unsafe symlink in snapshot: '" + e.path + "' -> '" + e.target +
-                            "' points outside the restore",
+        if (i > 0 && e.path <= prev)
+            return fail("unsafe tree in snapshot: '" + e.path + "' is out of order or repeated",
                         "the repository may be tampered with");
-        // Resolve lexically from the link's directory: it must stay inside the root.
-        std::vector<std::string> stack;
-        auto parts = str::split(e.path, '/');
-        parts.pop_back();
-        stack = parts;
-        for (const auto &part : str::split(e.target, '/')) {
-            if (part.empty() || part == ".") continue;
-            if (part == "..") {
-                if (stack.empty())
-                    return fail("unsafe symlink in snapshot: '" + e.path + "' -> '" + e.target +
-                                    "' escapes the restore",
-                                "the repository may be tampered with");
-                stack.pop_back();
-            } else {
-                stack.push_back(part);
-            }
+        prev = e.path;
+        if (e.type == EntryType::symlink) {
+            if (e.target.empty() || e.target.find('\0') != std::string::npos)
+                return fail("unsafe symlink in snapshot: '" + e.path + "' has no target",
+                            "the repository may be tampered with");
+            links.insert(e.path);
         }
+        // Any ancestor that is a link? (Ancestors sort before their descendants.)
+        for (auto pos = e.path.find('/'); pos != std::string::npos;
+             pos = e.path.find('/', pos + 1))
+            if (links.count(e.path.substr(0, pos)))
+                return fail("unsafe tree in snapshot: '" + e.path + "' lies beneath the symlink '" +
+                                e.path.substr(0, pos) + "'",
+                            "the repository may be tampered with");
     }
     return {};
 }
@@ -445,16 +448,17 @@ Result<RestoreStats> restore_tree(const Tree &t, const std::string &tree_id,
     }
     for (auto it = dirs.rbegin(); r && it != dirs.rend(); ++it) { // deepest first: mtimes stick
         const Entry &e = **it;
-        auto pfd = open_parent(rootfd, e.path, target);
-        if (!pfd) continue;
-        std::string name = base_name(e.path);
-        ::fchownat(*pfd, name.c_str(), e.uid, e.gid, AT_SYMLINK_NOFOLLOW);
-        ::fchmodat(*pfd, name.c_str(), e.mode, 0);
+        // The directory itself, opened without following a link: its metadata is set through
+        // its own descriptor, never through a path.
+        auto dfd = open_parent(rootfd, e.path + "/x", target);
+        if (!dfd) continue;
+        (void)!::fchown(*dfd, e.uid, e.gid);
+        ::fchmod(*dfd, e.mode & 07777);
         struct timespec ts[2] = {{0, UTIME_OMIT},
                                  {static_cast<time_t>(e.mtime_ns / 1000000000),
                                   static_cast<long>(e.mtime_ns % 1000000000)}};
-        ::utimensat(*pfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
-        ::close(*pfd);
+        ::futimens(*dfd, ts);
+        ::close(*dfd);
     }
     ::syncfs(rootfd);
     ::close(rootfd);

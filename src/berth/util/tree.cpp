@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 namespace berth::tree {
@@ -127,19 +128,59 @@ Result<> finish_dir(const stdfs::path &dst, const struct stat &st, const CopyOpt
     return {};
 }
 
+// What a node without bytes is, for digests and comparisons.
+std::string other_content(const struct stat &st) {
+    if (S_ISFIFO(st.st_mode)) return "fifo";
+    if (S_ISSOCK(st.st_mode)) return "socket";
+    std::string kind = S_ISCHR(st.st_mode) ? "chr " : S_ISBLK(st.st_mode) ? "blk " : "? ";
+    return kind + std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev));
+}
+
+// Recreates a FIFO, socket or device node at d.
+Result<> make_node(const stdfs::path &s, const stdfs::path &d, const struct stat &st) {
+    int rc = S_ISFIFO(st.st_mode) ? ::mkfifo(d.c_str(), st.st_mode & 07777)
+                                  : ::mknod(d.c_str(), st.st_mode, st.st_rdev);
+    if (rc != 0)
+        return fail_errno("cannot recreate " + other_content(st) + " " + s.string(), errno,
+                          "remove it, or run as root to keep a device node");
+    struct timespec times[2] = {st.st_atim, st.st_mtim};
+    (void)::utimensat(AT_FDCWD, d.c_str(), times, AT_SYMLINK_NOFOLLOW);
+    return {};
+}
+
+struct CopyState {
+    struct Link {
+        stdfs::path src, first_copy;
+        nlink_t seen = 1, nlink = 1;
+    };
+    std::map<std::pair<dev_t, ino_t>, Link> links; // files with several names
+};
+
 Result<> copy_rec(const stdfs::path &src, const stdfs::path &dst, const std::string &rel,
-                  const CopyOptions &opt, Digest &out) {
+                  const CopyOptions &opt, Digest &out, CopyState &cs) {
     stdfs::path s = rel.empty() ? src : src / rel;
     stdfs::path d = rel.empty() ? dst : dst / rel;
     struct stat st {};
     if (::lstat(s.c_str(), &st) != 0) return fail_errno(s.string(), errno);
     Entry e{kind_of(st.st_mode), 0, static_cast<mode_t>(st.st_mode & 07777), {}, mtime_ns(st)};
-    if (e.kind == Kind::file) {
+    if (e.kind == Kind::file && st.st_nlink > 1 && cs.links.count({st.st_dev, st.st_ino})) {
+        // Another name of a file already copied: the same file again, as a hard link.
+        auto &first = cs.links[{st.st_dev, st.st_ino}];
+        if (::link(first.first_copy.c_str(), d.c_str()) != 0) return fail_errno(d.string(), errno);
+        ++first.seen;
+        auto fr = stdfs::relative(first.first_copy, dst).string();
+        e.size = static_cast<std::uint64_t>(st.st_size);
+        e.content = out.count(fr) ? out[fr].content : std::string();
+    } else if (e.kind == Kind::file) {
         auto h = copy_file(s, d, st, opt);
         if (!h) return tl::unexpected(h.error());
         e.size = static_cast<std::uint64_t>(st.st_size);
         e.content = *h;
+        if (st.st_nlink > 1) cs.links[{st.st_dev, st.st_ino}] = {s, d, 1, st.st_nlink};
         if (opt.on_step) opt.on_step("file-copied");
+    } else if (e.kind == Kind::other) {
+        BERTH_TRY(make_node(s, d, st));
+        e.content = other_content(st);
     } else if (e.kind == Kind::symlink) {
         auto target = read_link(s);
         if (!target) return tl::unexpected(target.error());
@@ -153,7 +194,7 @@ Result<> copy_rec(const stdfs::path &src, const stdfs::path &dst, const std::str
         auto names = list_dir(s);
         if (!names) return tl::unexpected(names.error());
         for (const auto &n : *names)
-            BERTH_TRY(copy_rec(src, dst, join_rel(rel, n), opt, out));
+            BERTH_TRY(copy_rec(src, dst, join_rel(rel, n), opt, out, cs));
         BERTH_TRY(finish_dir(d, st, opt));
     }
     out[rel] = std::move(e);
@@ -203,6 +244,8 @@ Result<Digest> digest(const stdfs::path &root) {
                 auto t = read_link(p);
                 if (!t) return tl::unexpected(t.error());
                 e.content = *t;
+            } else if (e.kind == Kind::other) {
+                e.content = other_content(st);
             }
             d[rel] = std::move(e);
             return {};
@@ -228,7 +271,13 @@ Result<Digest> shallow(const stdfs::path &root) {
 
 Result<Digest> copy(const stdfs::path &src, const stdfs::path &dst, const CopyOptions &opt) {
     Digest out;
-    BERTH_TRY(copy_rec(src, dst, "", opt, out));
+    CopyState cs;
+    BERTH_TRY(copy_rec(src, dst, "", opt, out, cs));
+    if (opt.notes)
+        for (const auto &[key, l] : cs.links)
+            if (l.nlink > l.seen)
+                opt.notes->push_back(l.src.string() + " has hard links outside " + src.string() +
+                                     ": copied as its own file");
     // One syncfs for the whole copy instead of an fsync per file: the same guarantee (every
     // byte is on disk before the caller's rename makes the copy visible), far fewer flushes.
     int fd = ::open(dst.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -244,7 +293,6 @@ std::vector<std::string> compare(const Digest &expected, const Digest &actual) {
     std::vector<std::string> diffs;
     auto name = [](const std::string &rel) { return rel.empty() ? std::string(".") : rel; };
     for (const auto &[rel, e] : expected) {
-        if (e.kind == Kind::other) continue;
         auto it = actual.find(rel);
         if (it == actual.end()) {
             diffs.push_back(name(rel) + ": missing");
@@ -259,8 +307,7 @@ std::vector<std::string> compare(const Digest &expected, const Digest &actual) {
             diffs.push_back(name(rel) + ": mode differs");
     }
     for (const auto &[rel, a] : actual)
-        if (a.kind != Kind::other && !expected.count(rel))
-            diffs.push_back(name(rel) + ": unexpected");
+        if (!expected.count(rel)) diffs.push_back(name(rel) + ": unexpected");
     return diffs;
 }
 

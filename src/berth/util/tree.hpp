@@ -1,6 +1,8 @@
 // Whole-tree operations for moving user data: copy with a running hash, digest, compare.
 // A "tree" is a regular file, a symlink, or a directory and everything under it.
-// Sockets, FIFOs and device nodes carry no bytes: they are listed but never copied.
+// FIFOs, sockets and device nodes carry no bytes: a copy recreates them (a device node needs
+// root; without it the copy fails naming it). Hard links inside a copied tree stay hard links;
+// a file with links outside the tree is copied once and named in CopyOptions::notes.
 #pragma once
 
 #include "util/result.hpp"
@@ -17,13 +19,14 @@ namespace berth::tree {
 
 namespace stdfs = std::filesystem;
 
-enum class Kind { file, dir, symlink, other };
+enum class Kind { file, dir, symlink, other }; // other: FIFO, socket, device node
 
 struct Entry {
     Kind kind = Kind::other;
     std::uint64_t size = 0;
     mode_t mode = 0;           // permission bits only
-    std::string content;       // sha256 hex for files, target for symlinks
+    std::string content;       // sha256 hex for files, target for symlinks, "fifo", "socket",
+                               // "chr MAJ:MIN" or "blk MAJ:MIN" for the others
     std::int64_t mtime_ns = 0; // not compared: a copy keeps it, but only content counts
 };
 
@@ -44,6 +47,7 @@ struct CopyOptions {
     ByteHook on_bytes;
     StepHook on_step;
     bool preserve_owner = false; // lchown to the source's uid/gid (root only)
+    std::vector<std::string> *notes = nullptr; // what the copy could not keep as it was
 };
 
 // Counts what a copy would move. Fails on unreadable directories.
@@ -58,7 +62,7 @@ Result<Digest> digest(const stdfs::path &root);
 Result<Digest> copy(const stdfs::path &src, const stdfs::path &dst, const CopyOptions &opt = {});
 
 // Differences between two digests as readable lines ("a/b: content differs"), empty if equal.
-// Entries of kind `other` are ignored.
+// Entries of kind `other` compare by what they are (a FIFO must stay a FIFO).
 std::vector<std::string> compare(const Digest &expected, const Digest &actual);
 
 // Size and mtime of every entry, without reading content: a cheap "did it change" check.
