@@ -18,7 +18,8 @@ namespace berth::store {
 
 // New chunks from a local walk are compressed and written by a worker thread while the walker
 // reads, hashes and chunks the next file: the two halves of a save overlap on two cores.
-// While the worker runs it alone touches the repository.
+// While the worker runs it alone touches the repository. The queue has its own lock, held only
+// to push and pop: the walker never waits for a pack write or a sync, only for queue space.
 class RepoSink : public SaveSink {
 public:
     RepoSink(Repository &repo, bool show_progress, std::string label)
@@ -32,7 +33,7 @@ public:
                    std::string_view stored) override {
         m_sent.insert(id);
         m_stored += stored.size();
-        std::lock_guard lk(m_mu);
+        std::lock_guard lk(m_repo_mu);
         return m_repo.add(id, raw_len, flags, stored);
     }
     Result<> new_chunk(const ChunkId &id, std::string_view raw) override {
@@ -90,20 +91,28 @@ private:
                 m_queued -= item.second.size();
             }
             m_space.notify_one();
+            {
+                std::lock_guard lk(m_mu);
+                if (m_error) continue; // the save has failed: drain the queue, write nothing
+            }
             std::uint8_t flags = 0;
             std::string stored = compress(item.second, flags);
             m_stored += stored.size();
-            std::lock_guard lk(m_mu);
-            if (m_error) continue;
-            auto r = m_repo.add(item.first, static_cast<std::uint32_t>(item.second.size()), flags,
-                                stored);
+            Result<> r;
+            {
+                std::lock_guard rk(m_repo_mu); // not the queue's lock: the walker goes on
+                r = m_repo.add(item.first, static_cast<std::uint32_t>(item.second.size()), flags,
+                               stored);
+            }
             if (!r) {
-                m_error = r.error();
+                std::lock_guard lk(m_mu);
+                if (!m_error) m_error = r.error();
                 m_space.notify_all();
             }
         }
     }
-    std::mutex m_mu;
+    std::mutex m_mu;      // the queue, m_closing, m_error
+    std::mutex m_repo_mu; // the repository
     std::condition_variable m_ready, m_space;
     std::deque<std::pair<ChunkId, std::string>> m_queue;
     std::size_t m_queued = 0;

@@ -6,6 +6,10 @@
 #include "util/strings.hpp"
 
 #include <algorithm>
+#include <thread>
+#include <mutex>
+#include <deque>
+#include <condition_variable>
 #include <set>
 #include <cerrno>
 #include <cstring>
@@ -391,6 +395,69 @@ Result<> write_file(int dirfd, const Entry &e, const stdfs::path &target, const 
 
 } // namespace
 
+namespace {
+
+// Reads (and checks) the chunks of a restore ahead of the writer, in the order the writer
+// needs them, on a second thread: reading packs, decompressing and hashing overlap with
+// writing files. At most 64 MiB wait in between.
+class Prefetcher {
+public:
+    Prefetcher(const Tree &t, const ChunkSource &source) : m_source(source) {
+        for (const auto &e : t.entries)
+            if (e.type == EntryType::file)
+                for (const auto &c : e.chunks)
+                    m_order.push_back(&c);
+        m_thread = std::thread([this] { run(); });
+    }
+    ~Prefetcher() {
+        {
+            std::lock_guard lk(m_mu);
+            m_stop = true;
+        }
+        m_space.notify_all();
+        if (m_thread.joinable()) m_thread.join();
+    }
+    // The next chunk, which must be `id` (the writer asks in the same order).
+    Result<std::string> next(const ChunkId &id) {
+        std::unique_lock lk(m_mu);
+        m_ready.wait(lk, [&] { return !m_queue.empty(); });
+        auto r = std::move(m_queue.front());
+        m_queue.pop_front();
+        if (r) m_bytes -= r->size();
+        m_space.notify_one();
+        if (r && m_taken < m_order.size() && *m_order[m_taken] != id)
+            r = fail("restore read its chunks out of order (a bug)");
+        ++m_taken;
+        return r;
+    }
+
+private:
+    void run() {
+        for (const ChunkId *c : m_order) {
+            auto r = m_source(*c);
+            std::unique_lock lk(m_mu);
+            m_space.wait(lk, [&] { return m_bytes < (64u << 20) || m_stop; });
+            if (m_stop) return;
+            bool failed = !r;
+            if (r) m_bytes += r->size();
+            m_queue.push_back(std::move(r));
+            m_ready.notify_one();
+            if (failed) return; // the writer stops at the first error
+        }
+    }
+    const ChunkSource &m_source;
+    std::vector<const ChunkId *> m_order;
+    std::size_t m_taken = 0;
+    std::mutex m_mu;
+    std::condition_variable m_ready, m_space;
+    std::deque<Result<std::string>> m_queue;
+    std::size_t m_bytes = 0;
+    bool m_stop = false;
+    std::thread m_thread;
+};
+
+} // namespace
+
 Result<RestoreStats> restore_tree(const Tree &t, const std::string &tree_id,
                                   const stdfs::path &target, const ChunkSource &source,
                                   const stdfs::path &cache_file,
@@ -403,6 +470,8 @@ Result<RestoreStats> restore_tree(const Tree &t, const std::string &tree_id,
     InodeMap inodes;
     Result<> r;
     std::vector<const Entry *> dirs, links;
+    Prefetcher ahead(t, source);
+    ChunkSource next = [&ahead](const ChunkId &id) { return ahead.next(id); };
     for (const auto &e : t.entries) {
         if (e.type == EntryType::dir) {
             dirs.push_back(&e);
@@ -424,7 +493,7 @@ Result<RestoreStats> restore_tree(const Tree &t, const std::string &tree_id,
             r = tl::unexpected(pfd.error());
             break;
         }
-        r = write_file(*pfd, e, target, source, progress);
+        r = write_file(*pfd, e, target, next, progress);
         struct stat sst {};
         if (r && ::fstatat(*pfd, base_name(e.path).c_str(), &sst, AT_SYMLINK_NOFOLLOW) == 0)
             inodes[e.path] = sst.st_ino;
