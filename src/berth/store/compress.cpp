@@ -4,6 +4,31 @@
 
 namespace berth::store {
 
+std::size_t compress_append(std::string_view raw, std::uint8_t &flags, std::string &out) {
+    flags = k_raw;
+    static thread_local ZSTD_CCtx *cctx = ZSTD_createCCtx();
+    std::size_t start = out.size();
+    auto as_is = [&] {
+        flags = k_raw;
+        out.resize(start);
+        out.append(raw);
+        return raw.size();
+    };
+    if (raw.size() < 512) return as_is();
+    // A 64 KiB sample first: incompressible data (JPEGs, archives) is stored raw at once.
+    std::size_t sample = raw.size() < 65536 ? raw.size() : 65536;
+    static thread_local std::string probe;
+    probe.resize(ZSTD_compressBound(sample));
+    std::size_t n = ZSTD_compressCCtx(cctx, probe.data(), probe.size(), raw.data(), sample, 1);
+    if (ZSTD_isError(n) || n > sample * 97 / 100) return as_is();
+    out.resize(start + ZSTD_compressBound(raw.size()));
+    n = ZSTD_compressCCtx(cctx, out.data() + start, out.size() - start, raw.data(), raw.size(), 1);
+    if (ZSTD_isError(n) || n >= raw.size()) return as_is();
+    out.resize(start + n);
+    flags = k_zstd;
+    return n;
+}
+
 std::string compress(std::string_view raw, std::uint8_t &flags) {
     flags = k_raw;
     if (raw.size() < 512) return std::string(raw);

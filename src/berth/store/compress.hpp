@@ -19,6 +19,8 @@ inline constexpr std::size_t k_max_tree = 1u << 30;
 
 // Returns the bytes to store and sets flags to k_raw or k_zstd.
 std::string compress(std::string_view raw, std::uint8_t &flags);
+// The same, appended to `out` (no intermediate copy); returns how many bytes it appended.
+std::size_t compress_append(std::string_view raw, std::uint8_t &flags, std::string &out);
 
 // The plain bytes; fails if the data is damaged, not raw_len long, or raw_len is over `max`.
 Result<std::string> decompress(std::string_view stored, std::uint8_t flags, std::size_t raw_len,

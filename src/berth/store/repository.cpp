@@ -273,6 +273,20 @@ Result<> Repository::add(const ChunkId &id, std::uint32_t raw_len, std::uint8_t 
     return {};
 }
 
+Result<std::size_t> Repository::add_plain(const ChunkId &id, std::string_view raw) {
+    if (has(id)) return std::size_t(0);
+    if (m_pack_buf.capacity() < pack_target())
+        m_pack_buf.reserve(pack_target() + (4u << 20)); // one buffer for every pack: no faults
+    std::uint64_t offset = m_pack_buf.size();
+    std::uint8_t flags = 0;
+    std::size_t stored = compress_append(raw, flags, m_pack_buf);
+    m_pending.push_back(
+        {id, offset, static_cast<std::uint32_t>(stored), static_cast<std::uint32_t>(raw.size()),
+         flags});
+    if (m_pack_buf.size() >= pack_target()) BERTH_TRY(flush());
+    return stored;
+}
+
 Result<> Repository::sync_fs() {
     int fd = ::open(m_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return fail_errno(m_root.string(), errno);
@@ -286,7 +300,9 @@ Result<> Repository::sync_fs() {
 
 Result<> Repository::flush() {
     if (m_pending.empty()) return {};
-    std::string pack_id = to_hex(sha256_id(m_pack_buf.data(), m_pack_buf.size()));
+    // A random name: hashing 32 MiB again would cost a second SHA-256 pass over everything
+    // saved, and every chunk in it is checked against its own id on every read anyway.
+    std::string pack_id = random_hex(32);
     auto pp = pack_path(pack_id);
     BERTH_TRY(fs::make_dirs(pp.parent_path(), 0700));
     auto w = fs::write_file_atomic(pp, m_pack_buf, 0600, false);

@@ -80,6 +80,9 @@ public:
     // Adds a chunk (already compressed as `flags` says) to the pack being written.
     Result<> add(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags,
                  std::string_view stored);
+    // Adds a chunk given as plain bytes: compressed (when it pays) straight into the pack
+    // being written. Returns the bytes stored.
+    Result<std::size_t> add_plain(const ChunkId &id, std::string_view raw);
     // Writes the pending pack. Packs are made durable in batches (one syncfs), and only then
     // get their indexes; commit() finishes the last batch and makes the indexes durable.
     Result<> flush();
