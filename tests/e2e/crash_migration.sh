@@ -99,6 +99,14 @@ rc=0; BERTH_CRASH_AT=stored "$BERTH" --store "$T/h/store1" persist add "$HOME/.d
 holds_all "$T/h/store1/cfg/.data" || die "after the rename the store is not complete"
 "$BERTH" --store "$T/h/store1" persist add "$HOME/.data" >/dev/null
 [ -L "$HOME/.data" ] && [ "$(tree_hash "$HOME/.data/")" = "$want" ] || die "rename rerun"
+[ -z "$(ls -A "$T/h/store1/.berth/journal")" ] || die "the journal entry of the rename was never finished"
+# Killed after the rename again; this time the boot hook (persist restore) finishes it.
+"$BERTH" --store "$T/h/store1" persist remove "$HOME/.data" >/dev/null
+rc=0; BERTH_CRASH_AT=stored "$BERTH" --store "$T/h/store1" persist add "$HOME/.data" >/dev/null 2>&1 || rc=$?
+[ $rc -eq 137 ] || die "rename crash point not reached the second time (exit $rc)"
+"$BERTH" --store "$T/h/store1" persist restore >/dev/null || die "persist restore after the killed rename"
+[ -z "$(ls -A "$T/h/store1/.berth/journal")" ] || die "persist restore left the journal entry"
+[ -L "$HOME/.data" ] && [ "$(tree_hash "$HOME/.data/")" = "$want" ] || die "persist restore did not relink"
 echo "ok: same file system, killed after the rename"
 
 echo "crash test: every kill left a complete copy; every rerun finished"

@@ -133,8 +133,12 @@ if [ -x "$(command -v sshd || echo /usr/sbin/sshd)" ] && command -v jupyter-note
   echo "late edit" > "$NB1/proj/nb/late.txt"
   expect_exit 1 "$BERTH" destroy -y sr1; expect_in "/notebooks/proj/nb/late.txt" "$out"
   "$BERTH" save sr1 >/dev/null
+  # /storage outlives every local machine: new files there are not what destroy loses.
+  echo "setting" > "$XDG_DATA_HOME/berth/local/storage/cfg/new-after-save"
   want=$(full_hash "$NB1/proj")
-  "$BERTH" destroy -y sr1 >/dev/null
+  "$BERTH" destroy -y sr1 >/dev/null || die "the guard counted /storage, which destroy keeps"
+  [ -f "$XDG_DATA_HOME/berth/local/storage/cfg/new-after-save" ] || die "destroy lost /storage"
+  rm "$XDG_DATA_HOME/berth/local/storage/cfg/new-after-save" # so the save after the restore below has nothing new
   "$BERTH" up sr2 >/dev/null
   "$BERTH" restore latest sr2 >/dev/null
   [ "$(full_hash "$XDG_DATA_HOME/berth/local/instances/sr2/notebooks/proj")" = "$want" ] || die "instance restore differs"

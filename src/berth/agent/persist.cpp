@@ -1,5 +1,8 @@
 #include "agent/persist.hpp"
 
+#include <nlohmann/json.hpp>
+#include <sys/stat.h>
+
 #include "agent/keys.hpp"
 #include "util/fs.hpp"
 #include "util/lock.hpp"
@@ -38,6 +41,40 @@ const char *state_name(ItemState s) {
 
 static Result<FileLock> lock_store(const Store &store, std::chrono::milliseconds wait) {
     return FileLock::acquire(store.lock_file(), wait);
+}
+
+// A `persist add` killed mid-move left a journal entry for a path not yet in the manifest
+// (it is recorded only once it is safely in the store): finish that move and record the path,
+// as the user asked. Entries that are not berth's own shape are left for a person to look at.
+static void finish_journaled(const Store &store, const stdfs::path &home, Manifest &m,
+                             MigrationObserver &obs) {
+    std::error_code ec;
+    if (!stdfs::is_directory(store.journal_dir(), ec)) return;
+    bool changed = false;
+    Migrator mig(store, home, obs);
+    for (const auto &e : stdfs::directory_iterator(store.journal_dir(), ec)) {
+        auto j = nlohmann::json::parse(fs::read_file(e.path()).value_or(""), nullptr, false);
+        if (!j.is_object() || !j.contains("path") || !j["path"].is_string() ||
+            !j.contains("op") || j["op"] != "link")
+            continue;
+        std::string rel = j["path"].get<std::string>();
+        if (rel.empty() || rel[0] == '/' || rel.find("..") != std::string::npos ||
+            m.find(rel) || m.overlapping(rel))
+            continue;
+        struct stat st {};
+        auto sp = store.cfg() / rel, hp = home / rel;
+        ItemKind kind = ItemKind::dir;
+        if (::lstat(sp.c_str(), &st) == 0 || (::lstat(hp.c_str(), &st) == 0 && !S_ISLNK(st.st_mode)))
+            kind = S_ISDIR(st.st_mode) ? ItemKind::dir : ItemKind::file;
+        Item item{rel, kind};
+        auto r = mig.link(item);
+        if (r && r->action != LinkAction::foreign_link) {
+            m.items.push_back(item);
+            changed = true;
+            store.log("finished the interrupted `persist add` of " + rel);
+        }
+    }
+    if (changed) (void)save_manifest(store, m);
 }
 
 static PersistRun link_all(const Store &store, const stdfs::path &home, const Manifest &m,
@@ -140,6 +177,7 @@ Result<PersistRun> persist_restore(const Store &store, const stdfs::path &home,
     BERTH_TRY(store.prepare());
     auto lock = lock_store(store, lock_wait);
     if (!lock) return tl::unexpected(lock.error());
+    finish_journaled(store, home, *m, obs);
     return link_all(store, home, *m, obs);
 }
 
