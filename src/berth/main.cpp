@@ -122,13 +122,6 @@ int run(int argc, char **argv) {
     app.add_option("-c,--set", ctx.overrides, "override a config key for this run: KEY=VALUE");
     for (const auto &c : command_table())
         if (c.add) c.add(app, ctx);
-    // Subcommands' summaries come from the table too.
-    for (const auto &c : command_table())
-        for (const auto &[sub, summary] : c.subcommands)
-            try {
-                app.get_subcommand(c.name)->get_subcommand(sub)->description(summary);
-            } catch (const CLI::OptionNotFound &) {
-            }
 
     try {
         std::vector<std::string> rev(args.rbegin(), args.rend());

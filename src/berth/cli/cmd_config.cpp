@@ -13,7 +13,7 @@ namespace berth::cli {
 void add_config(CLI::App &app, Context &ctx) {
     auto *c = command(app, "config");
     c->require_subcommand(1);
-    c->add_subcommand("show", "every setting with where it came from")->callback([&ctx] {
+    subcommand(*c, "config", "show")->callback([&ctx] {
         if (ctx.json) {
             nlohmann::json j = nlohmann::json::object();
             for (const auto &[k, v] : ctx.config.all())
@@ -26,7 +26,7 @@ void add_config(CLI::App &app, Context &ctx) {
         for (const auto &[k, v] : ctx.config.all())
             std::printf("(%s) %s = %s\n", v.origin.c_str(), k.c_str(), v.value.c_str());
     });
-    auto *get = c->add_subcommand("get", "one setting's value");
+    auto *get = subcommand(*c, "config", "get");
     static std::string key, value;
     get->add_option("KEY", key)->required();
     get->callback([&ctx] {
@@ -40,7 +40,7 @@ void add_config(CLI::App &app, Context &ctx) {
         else
             say(v.value);
     });
-    auto *set = c->add_subcommand("set", "write a setting to the config file");
+    auto *set = subcommand(*c, "config", "set");
     set->add_option("KEY", key)->required();
     set->add_option("VALUE", value)->required();
     set->callback([&ctx] {
@@ -53,7 +53,7 @@ void add_config(CLI::App &app, Context &ctx) {
         else
             say(key + " = " + value + "  (" + ctx.config.file().string() + ")");
     });
-    c->add_subcommand("path", "the config file's path")->callback([&ctx] {
+    subcommand(*c, "config", "path")->callback([&ctx] {
         if (ctx.json)
             print_json({{"schema", "berth.config.path/1"}, {"file", ctx.config.file().string()}});
         else

@@ -136,20 +136,20 @@ void add_keys(CLI::App &app, Context &ctx) {
     auto *k = command(app, "keys");
     k->require_subcommand(1);
 
-    auto *gen = k->add_subcommand("generate", "create an ed25519 key on this machine");
+    auto *gen = subcommand(*k, "keys", "generate");
     static std::string name = "id_ed25519", comment;
     gen->add_option("--name", name, "file name in ~/.ssh")->capture_default_str();
     gen->add_option("--comment", comment, "key comment (default user@host)");
     gen->callback([&ctx] { cmd_generate(ctx, name, comment); });
 
-    auto *imp = k->add_subcommand("import", "import key files (private keys, .pub files)");
+    auto *imp = subcommand(*k, "keys", "import");
     static std::vector<std::string> files;
     imp->add_option("FILE", files, "key files, e.g. id_rsa id_rsa.pub")->required();
     imp->callback([&ctx] { cmd_import(ctx, files); });
 
-    k->add_subcommand("list", "list keys with fingerprints")->callback([&ctx] { cmd_list(ctx); });
+    subcommand(*k, "keys", "list")->callback([&ctx] { cmd_list(ctx); });
 
-    auto *t = k->add_subcommand("test", "check a key against GitHub (or HOST)");
+    auto *t = subcommand(*k, "keys", "test");
     static std::string host;
     static int port = 0;
     t->add_option("HOST", host, "[user@]host (default: keys.test_host, github.com)");

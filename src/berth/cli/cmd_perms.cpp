@@ -9,7 +9,7 @@ namespace berth::cli {
 void add_perms(CLI::App &app, Context &ctx) {
     auto *p = command(app, "perms");
     p->require_subcommand(1);
-    auto *e = p->add_subcommand("explain", "say what a mode means (r=4, w=2, x=1)");
+    auto *e = subcommand(*p, "perms", "explain");
     static std::vector<std::string> modes;
     e->add_option("MODE", modes, "octal (744, 0600, 4755) or symbolic (rwxr--r--)")->required();
     e->callback([&ctx] {

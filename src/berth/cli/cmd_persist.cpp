@@ -236,18 +236,18 @@ void add_persist(CLI::App &app, Context &ctx) {
         command(app, "persist");
     p->require_subcommand(1);
 
-    p->add_subcommand("init", "create the store and persist the default set")->callback([&ctx] {
+    subcommand(*p, "persist", "init")->callback([&ctx] {
         cmd_init(ctx);
     });
 
-    auto *add = p->add_subcommand("add", "persist one more path (moved in safely, then linked)");
+    auto *add = subcommand(*p, "persist", "add");
     static std::string add_path;
     static bool add_file = false;
     add->add_option("PATH", add_path, "a path under $HOME, e.g. ~/.cache/torch")->required();
     add->add_flag("--file", add_file, "create it as an empty file when it exists nowhere yet");
     add->callback([&ctx] { cmd_add(ctx, add_path, add_file); });
 
-    auto *rm = p->add_subcommand("remove", "stop persisting a path (its data is copied back)");
+    auto *rm = subcommand(*p, "persist", "remove");
     static std::string rm_path;
     static bool purge = false;
     rm->add_option("PATH", rm_path, "a persisted path")->required();
@@ -255,12 +255,12 @@ void add_persist(CLI::App &app, Context &ctx) {
     rm->callback([&ctx] { cmd_remove(ctx, rm_path, purge); });
 
     auto *rs =
-        p->add_subcommand("restore", "the boot hook: relink everything, finish interrupted moves");
+        subcommand(*p, "persist", "restore");
     static double timeout = 0;
     rs->add_option("--timeout", timeout, "give up after SECONDS (default: restore.timeout_s)");
     rs->callback([&ctx] { cmd_restore(ctx, timeout); });
 
-    p->add_subcommand("status", "what is persisted, linked, drifted, and its size")
+    subcommand(*p, "persist", "status")
         ->callback([&ctx] { cmd_status(ctx); });
 }
 

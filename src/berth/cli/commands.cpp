@@ -86,6 +86,15 @@ CLI::App *command(CLI::App &app, const char *name) {
     throw std::logic_error(std::string("command '") + name + "' is not in the command table");
 }
 
+CLI::App *subcommand(CLI::App &cmd, const char *parent, const char *name) {
+    for (const auto &c : command_table())
+        if (std::string(c.name) == parent)
+            for (const auto &[sub, summary] : c.subcommands)
+                if (std::string(sub) == name) return cmd.add_subcommand(sub, summary);
+    throw std::logic_error(std::string("subcommand '") + parent + " " + name +
+                           "' is not in the command table");
+}
+
 void print_help() {
     std::printf("berth: rented GPU machines that feel like your own workstation\n\n");
     std::printf("usage: berth [--json] [--store DIR] [--home DIR] [-c KEY=VALUE] COMMAND ...\n\n");

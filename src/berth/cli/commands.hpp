@@ -21,6 +21,8 @@ const std::vector<CommandInfo> &command_table();
 
 // Adds a top-level command with its summary from the table (the only place summaries live).
 CLI::App *command(CLI::App &app, const char *name);
+// Adds a subcommand of command `parent`, with its summary from the table.
+CLI::App *subcommand(CLI::App &cmd, const char *parent, const char *name);
 
 void add_version(CLI::App &, Context &);
 void add_help(CLI::App &, Context &);
