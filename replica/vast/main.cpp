@@ -27,11 +27,11 @@
 
 #include <CLI/CLI.hpp>
 #include <deque>
-#include <optional>
 #include <fstream>
 #include <httplib.h>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -47,8 +47,8 @@ struct State {
     std::deque<int> faults, after;
     std::string match; // faults apply to requests whose "METHOD /path" starts with this
     int delay_ms = 0;
-    int late_ms = 0;              // matched requests: handled, then answered this late
-    int trickle_ms = 0;           // matched requests: the answer sent a byte every N ms
+    int late_ms = 0;                // matched requests: handled, then answered this late
+    int trickle_ms = 0;             // matched requests: the answer sent a byte every N ms
     std::deque<std::string> bodies; // matched requests: handled, answered with these bodies
     std::function<long long(const std::string &)> instance_key;
 };
@@ -128,12 +128,12 @@ guarded(State &st, bool needs_auth,
         if (trickle) {
             auto text = std::make_shared<std::string>(res.body);
             res.body.clear();
-            res.set_content_provider(
-                text->size(), "application/json",
-                [text, trickle](size_t off, size_t, httplib::DataSink &sink) {
-                    std::this_thread::sleep_for(std::chrono::milliseconds(trickle));
-                    return sink.write(text->data() + off, 1);
-                });
+            res.set_content_provider(text->size(), "application/json",
+                                     [text, trickle](size_t off, size_t, httplib::DataSink &sink) {
+                                         std::this_thread::sleep_for(
+                                             std::chrono::milliseconds(trickle));
+                                         return sink.write(text->data() + off, 1);
+                                     });
         }
     };
 }

@@ -1,7 +1,7 @@
 // State database, names, local offers, ssh config: the client-side logic under `berth up`.
 #include "engine/lifecycle.hpp"
-#include "provider/registry.hpp"
 #include "provider/local/local_provider.hpp"
+#include "provider/registry.hpp"
 #include "remote/ssh.hpp"
 #include "state/state.hpp"
 #include "util/fs.hpp"

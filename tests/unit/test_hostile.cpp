@@ -119,7 +119,8 @@ TEST(VastHostile, InstanceRowsWithWrongTypesParse) {
             "ssh_host":"ssh5.vast.ai","ssh_port":"1234"})"));
     EXPECT_EQ(e.host, "ssh5.vast.ai") << "a host that is an ssh option is no host";
     EXPECT_EQ(e.port, 1234);
-    auto o = vast::to_offer(json::parse(R"({"id":"123","is_bid":null,"num_gpus":"x","gpu_name":5})"));
+    auto o =
+        vast::to_offer(json::parse(R"({"id":"123","is_bid":null,"num_gpus":"x","gpu_name":5})"));
     EXPECT_EQ(o.id, "123");
     EXPECT_EQ(o.gpu_count, 0);
     EXPECT_EQ(o.gpu_name, "5");

@@ -74,8 +74,17 @@ TEST(FuzzReaders, TreeAndSnapshotParsersNeverThrow) {
     }
     t.entries.push_back({"link", EntryType::symlink, 0777, 0, 0, 0, 0, "/storage", {}});
     std::string tree = serialize(t);
-    Snapshot s{"0123456789abcdef", "2026-12-01T10:00:00.000000Z", "h", "src", {"a"},
-               std::string(64, 'a'), "", 1, 2, 3, 4};
+    Snapshot s{"0123456789abcdef",
+               "2026-12-01T10:00:00.000000Z",
+               "h",
+               "src",
+               {"a"},
+               std::string(64, 'a'),
+               "",
+               1,
+               2,
+               3,
+               4};
     std::string snap = snapshot_json(s);
     std::mt19937_64 g(7);
     int parsed = 0, refused = 0;
@@ -111,8 +120,8 @@ TEST_F(Fuzz, RepositoryFilesMutatedOnDiskAreReportedNotFatal) {
     ASSERT_TRUE(tree);
     auto tid = repo->put_tree(*tree);
     ASSERT_TRUE(tid);
-    Snapshot s{"0123456789abcdef", "2026-12-01T10:00:00.000000Z", "h", "src", {}, *tid, "",
-               2, 0, 0, 0};
+    Snapshot s{
+        "0123456789abcdef", "2026-12-01T10:00:00.000000Z", "h", "src", {}, *tid, "", 2, 0, 0, 0};
     ASSERT_TRUE(repo->put_snapshot(s));
     // The files to damage, with their pristine bytes.
     std::vector<stdfs::path> files = {dir / "repo/snapshots/0123456789abcdef.json",

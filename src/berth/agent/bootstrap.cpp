@@ -99,7 +99,8 @@ Result<nlohmann::json> ensure_jupyter(const std::string &workdir) {
     if (argv.empty())
         return fail("Jupyter is not installed on the machine",
                     "use an image with Jupyter (fastdotai/fastai-course has it)");
-    auto pid = spawn_detached(argv, state_dir() / "jupyter.log", workdir, {{"JUPYTER_TOKEN", token}});
+    auto pid =
+        spawn_detached(argv, state_dir() / "jupyter.log", workdir, {{"JUPYTER_TOKEN", token}});
     if (!pid) return tl::unexpected(pid.error());
     nlohmann::json j{{"pid", *pid}, {"port", *port}, {"token", token}, {"reused", false}};
     BERTH_TRY(fs::write_file_atomic(file, j.dump() + "\n", 0600));
@@ -153,8 +154,8 @@ Result<nlohmann::json> bootstrap_machine(const BootstrapOptions &o) {
         long long deadline = std::time(nullptr) + static_cast<long long>(o.max_hours * 3600);
         auto self = stdfs::read_symlink("/proc/self/exe");
         auto pid = spawn_detached({self.string(), "agent", "watchdog", "--deadline",
-                                   std::to_string(deadline), "--provider", o.provider,
-                                   "--api-url", o.api_url},
+                                   std::to_string(deadline), "--provider", o.provider, "--api-url",
+                                   o.api_url},
                                   state_dir() / "watchdog.log", "/");
         if (!pid) return tl::unexpected(pid.error());
         BERTH_TRY(fs::write_file_atomic(pid_file, std::to_string(*pid) + "\n", 0600));

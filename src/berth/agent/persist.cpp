@@ -54,17 +54,18 @@ static void finish_journaled(const Store &store, const stdfs::path &home, Manife
     Migrator mig(store, home, obs);
     for (const auto &e : stdfs::directory_iterator(store.journal_dir(), ec)) {
         auto j = nlohmann::json::parse(fs::read_file(e.path()).value_or(""), nullptr, false);
-        if (!j.is_object() || !j.contains("path") || !j["path"].is_string() ||
-            !j.contains("op") || j["op"] != "link")
+        if (!j.is_object() || !j.contains("path") || !j["path"].is_string() || !j.contains("op") ||
+            j["op"] != "link")
             continue;
         std::string rel = j["path"].get<std::string>();
-        if (rel.empty() || rel[0] == '/' || rel.find("..") != std::string::npos ||
-            m.find(rel) || m.overlapping(rel))
+        if (rel.empty() || rel[0] == '/' || rel.find("..") != std::string::npos || m.find(rel) ||
+            m.overlapping(rel))
             continue;
         struct stat st {};
         auto sp = store.cfg() / rel, hp = home / rel;
         ItemKind kind = ItemKind::dir;
-        if (::lstat(sp.c_str(), &st) == 0 || (::lstat(hp.c_str(), &st) == 0 && !S_ISLNK(st.st_mode)))
+        if (::lstat(sp.c_str(), &st) == 0 ||
+            (::lstat(hp.c_str(), &st) == 0 && !S_ISLNK(st.st_mode)))
             kind = S_ISDIR(st.st_mode) ? ItemKind::dir : ItemKind::file;
         Item item{rel, kind};
         auto r = mig.link(item);

@@ -12,8 +12,7 @@
 namespace berth::cli {
 
 void add_agent(CLI::App &app, Context &) {
-    auto *a =
-        command(app, "agent");
+    auto *a = command(app, "agent");
     a->require_subcommand(1);
     auto *boot = a->add_subcommand("boot", "run an instance directory as a machine");
     static std::string dir, storage;

@@ -42,8 +42,7 @@ void add_hook(CLI::App &app, Context &ctx) {
     auto *h = command(app, "hook");
     h->require_subcommand(1);
     static HookFlags f;
-    for (auto *sub : {subcommand(*h, "hook", "install"),
-                      subcommand(*h, "hook", "uninstall")}) {
+    for (auto *sub : {subcommand(*h, "hook", "install"), subcommand(*h, "hook", "uninstall")}) {
         sub->add_flag("--paperspace", f.paperspace,
                       "<store>/pre-run.sh, sourced by the fastai runtime");
         sub->add_flag("--bashrc", f.bashrc, "~/.bashrc, for machines where home survives");

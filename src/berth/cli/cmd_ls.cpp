@@ -218,7 +218,8 @@ void add_ls(CLI::App &app, Context &ctx) {
                     if (row.capabilities.lists_machines && row.capabilities.billed)
                         which.push_back(&row);
             for (const auto *row : which) {
-                auto added = must(e.reconcile(row->name, provider_options(ctx, *row, rflags, true)));
+                auto added =
+                    must(e.reconcile(row->name, provider_options(ctx, *row, rflags, true)));
                 if (!ctx.json)
                     for (const auto &n : added)
                         warn("recovered '" + n + "' from " + row->name);

@@ -1,7 +1,7 @@
 // berth offers: find and rank machines across providers, priced by the one cost model.
 #include "cli/commands.hpp"
-#include "core/cost.hpp"
 #include "cli/providers.hpp"
+#include "core/cost.hpp"
 #include "offers/filter.hpp"
 #include "offers/query.hpp"
 #include "util/strings.hpp"
@@ -68,9 +68,9 @@ void explain(const Row &r, const OffersArgs &a) {
     say("  storage   " + num(o.storage_per_gb_month, "$%.4f") + "/GB-month x " +
         num(a.disk, "%.4g") + " GB / 720 h x " + num(a.hours, "%.4g") + " h = " +
         num(r.session.storage, "$%.4f") + "   (billed while the instance exists, stopped too)");
-    say("  transfer  " + num(o.transfer_down_per_gb, "$%.4f") + "/GB x " +
-        num(a.download, "%.4g") + " GB down + " + num(o.transfer_up_per_gb, "$%.4f") +
-        "/GB x " + num(a.upload, "%.4g") + " GB up = " + num(r.session.transfer, "$%.4f"));
+    say("  transfer  " + num(o.transfer_down_per_gb, "$%.4f") + "/GB x " + num(a.download, "%.4g") +
+        " GB down + " + num(o.transfer_up_per_gb, "$%.4f") + "/GB x " + num(a.upload, "%.4g") +
+        " GB up = " + num(r.session.transfer, "$%.4f"));
     say("  total     " + num(r.session.total(), "$%.4f") + " for the session");
 }
 
@@ -158,12 +158,12 @@ void print_table(const std::vector<Row> &rows, const OffersArgs &a) {
         std::string session = num(r.session.total(), "%.3f") + " (" + num(r.session.rent, "%.3f") +
                               "+" + num(r.session.storage, "%.3f") + "+" +
                               num(r.session.transfer, "%.3f") + ")";
-        std::printf(
-            "%-10s %-6s %-18.18s %2d %6.1f %8.4f %7.1f %8.1f %5.1f%% %5.0f/%-5.0f %8.3f "
-            "%-16s %s\n",
-            o.id.c_str(), o.provider.c_str(), o.gpu_name.c_str(), o.gpu_count, o.vram_gb,
-            o.total_per_hour, o.dlperf, o.dlperf_per_dollar, o.reliability * 100, o.inet_down_mbps,
-            o.inet_up_mbps, o.storage_per_gb_month, loc.c_str(), session.c_str());
+        std::printf("%-10s %-6s %-18.18s %2d %6.1f %8.4f %7.1f %8.1f %5.1f%% %5.0f/%-5.0f %8.3f "
+                    "%-16s %s\n",
+                    o.id.c_str(), o.provider.c_str(), o.gpu_name.c_str(), o.gpu_count, o.vram_gb,
+                    o.total_per_hour, o.dlperf, o.dlperf_per_dollar, o.reliability * 100,
+                    o.inet_down_mbps, o.inet_up_mbps, o.storage_per_gb_month, loc.c_str(),
+                    session.c_str());
     }
     say(std::to_string(rows.size()) + " offer(s); session: " + num(a.hours, "%.4g") + " h, " +
         num(a.disk, "%.4g") + " GB disk, " + num(a.download, "%.4g") + " GB down, " +
@@ -187,8 +187,7 @@ void run(Context &ctx, const OffersArgs &a) {
         if (ctx.json)
             print_json({{"schema", "berth.offers.explain/1"},
                         {"provider", it->offer.provider},
-                        {"offer", it->offer.raw.is_object() ? it->offer.raw
-                                                            : it->offer.fields()},
+                        {"offer", it->offer.raw.is_object() ? it->offer.raw : it->offer.fields()},
                         {"session", session_json(it->session)}});
         else
             explain(*it, a);

@@ -232,13 +232,10 @@ void cmd_status(Context &ctx) {
 } // namespace
 
 void add_persist(CLI::App &app, Context &ctx) {
-    auto *p =
-        command(app, "persist");
+    auto *p = command(app, "persist");
     p->require_subcommand(1);
 
-    subcommand(*p, "persist", "init")->callback([&ctx] {
-        cmd_init(ctx);
-    });
+    subcommand(*p, "persist", "init")->callback([&ctx] { cmd_init(ctx); });
 
     auto *add = subcommand(*p, "persist", "add");
     static std::string add_path;
@@ -254,14 +251,12 @@ void add_persist(CLI::App &app, Context &ctx) {
     rm->add_flag("--purge", purge, "delete the store's copy once the copy in $HOME is verified");
     rm->callback([&ctx] { cmd_remove(ctx, rm_path, purge); });
 
-    auto *rs =
-        subcommand(*p, "persist", "restore");
+    auto *rs = subcommand(*p, "persist", "restore");
     static double timeout = 0;
     rs->add_option("--timeout", timeout, "give up after SECONDS (default: restore.timeout_s)");
     rs->callback([&ctx] { cmd_restore(ctx, timeout); });
 
-    subcommand(*p, "persist", "status")
-        ->callback([&ctx] { cmd_status(ctx); });
+    subcommand(*p, "persist", "status")->callback([&ctx] { cmd_status(ctx); });
 }
 
 } // namespace berth::cli

@@ -1,12 +1,12 @@
 // berth up | start | stop | destroy: the life of a machine.
 #include "cli/commands.hpp"
+#include "cli/providers.hpp"
 #include "core/cost.hpp"
 #include "engine/ledger.hpp"
 #include "engine/lifecycle.hpp"
-#include "cli/providers.hpp"
 #include "engine/workspace.hpp"
-#include "util/interrupt.hpp"
 #include "store/repository.hpp"
+#include "util/interrupt.hpp"
 #include "util/strings.hpp"
 #include "util/term.hpp"
 
@@ -153,8 +153,7 @@ void add_up(CLI::App &app, Context &ctx) {
         print_ready(ctx, r, "running", since(t0));
     });
 
-    auto *sp =
-        command(app, "stop");
+    auto *sp = command(app, "stop");
     static std::string stop_name;
     sp->add_option("NAME", stop_name)->required();
     sp->callback([&ctx] {

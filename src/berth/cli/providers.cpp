@@ -31,11 +31,11 @@ void add_provider_flags(CLI::App *cmd, FlagValues &given, bool everywhere_only) 
             if (!o.default_value.empty()) help += " (default " + o.default_value + ")";
             std::string name = o.name;
             if (o.flag)
-                cmd->add_flag_callback("--" + name, [&given, name] { given[name] = "true"; }, help);
+                cmd->add_flag_callback(
+                    "--" + name, [&given, name] { given[name] = "true"; }, help);
             else
                 cmd->add_option_function<std::string>(
-                       "--" + name, [&given, name](const std::string &v) { given[name] = v; },
-                       help)
+                       "--" + name, [&given, name](const std::string &v) { given[name] = v; }, help)
                     ->type_name("VALUE");
         }
 }
@@ -63,8 +63,8 @@ Options provider_options(const Context &ctx, const ProviderRow &row, const FlagV
                     if (x.name == k) who.push_back(r.name);
             throw Abort(Error{"--" + k + " is not an option of provider " + row.name,
                               who.empty() ? "see `berth up --help`"
-                                          : "it is for " + str::join(who, ", ") + ": add --provider " +
-                                                who.front(),
+                                          : "it is for " + str::join(who, ", ") +
+                                                ": add --provider " + who.front(),
                               2, ErrorKind::user});
         }
     }

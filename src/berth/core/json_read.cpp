@@ -28,11 +28,11 @@ std::string clean_text(const std::string &s, std::size_t max) {
     std::size_t i = 0;
     while (i < s.size()) {
         unsigned char c = s[i];
-        std::size_t len = c < 0x80           ? 1
-                          : (c >> 5) == 6    ? 2
-                          : (c >> 4) == 14   ? 3
-                          : (c >> 3) == 30   ? 4
-                                             : 0;
+        std::size_t len = c < 0x80         ? 1
+                          : (c >> 5) == 6  ? 2
+                          : (c >> 4) == 14 ? 3
+                          : (c >> 3) == 30 ? 4
+                                           : 0;
         bool ok = len > 0 && i + len <= s.size();
         for (std::size_t k = 1; ok && k < len; ++k)
             ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 2;
@@ -113,13 +113,12 @@ Result<long long> require_integer(const nlohmann::json &j, const char *key,
                     "retry later; if it persists, the API changed");
     auto n = integer(j, key, -1);
     if (n < 0)
-        return fail(ErrorKind::malformed,
-                    what + ": field '" + key + "' is not a number (" +
-                        clean_text(v->dump(-1, ' ', false,
-                                           nlohmann::json::error_handler_t::replace),
-                                   40) +
-                        ")",
-                    "retry later; if it persists, the API changed");
+        return fail(
+            ErrorKind::malformed,
+            what + ": field '" + key + "' is not a number (" +
+                clean_text(v->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 40) +
+                ")",
+            "retry later; if it persists, the API changed");
     return n;
 }
 

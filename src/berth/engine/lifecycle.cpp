@@ -166,7 +166,8 @@ Result<InstanceRecord> Engine::resolve(InstanceRecord r) {
         m_progress("'" + r.name + "': its `berth up` was interrupted; undoing it");
         auto rb = rollback(r, **p, Error{"interrupted"});
         (void)m_db.finish(pend->id, false,
-                          rb ? "interrupted; undone" : "interrupted; undo failed: " + rb.error().what);
+                          rb ? "interrupted; undone"
+                             : "interrupted; undo failed: " + rb.error().what);
         return rb;
     }
     if (pend->action == "destroy") {
@@ -328,8 +329,8 @@ Result<InstanceRecord> Engine::wait_running(InstanceRecord r, Provider &p,
         std::this_thread::sleep_for(caps.poll_interval);
     }
     if (r.ssh_port <= 0 || r.ssh_port > 65535 || r.ssh_host.empty())
-        return fail(ErrorKind::malformed, "the provider says '" + r.name +
-                                              "' runs but gives no SSH endpoint");
+        return fail(ErrorKind::malformed,
+                    "the provider says '" + r.name + "' runs but gives no SSH endpoint");
     auto c = m_connect ? m_connect(r, p) : connect(r, p);
     if (!c) return c;
     r = *c;
@@ -382,8 +383,7 @@ Result<InstanceRecord> Engine::rollback(InstanceRecord r, Provider &p, const Err
         auto machines = p.list();
         if (!machines)
             return fail(machines.error().kind,
-                        "cannot look for machines '" + r.name + "' left: " +
-                            machines.error().what,
+                        "cannot look for machines '" + r.name + "' left: " + machines.error().what,
                         "run `berth ls` again later: it finishes the undo");
         auto all = m_db.list();
         for (const auto &m : *machines) {
@@ -393,8 +393,7 @@ Result<InstanceRecord> Engine::rollback(InstanceRecord r, Provider &p, const Err
                 for (const auto &o : *all)
                     other = other || (o.name != r.name && o.provider == r.provider &&
                                       o.provider_id == m.id && o.status != Status::destroyed);
-            if (!other && std::find(ids.begin(), ids.end(), m.id) == ids.end())
-                ids.push_back(m.id);
+            if (!other && std::find(ids.begin(), ids.end(), m.id) == ids.end()) ids.push_back(m.id);
         }
     }
     for (const auto &id : ids) {
@@ -503,22 +502,21 @@ Result<InstanceRecord> Engine::up(const UpRequest &req, const PlanFn &on_plan) {
     // instance (`berth ls`) tries again.
     if (rb) (void)m_db.finish(*intent, false, why.what);
     if (!rb)
-        return fail(why.kind, why.what + "; destroying what was created failed too: " +
-                                  rb.error().what,
-                    "`berth ls` retries the undo; or destroy it in the provider's console",
-                    why.code);
+        return fail(
+            why.kind, why.what + "; destroying what was created failed too: " + rb.error().what,
+            "`berth ls` retries the undo; or destroy it in the provider's console", why.code);
     bool made = !r.provider_id.empty();
     if (why.kind == ErrorKind::interrupted)
-        return fail(ErrorKind::interrupted,
-                    "interrupted: '" + r.name + "' was not created" +
-                        (made ? " (instance " + r.provider_id + " was destroyed: it bills nothing)"
-                              : ""),
-                    "", exit_code::interrupted);
-    return fail(why.kind,
-                why.what + (made ? " (instance " + r.provider_id +
-                                       " was destroyed: it bills nothing)"
-                                 : ""),
-                why.fix.empty() && made ? "try another offer" : why.fix, why.code);
+        return fail(
+            ErrorKind::interrupted,
+            "interrupted: '" + r.name + "' was not created" +
+                (made ? " (instance " + r.provider_id + " was destroyed: it bills nothing)" : ""),
+            "", exit_code::interrupted);
+    return fail(
+        why.kind,
+        why.what +
+            (made ? " (instance " + r.provider_id + " was destroyed: it bills nothing)" : ""),
+        why.fix.empty() && made ? "try another offer" : why.fix, why.code);
 }
 
 Result<InstanceRecord> Engine::start(const std::string &name, std::chrono::seconds timeout) {
@@ -645,7 +643,7 @@ Result<std::vector<std::string>> Engine::reconcile(const std::string &provider,
         if (!existing) return tl::unexpected(existing.error());
         if (*existing && (*existing)->status != Status::destroyed) {
             if ((*existing)->provider_id == m.id || (*existing)->provider_id.empty())
-                continue;        // known, or an up in flight (resolved on its own)
+                continue;       // known, or an up in flight (resolved on its own)
             name += "-" + m.id; // a namesake: keep both
             if (auto again = m_db.get(name); again && *again) continue;
             if (!validate_name(name)) continue;

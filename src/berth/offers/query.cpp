@@ -3,8 +3,8 @@
 #include "util/strings.hpp"
 
 #include <algorithm>
-#include <map>
 #include <cstring>
+#include <map>
 
 namespace berth::offers {
 
@@ -78,8 +78,8 @@ bool field_char(char c) {
 
 // Length of a word operator at q[i] that is followed by a space, or 0.
 std::size_t word_op(const std::string &q, std::size_t i) {
-    static const char *ops[] = {"lte", "lt", "gte", "gt", "nin", "neq", "eq", "noteq", "not eq",
-                                "notin", "not in", "in"};
+    static const char *ops[] = {"lte", "lt",    "gte",    "gt",    "nin",    "neq",
+                                "eq",  "noteq", "not eq", "notin", "not in", "in"};
     for (const char *o : ops) {
         std::size_t n = std::strlen(o);
         if (q.compare(i, n, o) == 0 && i + n < q.size() && q[i + n] == ' ') return n;
@@ -153,8 +153,7 @@ bool valid_utf8(const std::string &s) {
 Result<> parse_query(const std::string &query, nlohmann::json &res) {
     if (query.size() > k_max_query_length)
         return fail("the query is " + std::to_string(query.size()) + " characters long",
-                    "a query has at most " + std::to_string(k_max_query_length) + " characters",
-                    2);
+                    "a query has at most " + std::to_string(k_max_query_length) + " characters", 2);
     if (!valid_utf8(query))
         return fail("the query is not valid UTF-8", "retype it in plain text", 2);
     std::string q = str::trim(query);

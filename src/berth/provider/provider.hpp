@@ -11,8 +11,8 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
@@ -27,9 +27,9 @@ struct Offer {
     std::string id;
     std::string gpu_name; // "RTX 4090"; "none" for a CPU-only host
     int gpu_count = 0;
-    double vram_gb = 0;            // per GPU
-    double price_per_hour = 0;     // rent while running (dph_base; the minimum bid if a bid)
-    double total_per_hour = 0;     // rent + storage for the default disk (dph_total)
+    double vram_gb = 0;        // per GPU
+    double price_per_hour = 0; // rent while running (dph_base; the minimum bid if a bid)
+    double total_per_hour = 0; // rent + storage for the default disk (dph_total)
     double storage_per_gb_month = 0;
     double transfer_down_per_gb = 0, transfer_up_per_gb = 0;
     double dlperf = 0, dlperf_per_dollar = 0, reliability = 0, score = 0;
@@ -59,13 +59,13 @@ using Options = std::map<std::string, std::string>;
 
 // What a provider is, so the engine and the CLI ask questions instead of names.
 struct Capabilities {
-    bool billed = false;          // costs money: credit check, ledger, account
-    bool stop_keeps_disk = true;  // stop keeps the machine's whole disk (else: ephemeral root)
-    bool shared_volume = false;   // one persistent volume mounted in all its machines
+    bool billed = false;             // costs money: credit check, ledger, account
+    bool stop_keeps_disk = true;     // stop keeps the machine's whole disk (else: ephemeral root)
+    bool shared_volume = false;      // one persistent volume mounted in all its machines
     bool bootstrap_over_ssh = false; // machines come up bare: berth uploads its agent over SSH,
                                      // which starts Jupyter; else the provider starts Jupyter
-    bool lists_machines = false;  // list() works: reconcile and interrupted-up recovery by label
-    bool filters_offers = false;  // its search applies the query itself (else berth does)
+    bool lists_machines = false;     // list() works: reconcile and interrupted-up recovery by label
+    bool filters_offers = false;     // its search applies the query itself (else berth does)
     bool offers_need_credentials = false; // offers() fails without them
     std::string workdir = "/notebooks";   // the machine's kept work directory
     // What a destroy loses (paths on the machine, relative to /): the destroy guard counts

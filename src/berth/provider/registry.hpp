@@ -27,7 +27,7 @@ struct ProviderContext {
 
 struct ProviderRow {
     std::string name;
-    std::string summary; // "Vast.ai's GPU marketplace (API key: VAST_API_KEY)"
+    std::string summary;       // "Vast.ai's GPU marketplace (API key: VAST_API_KEY)"
     Capabilities capabilities; // the same as its providers' capabilities()
     std::vector<OptionSpec> options;
     std::function<Result<std::unique_ptr<Provider>>(const ProviderContext &)> make;

@@ -6,9 +6,9 @@
 #include <cerrno>
 #include <ctime>
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <sqlite3.h>
 
 namespace berth {
 
@@ -260,7 +260,8 @@ Result<> StateDb::put(const InstanceRecord &r) {
 
 Result<> StateDb::set_status(const std::string &name, Status s, const std::string &message) {
     Stmt st;
-    BERTH_TRY(prep(m_db, st, "UPDATE instances SET status = ?, message = ?, updated_at = ? WHERE name = ?"));
+    BERTH_TRY(prep(m_db, st,
+                   "UPDATE instances SET status = ?, message = ?, updated_at = ? WHERE name = ?"));
     sqlite3_bind_text(st.s, 1, status_name(s), -1, SQLITE_STATIC);
     sqlite3_bind_text(st.s, 2, message.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st.s, 3, now());
@@ -282,8 +283,9 @@ Result<> StateDb::remove(const std::string &name) {
 Result<std::int64_t> StateDb::intend(const std::string &instance, const std::string &action,
                                      const std::string &detail) {
     Stmt st;
-    BERTH_TRY(prep(m_db, st, "INSERT INTO intents (instance, action, state, detail, created_at) VALUES "
-                       "(?,?,'pending',?,?)"));
+    BERTH_TRY(prep(m_db, st,
+                   "INSERT INTO intents (instance, action, state, detail, created_at) VALUES "
+                   "(?,?,'pending',?,?)"));
     sqlite3_bind_text(st.s, 1, instance.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 2, action.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 3, detail.c_str(), -1, SQLITE_TRANSIENT);
@@ -295,8 +297,10 @@ Result<std::int64_t> StateDb::intend(const std::string &instance, const std::str
 
 Result<> StateDb::finish(std::int64_t intent, bool ok, const std::string &detail) {
     Stmt st;
-    BERTH_TRY(prep(m_db, st, "UPDATE intents SET state = ?, detail = CASE WHEN ? = '' THEN detail ELSE ? END, "
-        "finished_at = ? WHERE id = ?"));
+    BERTH_TRY(
+        prep(m_db, st,
+             "UPDATE intents SET state = ?, detail = CASE WHEN ? = '' THEN detail ELSE ? END, "
+             "finished_at = ? WHERE id = ?"));
     sqlite3_bind_text(st.s, 1, ok ? "done" : "failed", -1, SQLITE_STATIC);
     sqlite3_bind_text(st.s, 2, detail.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 3, detail.c_str(), -1, SQLITE_TRANSIENT);
@@ -309,8 +313,10 @@ Result<> StateDb::finish(std::int64_t intent, bool ok, const std::string &detail
 
 Result<std::vector<Intent>> StateDb::intents(const std::string &instance) {
     Stmt st;
-    BERTH_TRY(prep(m_db, st, "SELECT id, instance, action, state, detail, created_at, finished_at FROM intents "
-        "WHERE instance = ? ORDER BY id"));
+    BERTH_TRY(
+        prep(m_db, st,
+             "SELECT id, instance, action, state, detail, created_at, finished_at FROM intents "
+             "WHERE instance = ? ORDER BY id"));
     sqlite3_bind_text(st.s, 1, instance.c_str(), -1, SQLITE_TRANSIENT);
     std::vector<Intent> out;
     while (sqlite3_step(st.s) == SQLITE_ROW)
@@ -322,15 +328,17 @@ Result<std::vector<Intent>> StateDb::intents(const std::string &instance) {
 
 Result<> StateDb::meter_open(const Meter &m) {
     Stmt q;
-    BERTH_TRY(prep(m_db, q, "SELECT count(*) FROM meters WHERE provider=? AND provider_id=? AND kind=? "
-                       "AND end=0"));
+    BERTH_TRY(prep(m_db, q,
+                   "SELECT count(*) FROM meters WHERE provider=? AND provider_id=? AND kind=? "
+                   "AND end=0"));
     sqlite3_bind_text(q.s, 1, m.provider.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q.s, 2, m.provider_id.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q.s, 3, m.kind.c_str(), -1, SQLITE_TRANSIENT);
     if (sqlite3_step(q.s) == SQLITE_ROW && sqlite3_column_int(q.s, 0) > 0) return {};
     Stmt st;
-    BERTH_TRY(prep(m_db, st, "INSERT INTO meters (instance, provider, provider_id, kind, rate_per_hour, "
-                       "start) VALUES (?,?,?,?,?,?)"));
+    BERTH_TRY(prep(m_db, st,
+                   "INSERT INTO meters (instance, provider, provider_id, kind, rate_per_hour, "
+                   "start) VALUES (?,?,?,?,?,?)"));
     sqlite3_bind_text(st.s, 1, m.instance.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 2, m.provider.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 3, m.provider_id.c_str(), -1, SQLITE_TRANSIENT);
@@ -370,8 +378,9 @@ Result<> StateDb::meter_transfer(const Meter &m) {
         return fail(std::string("state database: ") + sqlite3_errmsg(m_db));
     if (sqlite3_changes(m_db) > 0) return {};
     Stmt st;
-    BERTH_TRY(prep(m_db, st, "INSERT INTO meters (instance, provider, provider_id, kind, rate_per_hour, "
-                       "start, end, amount) VALUES (?,?,?,'transfer',0,0,0,?)"));
+    BERTH_TRY(prep(m_db, st,
+                   "INSERT INTO meters (instance, provider, provider_id, kind, rate_per_hour, "
+                   "start, end, amount) VALUES (?,?,?,'transfer',0,0,0,?)"));
     sqlite3_bind_text(st.s, 1, m.instance.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 2, m.provider.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.s, 3, m.provider_id.c_str(), -1, SQLITE_TRANSIENT);
@@ -383,8 +392,9 @@ Result<> StateDb::meter_transfer(const Meter &m) {
 
 Result<std::vector<Meter>> StateDb::meters() {
     Stmt st;
-    BERTH_TRY(prep(m_db, st, "SELECT instance, provider, provider_id, kind, rate_per_hour, start, end, "
-                       "amount FROM meters ORDER BY id"));
+    BERTH_TRY(prep(m_db, st,
+                   "SELECT instance, provider, provider_id, kind, rate_per_hour, start, end, "
+                   "amount FROM meters ORDER BY id"));
     std::vector<Meter> out;
     int rc;
     while ((rc = sqlite3_step(st.s)) == SQLITE_ROW)

@@ -182,8 +182,7 @@ Result<Snapshot> parse_snapshot(const std::string &json) {
     if (!is_hex(s.tree, 64)) return fail("snapshot file is damaged: bad tree id");
     if (!s.parent.empty() && !is_hex(s.parent, 16))
         return fail("snapshot file is damaged: bad parent id");
-    if (s.time.size() < 20 || s.time.size() > 40)
-        return fail("snapshot file is damaged: bad time");
+    if (s.time.size() < 20 || s.time.size() > 40) return fail("snapshot file is damaged: bad time");
     if (auto it = j.find("paths"); it != j.end() && it->is_array())
         for (const auto &p : *it)
             if (p.is_string()) s.paths.push_back(p.get<std::string>());

@@ -57,9 +57,9 @@ stdfs::path default_repo() {
 Repository::Repository(Repository &&o) noexcept
     : m_root(std::move(o.m_root)), m_id(std::move(o.m_id)), m_chunker(o.m_chunker),
       m_lock_fd(o.m_lock_fd), m_packs(std::move(o.m_packs)), m_damaged(std::move(o.m_damaged)),
-      m_index(std::move(o.m_index)),
-      m_pack_buf(std::move(o.m_pack_buf)), m_pending(std::move(o.m_pending)),
-      m_written(o.m_written), m_read_fd(o.m_read_fd), m_read_pack(o.m_read_pack) {
+      m_index(std::move(o.m_index)), m_pack_buf(std::move(o.m_pack_buf)),
+      m_pending(std::move(o.m_pending)), m_written(o.m_written), m_read_fd(o.m_read_fd),
+      m_read_pack(o.m_read_pack) {
     o.m_read_fd = -1;
     o.m_lock_fd = -1;
 }
@@ -104,9 +104,10 @@ Result<> create_repository(const stdfs::path &root, const ChunkerParams &chunker
     if (held >= 0) ::flock(held, LOCK_EX);
     for (const char *d : {"data", "index", "trees", "snapshots"})
         BERTH_TRY(fs::make_dirs(tmp / d, 0700));
-    nlohmann::json j{{"version", 1},
-                     {"id", random_hex(16)},
-                     {"chunker", {{"min", chunker.min}, {"avg", chunker.avg}, {"max", chunker.max}}}};
+    nlohmann::json j{
+        {"version", 1},
+        {"id", random_hex(16)},
+        {"chunker", {{"min", chunker.min}, {"avg", chunker.avg}, {"max", chunker.max}}}};
     auto w = fs::write_file_atomic(tmp / "config.json", j.dump(2) + "\n", 0600);
     if (w) w = fs::fsync_dir(tmp);
     crash_point("repo-prepared");
@@ -280,9 +281,8 @@ Result<std::size_t> Repository::add_plain(const ChunkId &id, std::string_view ra
     std::uint64_t offset = m_pack_buf.size();
     std::uint8_t flags = 0;
     std::size_t stored = compress_append(raw, flags, m_pack_buf);
-    m_pending.push_back(
-        {id, offset, static_cast<std::uint32_t>(stored), static_cast<std::uint32_t>(raw.size()),
-         flags});
+    m_pending.push_back({id, offset, static_cast<std::uint32_t>(stored),
+                         static_cast<std::uint32_t>(raw.size()), flags});
     if (m_pack_buf.size() >= pack_target()) BERTH_TRY(flush());
     return stored;
 }
@@ -451,14 +451,13 @@ SnapshotScan Repository::scan_snapshots() {
         if (s && s->id != stem)
             s = fail("snapshot file is damaged: it says it is " + s->id.substr(0, 16));
         if (!s) {
-            out.damaged.push_back({stem, "snapshot " + stem + " (" + e.path().string() +
-                                             "): " + s.error().what});
+            out.damaged.push_back(
+                {stem, "snapshot " + stem + " (" + e.path().string() + "): " + s.error().what});
             continue;
         }
         out.good.push_back(*s);
     }
-    if (ec)
-        out.damaged.push_back({"", (m_root / "snapshots").string() + ": " + ec.message()});
+    if (ec) out.damaged.push_back({"", (m_root / "snapshots").string() + ": " + ec.message()});
     std::sort(out.good.begin(), out.good.end(), [](const Snapshot &a, const Snapshot &b) {
         return a.time < b.time || (a.time == b.time && a.id < b.id);
     });

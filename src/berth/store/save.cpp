@@ -6,18 +6,18 @@
 #include "util/strings.hpp"
 
 #include <algorithm>
-#include <functional>
-#include <memory>
-#include <thread>
-#include <mutex>
-#include <deque>
-#include <condition_variable>
-#include <set>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <dirent.h>
 #include <fcntl.h>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
 #include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 
 namespace berth::store {
@@ -87,12 +87,14 @@ struct ReadAhead {
     const std::vector<std::string> &names;
     // Whether the walk will read this file (an unchanged one is not read, so not advised).
     std::function<bool(const std::string &name, const struct stat &)> will_read;
-    std::size_t next = 0;      // the first name not advised yet
-    std::uint64_t ahead = 0;   // bytes advised beyond the current file
+    std::size_t next = 0;    // the first name not advised yet
+    std::uint64_t ahead = 0; // bytes advised beyond the current file
     std::vector<std::uint64_t> sizes;
     std::vector<struct stat> stats; // what the look-ahead saw, for the walk to reuse
     std::vector<bool> have;
-    const struct stat *stat_of(std::size_t i) const { return i < have.size() && have[i] ? &stats[i] : nullptr; }
+    const struct stat *stat_of(std::size_t i) const {
+        return i < have.size() && have[i] ? &stats[i] : nullptr;
+    }
     void advise_past(std::size_t current) {
         if (sizes.size() < names.size()) {
             sizes.resize(names.size(), 0);
@@ -383,8 +385,7 @@ Result<> check_tree(const Tree &t) {
             links.insert(e.path);
         }
         // Any ancestor that is a link? (Ancestors sort before their descendants.)
-        for (auto pos = e.path.find('/'); pos != std::string::npos;
-             pos = e.path.find('/', pos + 1))
+        for (auto pos = e.path.find('/'); pos != std::string::npos; pos = e.path.find('/', pos + 1))
             if (links.count(e.path.substr(0, pos)))
                 return fail("unsafe tree in snapshot: '" + e.path + "' lies beneath the symlink '" +
                                 e.path.substr(0, pos) + "'",

@@ -25,7 +25,6 @@ std::size_t on_body(char *p, std::size_t size, std::size_t n, void *out) {
 
 } // namespace
 
-
 Result<Response> send(const Request &r) {
     static std::once_flag once;
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });

@@ -21,7 +21,7 @@ struct Request {
     std::vector<std::string> headers; // "Name: value"
     std::string body;
     std::chrono::milliseconds timeout{30000}; // the whole request, connect to last byte
-    std::size_t max_body = 256u << 20;         // a larger answer is an error, not a bad_alloc
+    std::size_t max_body = 256u << 20;        // a larger answer is an error, not a bad_alloc
 };
 
 // "host:port" of a URL, for messages.

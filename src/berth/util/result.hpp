@@ -36,8 +36,8 @@ struct Error {
 template <class T = void> using Result = tl::expected<T, Error>;
 
 inline tl::unexpected<Error> fail(std::string what, std::string fix = {}, int code = 1) {
-    return tl::unexpected<Error>(
-        Error{std::move(what), std::move(fix), code, code == 2 ? ErrorKind::user : ErrorKind::other});
+    return tl::unexpected<Error>(Error{std::move(what), std::move(fix), code,
+                                       code == 2 ? ErrorKind::user : ErrorKind::other});
 }
 
 inline tl::unexpected<Error> fail(ErrorKind kind, std::string what, std::string fix = {},

@@ -46,7 +46,7 @@ using ByteHook = std::function<void(std::uint64_t bytes)>;
 struct CopyOptions {
     ByteHook on_bytes;
     StepHook on_step;
-    bool preserve_owner = false; // lchown to the source's uid/gid (root only)
+    bool preserve_owner = false;               // lchown to the source's uid/gid (root only)
     std::vector<std::string> *notes = nullptr; // what the copy could not keep as it was
 };
 

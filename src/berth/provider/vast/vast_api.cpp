@@ -63,8 +63,7 @@ std::string describe_error(const http::Response &r) {
         // not words for a person.
         msg = jsonr::text(j, "msg", "", 300);
         if (msg.empty()) msg = jsonr::text(j, "detail", "", 300);
-        if (msg.empty() && j.contains("detail") && j["detail"].is_array() &&
-            !j["detail"].empty())
+        if (msg.empty() && j.contains("detail") && j["detail"].is_array() && !j["detail"].empty())
             msg = jsonr::text(j["detail"][0], "msg", "", 300);
         code = jsonr::text(j, "error", "", 60);
     }

@@ -170,9 +170,8 @@ Result<MachineInfo> VastProvider::create(const InstanceSpec &spec) {
         if (!jsonr::boolean(*j, "success") || !j->contains("new_contract"))
             return fail(ErrorKind::refused,
                         "Vast.ai did not rent offer " + spec.offer_id + ": " +
-                            jsonr::clean_text(j->dump(-1, ' ', false,
-                                                      json::error_handler_t::replace),
-                                              300));
+                            jsonr::clean_text(
+                                j->dump(-1, ' ', false, json::error_handler_t::replace), 300));
         auto id = jsonr::require_id(*j, "new_contract", "Vast.ai's answer to the rental");
         if (!id) {
             // Rented, but under an id berth cannot read: find it by its label and undo it.
@@ -220,8 +219,8 @@ Result<MachineInfo> VastProvider::describe(const std::string &id) {
         return m;
     }
     if (!row.is_object())
-        return fail(ErrorKind::malformed, "Vast.ai answered instance " + id + " with a malformed row",
-                    "retry later");
+        return fail(ErrorKind::malformed,
+                    "Vast.ai answered instance " + id + " with a malformed row", "retry later");
     return vast::parse_instance(row, now_epoch());
 }
 
@@ -274,8 +273,9 @@ Result<std::vector<MachineInfo>> VastProvider::list() {
         if (token.empty()) break;
         if (token.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                     "0123456789-_=.") != std::string::npos)
-            return fail(ErrorKind::malformed, "Vast.ai answered the instance list with a bad "
-                                              "next_token",
+            return fail(ErrorKind::malformed,
+                        "Vast.ai answered the instance list with a bad "
+                        "next_token",
                         "retry later");
     }
     return out;
@@ -327,8 +327,9 @@ Result<double> opt_number(const Options &o, const char *k, double def) {
     char *end = nullptr;
     double d = std::strtod(it->second.c_str(), &end);
     if (it->second.empty() || *end || !(d >= 0) || d > 1e9)
-        return fail(ErrorKind::user, "--" + std::string(k) + " needs a number, got '" +
-                                         jsonr::clean_text(it->second, 40) + "'",
+        return fail(ErrorKind::user,
+                    "--" + std::string(k) + " needs a number, got '" +
+                        jsonr::clean_text(it->second, 40) + "'",
                     "", 2);
     return d;
 }
@@ -352,8 +353,8 @@ Result<UpPlan> VastProvider::plan(InstanceSpec spec, const Options &opt) {
     if (offer_id.empty() == query.empty())
         return fail(ErrorKind::user, "say which offer to rent", "pass --offer ID or --query '...'",
                     2);
-    if (!offer_id.empty() && (offer_id.size() > 18 ||
-                              offer_id.find_first_not_of("0123456789") != std::string::npos))
+    if (!offer_id.empty() &&
+        (offer_id.size() > 18 || offer_id.find_first_not_of("0123456789") != std::string::npos))
         return fail(ErrorKind::user, "bad offer id '" + jsonr::clean_text(offer_id, 40) + "'",
                     "offer ids are numbers", 2);
     if (type == "interruptible") type = "bid";
@@ -403,10 +404,12 @@ ProviderRow vast_provider_row() {
         {"disk", "GB of disk", "10"},
         {"bid", "interruptible, bidding $/h for the whole machine", "", false, false},
         {"type", "on-demand or bid (with --query)", "on-demand"},
-        {"hours", "planned session length, checked against the credit (default --max-hours, else 1)",
-         "", false, false},
-        {"api-key-file", "a file holding the Vast.ai API key, - for stdin (default: VAST_API_KEY, "
-                         "else ~/.config/vastai/vast_api_key); never the key itself on a command line",
+        {"hours",
+         "planned session length, checked against the credit (default --max-hours, else 1)", "",
+         false, false},
+        {"api-key-file",
+         "a file holding the Vast.ai API key, - for stdin (default: VAST_API_KEY, "
+         "else ~/.config/vastai/vast_api_key); never the key itself on a command line",
          "", false, false, true},
     };
     row.make = [](const ProviderContext &ctx) -> Result<std::unique_ptr<Provider>> {
