@@ -46,7 +46,8 @@ void cmd_save(Context &ctx, const std::string &what, const std::vector<std::stri
         auto db = open_state();
         Engine e(db, registry(ctx), [](const std::string &) {});
         auto r = e.refresh(must(e.find(what)));
-        res = must(save_instance(repo, r, paths, show_progress(ctx)));
+        const auto *row = must(registry(ctx).find(r.provider));
+        res = must(save_instance(repo, r, row->capabilities, paths, show_progress(ctx)));
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (ctx.json) {

@@ -1,7 +1,6 @@
 #include "engine/workspace.hpp"
 
 #include "core/json_read.hpp"
-#include "provider/registry.hpp"
 
 #include "engine/lifecycle.hpp"
 #include "provider/provider.hpp"
@@ -181,13 +180,10 @@ Result<SaveResult> save_directory(Repository &repo, const stdfs::path &dir, bool
 }
 
 Result<SaveResult> save_instance(Repository &repo, const InstanceRecord &r,
-                                 std::vector<std::string> paths, bool progress) {
+                                 const Capabilities &caps, std::vector<std::string> paths,
+                                 bool progress) {
     BERTH_TRY(require_running(r));
-    if (paths.empty()) {
-        auto row = builtin_registry().find(r.provider);
-        if (!row) return tl::unexpected(row.error());
-        paths = default_instance_paths((*row)->capabilities);
-    }
+    if (paths.empty()) paths = default_instance_paths(caps);
     for (auto &p : paths) {
         while (!p.empty() && p[0] == '/')
             p.erase(0, 1);

@@ -28,8 +28,10 @@ Result<std::vector<store::Entry>> scan_here(const std::filesystem::path &root,
 
 Result<SaveResult> save_directory(store::Repository &repo, const std::filesystem::path &dir,
                                   bool progress);
+// With no paths: what the provider's capabilities say a save of its machine covers.
 Result<SaveResult> save_instance(store::Repository &repo, const InstanceRecord &r,
-                                 std::vector<std::string> paths, bool progress);
+                                 const Capabilities &caps, std::vector<std::string> paths,
+                                 bool progress);
 
 Result<store::RestoreStats> restore_directory(store::Repository &repo, const store::Snapshot &s,
                                               const std::filesystem::path &dir, bool progress);

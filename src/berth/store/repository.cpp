@@ -4,6 +4,7 @@
 #include "store/compress.hpp"
 #include "util/crash.hpp"
 #include "util/fs.hpp"
+#include "util/hash.hpp" // random_hex (getrandom): pack names, repository ids
 #include "util/strings.hpp"
 
 #include <algorithm>
@@ -33,16 +34,6 @@ std::size_t pack_target() {
 }
 constexpr char k_idx_magic[] = "BIDX1\n";
 constexpr std::size_t k_idx_entry = 32 + 8 + 4 + 4 + 1;
-
-std::string random_hex(std::size_t bytes) {
-    std::string raw(bytes, '\0');
-    int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)!::read(fd, raw.data(), raw.size());
-        ::close(fd);
-    }
-    return str::hex(reinterpret_cast<const unsigned char *>(raw.data()), raw.size());
-}
 
 template <class T> void put(std::string &out, T v) {
     out.append(reinterpret_cast<const char *>(&v), sizeof v);
