@@ -58,8 +58,9 @@ struct StateFile {
     void write() {
         std::string text = j.dump() + "\n";
         int fd =
-            ::openat(dirfd, "machine.json.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+            ::openat(dirfd, "machine.json.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0) return;
+        ::fchmod(fd, 0600); // it holds Jupyter's token: the owner's alone, whatever was there
         (void)!::write(fd, text.data(), text.size());
         ::fsync(fd);
         ::close(fd);

@@ -187,7 +187,7 @@ Result<> LocalProvider::start(const std::string &id) {
     nlohmann::json boot{{"state", "starting"},
                         {"message", "starting the agent"},
                         {"updated", static_cast<long long>(std::time(nullptr))}};
-    BERTH_TRY(fs::write_file_atomic(dir.machine(), boot.dump() + "\n", 0644));
+    BERTH_TRY(fs::write_file_atomic(dir.machine(), boot.dump() + "\n", 0600));
     std::error_code e2;
     auto self = m_agent_binary.empty() ? stdfs::read_symlink("/proc/self/exe", e2) : m_agent_binary;
     if (e2) return fail("cannot find berth's own binary: " + e2.message());
