@@ -31,7 +31,8 @@ double now_seconds() {
 }
 
 Account::Account(const std::vector<json> *offers, double credit, double boot)
-    : m_offers(offers), m_credit(credit), m_boot(boot) {}
+    : m_offers(offers), m_credit(credit), m_boot(boot), m_opened(now_seconds()),
+      m_initial_credit(credit) {}
 
 Account::~Account() {
     m_quit = true;
@@ -58,14 +59,8 @@ void Account::poll_loop() {
             if (m_credit - billed_total() <= 0)
                 for (auto &[id, i] : m_instances) {
                     if (i.actual != "running" && i.actual != "loading") continue;
-                    i.intended = i.actual = "stopped";
-                    i.status_msg = "stopped: the account's credit is exhausted\n";
-                    i.ssh_port = 0;
-                    if (i.proxy) {
-                        i.proxy->target(0);
-                        i.direct->target(0);
-                    }
-                    if (!i.machine.empty()) (void)m_local->stop(i.machine);
+                    i.intended = "stopped";
+                    go_down(i, "stopped", "stopped: the account's credit is exhausted\n");
                 }
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -77,28 +72,53 @@ void Account::set_credit_left(double left) {
     m_credit = billed_total() + left;
 }
 
-void Account::set_outbid(bool outbid) {
-    std::lock_guard lk(m_mu);
-    double now = now_seconds();
-    for (auto &[id, i] : m_instances) {
-        if (i.bid < 0 || i.intended != "running") continue;
-        advance(i, now);
-        if (outbid && (i.actual == "running" || i.actual == "loading")) {
-            i.actual = "stopped";
-            i.status_msg = "outbid: a higher bid has the GPU; it resumes when yours is highest\n";
-            i.ssh_port = 0;
-            if (i.proxy) {
-                i.proxy->target(0);
-                i.direct->target(0);
-            }
-            if (!i.machine.empty()) (void)m_local->stop(i.machine);
-        } else if (!outbid && i.actual == "stopped") {
-            i.actual = "loading";
-            i.loading_since = now;
-            i.status_msg.clear();
-            if (!i.machine.empty()) (void)m_local->start(i.machine);
-        }
+// The machine goes down with its data kept: no container, nothing reaches sshd.
+void Account::go_down(Instance &i, const std::string &actual, const std::string &msg) {
+    i.actual = actual;
+    i.status_msg = msg;
+    if (i.proxy) {
+        i.proxy->target(0);
+        i.direct->target(0);
     }
+    if (!i.machine.empty()) (void)m_local->stop(i.machine);
+    i.log += "container stopped\n";
+}
+
+// Among interruptible rentals the highest bid has the GPU (SPEC §8): an instance bidding less
+// than the other renter stops with its data kept, and comes back when it bids more.
+void Account::decide_bid(Instance &i, double now) {
+    if (i.bid < 0 || i.intended != "running") return;
+    advance(i, now);
+    bool loses = m_competing >= 0 && i.bid < m_competing;
+    if (loses && (i.actual == "running" || i.actual == "loading")) {
+        go_down(i, "stopped", "outbid: a higher bid has the GPU; it resumes when yours is highest\n");
+    } else if (!loses && i.actual == "stopped") {
+        i.actual = "loading";
+        i.loading_since = now;
+        i.status_msg.clear();
+        if (!i.machine.empty()) (void)m_local->start(i.machine);
+    }
+}
+
+void Account::set_competing_bid(double price) {
+    std::lock_guard lk(m_mu);
+    m_competing = price;
+    double now = now_seconds();
+    for (auto &[id, i] : m_instances)
+        decide_bid(i, now);
+}
+
+void Account::take_offers(const std::vector<long long> &ids) {
+    std::lock_guard lk(m_mu);
+    m_taken.insert(ids.begin(), ids.end());
+}
+
+bool Account::offer_rented(long long offer_id) {
+    std::lock_guard lk(m_mu);
+    if (m_taken.count(offer_id)) return true;
+    for (const auto &[id, i] : m_instances)
+        if (i.offer_id == offer_id) return true;
+    return false;
 }
 
 void Account::push_fate(const std::string &fate) {
@@ -167,12 +187,13 @@ void Account::advance(Instance &i, double now) {
     if (!m) return;
     if (i.intended == "running" && i.actual == "loading") {
         if (m->state == berth::MachineState::running) {
+            // Vast says running when the container runs; its sshd may answer seconds later.
             i.actual = "running";
             i.running_since = now;
             i.ssh_port = m->ssh.port;
-            i.proxy->target(i.ssh_port);
-            i.direct->target(i.ssh_port);
+            i.sshd_at = now + m_sshd_lag;
             i.status_msg.clear();
+            i.log += "container started\n";
         } else if (m->state == berth::MachineState::exited ||
                    m->state == berth::MachineState::stopped) {
             i.actual = "exited";
@@ -186,6 +207,10 @@ void Account::advance(Instance &i, double now) {
         i.proxy->target(0);
         i.direct->target(0);
         i.status_msg = m->message.empty() ? "container exited\n" : m->message + "\n";
+        i.log += i.status_msg;
+    } else if (i.actual == "running" && now >= i.sshd_at && i.proxy->target() == 0) {
+        i.proxy->target(i.ssh_port);
+        i.direct->target(i.ssh_port);
     }
 }
 
@@ -216,23 +241,32 @@ json Account::row(Instance &i, double now) {
     r["dph_base"] = base;
     r["dph_total"] = base + storage_hour;
     r["is_bid"] = i.bid >= 0;
-    // The SSH endpoint, as the CLI's ssh-url reads it (SPEC §5): the proxy port is one below
-    // the machine's for a jupyter runtype (the CLI adds 1); a direct runtype maps 22/tcp.
+    // The SSH endpoint, as the CLI's ssh-url reads it (SPEC §5). Vast assigns the ports at
+    // create and reports them while the instance loads and while it is stopped (the CLI caches
+    // the first answer): the proxy port is one below the machine's for a jupyter runtype (the
+    // CLI adds 1); a direct runtype maps 22/tcp once the container exists.
     std::string runtype = i.request.value("runtype", std::string("ssh"));
-    bool up = i.actual == "running" && i.ssh_port > 0;
-    int via_proxy = i.proxy ? i.proxy->port() : i.ssh_port;
-    int via_direct = i.direct ? i.direct->port() : i.ssh_port;
+    bool container = i.actual == "running" || i.actual == "loading" || i.actual == "rebooting";
+    int via_proxy = i.proxy ? i.proxy->port() : i.sim_port;
+    int via_direct = i.direct ? i.direct->port() : i.sim_port + 1;
     int proxy = via_proxy - (runtype.find("jupyter") != std::string::npos ? 1 : 0);
     r["ssh_host"] = "127.0.0.1";
-    r["ssh_port"] = up ? proxy : 0;
+    r["ssh_port"] = proxy;
     r["ssh_idx"] = "0";
     r["public_ipaddr"] = "127.0.0.1";
-    r["ports"] = json::object();
-    if (up && runtype.find("_direc") != std::string::npos)
+    r.erase("ports"); // Vast omits it until the container exists
+    if (container && runtype.find("_direc") != std::string::npos)
         r["ports"]["22/tcp"] =
-            json::array({{{"HostIp", "0.0.0.0"}, {"HostPort", std::to_string(via_direct)}}});
+            json::array({{{"HostIp", "0.0.0.0"}, {"HostPort", std::to_string(via_direct)}},
+                         {{"HostIp", "::"}, {"HostPort", std::to_string(via_direct)}}});
+    r["direct_port_start"] = via_direct;
+    r["direct_port_end"] = via_direct;
+    r["direct_port_count"] = 1;
+    r["machine_dir_ssh_port"] = via_direct;
+    // The contract runs to the offer's end date; duration counts down to it.
+    double end = i.offer.value("end_date", 0.0);
+    if (end > 0) r["duration"] = std::max(0.0, end - now);
     r["jupyter_token"] = i.jupyter_token;
-    r["machine_dir_ssh_port"] = up ? i.ssh_port : 0;
     r["uptime_mins"] = i.actual == "running" ? (now - i.running_since) / 60.0 : 0.0;
     double gib = 1073741824.0;
     r["inet_down_billed"] =
@@ -251,18 +285,48 @@ json Account::row(Instance &i, double now) {
 
 Reply Account::create(long long offer_id, const json &body) {
     std::lock_guard lk(m_mu);
+    return create_locked(offer_id, body);
+}
+
+// Vast's answer to renting an offer that is gone or rented (its OpenAPI's 404 example).
+static Reply no_such_ask(long long offer_id) {
+    Reply r = api_error(404, "invalid_args",
+                        "error 404/3603: no_such_ask Instance type by id " +
+                            std::to_string(offer_id) + " is not available.");
+    r.body["ask_id"] = offer_id;
+    return r;
+}
+
+// Makes (or makes again, for recycle) the real machine behind an instance.
+void Account::boot_real(Instance &i, double now) {
+    i.loading_since = now;
+    i.actual = "loading";
+    auto m = m_local->create(i.spec);
+    if (!m) {
+        i.actual = "exited";
+        i.status_msg = "Error: could not start the machine: " + m.error().what + "\n";
+        return;
+    }
+    for (const auto &[kid, k] : i.keys)
+        (void)m_local->add_authorized_key(i.machine, k);
+    i.log += "pulling image " + i.request.value("image", std::string()) + "\ncontainer created\n";
+}
+
+Reply Account::create_locked(long long offer_id, const json &body) {
     const json *offer = nullptr;
     for (const auto &o : *m_offers)
         if (o.value("id", 0LL) == offer_id) offer = &o;
-    if (!offer) return api_error(404, "no_such_ask", "Offer not found.");
-    if (!offer->value("rentable", true) || offer->value("rented", false))
-        return api_error(410, "ask_unavailable", "Offer no longer available.");
+    if (!offer || !offer->value("rentable", true) || offer->value("rented", false) ||
+        offer_rented(offer_id))
+        return no_such_ask(offer_id);
     double disk = 10;
     if (body.contains("disk") && body["disk"].is_number()) disk = body["disk"].get<double>();
     if (disk < 8) return api_error(400, "invalid_args", "disk must be at least 8 GB");
     Instance i{m_next_id++, *offer, body};
+    i.offer_id = offer_id;
     i.created = i.loading_since = i.metered_until = now_seconds();
     i.disk = disk;
+    i.sim_port = 20000 + static_cast<int>(i.id % 20000) * 2;
     if (body.contains("price") && body["price"].is_number()) {
         i.bid = body["price"].get<double>();
         if (i.bid < 0.001 || i.bid > 128)
@@ -282,17 +346,26 @@ Reply Account::create(long long offer_id, const json &body) {
         }
     }
     for (const auto &[kid, k] : m_keys)
-        i.keys.push_back(kid);
+        i.keys[kid] = k;
+    i.log = "instance " + std::to_string(i.id) + " created on machine " +
+            std::to_string(offer->value("machine_id", 0LL)) + "\n";
     if (m_local && i.fate.empty()) {
-        berth::InstanceSpec spec;
+        berth::InstanceSpec &spec = i.spec;
         spec.name = "vast-" + std::to_string(i.id);
-        for (const auto &[kid, k] : m_keys)
-            spec.authorized_keys += k + "\n";
         spec.jupyter = false;
         spec.storage = false;
         spec.workdir = "/workspace";
         spec.install_berth = false; // a Vast container has no berth: the client uploads it
-        spec.onstart = body.value("onstart", json()).is_string() ? body["onstart"] : "";
+        // The keys go in live (attach and detach change them while the machine runs).
+        // The host's rsync endpoint for `copy` to and from the laptop (see rsync()): Vast's
+        // vastai_kaalia login and a module named by the instance id; then the user's onstart.
+        std::string ids = std::to_string(i.id);
+        spec.onstart =
+            "grep -q '^vastai_kaalia:' /etc/passwd || echo 'vastai_kaalia:x:0:0:vast:/root:/bin/sh' "
+            ">> /etc/passwd; for m in " + ids + " C." + ids + "; do printf '[%s]\\n path = /\\n "
+            "use chroot = no\\n read only = no\\n uid = root\\n gid = root\\n' $m; done > "
+            "/etc/rsyncd.conf\n" +
+            (body.value("onstart", json()).is_string() ? body["onstart"].get<std::string>() : "");
         if (body.contains("env") && body["env"].is_object())
             for (const auto &[k, v] : body["env"].items())
                 if (v.is_string() && !k.empty() && k[0] != '-') spec.env.emplace_back(k, v);
@@ -300,13 +373,16 @@ Reply Account::create(long long offer_id, const json &body) {
         spec.env.emplace_back("CONTAINER_API_KEY", i.container_key);
         spec.env.emplace_back("VAST_CONTAINERLABEL", "C." + std::to_string(i.id));
         spec.env.emplace_back("PUBLIC_IPADDR", "127.0.0.1");
-        auto m = m_local->create(spec);
-        if (!m)
-            return api_error(500, "server_error", "could not start the machine: " + m.error().what);
         i.machine = spec.name;
         i.proxy = std::make_shared<Forwarder>();
         i.direct = std::make_shared<Forwarder>();
+        boot_real(i, i.created);
+        if (i.actual == "exited") {
+            i.machine.clear();
+            return api_error(500, "server_error", i.status_msg);
+        }
     }
+    if (i.bid >= 0) decide_bid(i, i.created);
     long long id = i.id;
     m_instances.emplace(id, std::move(i));
     return {200, {{"success", true}, {"new_contract", id}}};
@@ -396,14 +472,7 @@ Reply Account::update(long long id, const json &body) {
     std::string state = body.value("state", std::string());
     if (state == "stopped") {
         i->intended = "stopped";
-        if (i->actual != "offline") i->actual = "stopped";
-        i->ssh_port = 0;
-        i->status_msg.clear();
-        if (i->proxy) {
-            i->proxy->target(0);
-            i->direct->target(0);
-        }
-        if (!i->machine.empty()) (void)m_local->stop(i->machine);
+        go_down(*i, i->actual == "offline" ? "offline" : "stopped", "");
     } else if (state == "running") {
         i->intended = "running";
         if (i->actual == "offline") return {200, {{"success", true}}}; // it stays unreachable
@@ -429,14 +498,7 @@ Reply Account::destroy(long long id) {
     auto *i = find(id);
     if (!i) return no_such_instance();
     advance(*i, now_seconds());
-    m_charges.push_back({{"instance_id", id},
-                         {"type", "charge"},
-                         {"description", "instance " + std::to_string(id)},
-                         {"amount", i->rent_billed + i->storage_billed + transfer_billed(*i)},
-                         {"transfer", transfer_billed(*i)},
-                         {"timestamp", now_seconds()},
-                         {"rent", i->rent_billed},
-                         {"storage", i->storage_billed}});
+    m_charges.push_back(charge_row(*i, now_seconds()));
     if (!i->machine.empty()) {
         auto d = m_local->destroy(i->machine);
         if (!d) return api_error(500, "server_error", "could not destroy: " + d.error().what);
@@ -445,32 +507,51 @@ Reply Account::destroy(long long id) {
     return {200, {{"success", true}}};
 }
 
+// Vast writes times as ISO 8601 in UTC.
+static std::string iso_time(double t) {
+    std::time_t tt = static_cast<std::time_t>(t);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
 Reply Account::ssh_keys() {
     std::lock_guard lk(m_mu);
     json out = json::array();
     for (const auto &[id, k] : m_keys)
-        out.push_back(
-            {{"id", id}, {"user_id", 1}, {"key", k}, {"created_at", 0}, {"deleted_at", nullptr}});
+        out.push_back({{"id", id},
+                       {"user_id", 1},
+                       {"key", k},
+                       {"created_at", iso_time(m_key_times[id])},
+                       {"deleted_at", nullptr}});
     return {200, out};
 }
 
 Reply Account::add_ssh_key(const json &body) {
     std::lock_guard lk(m_mu);
     std::string k = body.value("ssh_key", std::string());
+    while (!k.empty() && (k.back() == '\n' || k.back() == ' '))
+        k.pop_back();
+    if (k.empty()) return api_error(400, "invalid_args", "No ssh key provided");
     if (k.rfind("ssh-", 0) != 0 && k.rfind("ecdsa-", 0) != 0)
         return api_error(400, "invalid_args", "not a public SSH key");
     long long id = m_next_key++;
     m_keys[id] = k;
+    m_key_times[id] = now_seconds();
     // [D]: a new account key is also added to every current instance.
-    for (auto &[iid, i] : m_instances)
+    for (auto &[iid, i] : m_instances) {
+        i.keys[id] = k;
         if (!i.machine.empty()) (void)m_local->add_authorized_key(i.machine, k);
+    }
     return {200,
             {{"success", true},
              {"key",
               {{"id", id},
                {"user_id", 1},
                {"public_key", k},
-               {"created_at", 0},
+               {"created_at", iso_time(m_key_times[id])},
                {"deleted_at", nullptr}}}}};
 }
 
@@ -485,7 +566,17 @@ Reply Account::attach_key(long long instance, const json &body) {
     auto *i = find(instance);
     if (!i) return no_such_instance();
     std::string key = body.value("ssh_key", std::string());
+    while (!key.empty() && (key.back() == '\n' || key.back() == ' '))
+        key.pop_back();
     if (key.empty()) return api_error(400, "no_ssh_key", "ssh_key is required");
+    long long kid = 0;
+    for (const auto &[id, k] : m_keys)
+        if (k == key) kid = id;
+    if (!kid) { // a key of this instance only: it gets an id of its own
+        kid = m_next_key++;
+        m_key_times[kid] = now_seconds();
+    }
+    i->keys[kid] = key;
     if (!i->machine.empty()) {
         auto a = m_local->add_authorized_key(i->machine, key);
         if (!a) return api_error(500, "server_error", a.error().what);
@@ -493,10 +584,54 @@ Reply Account::attach_key(long long instance, const json &body) {
     return {200, {{"success", true}, {"msg", "SSH key added to instance."}}};
 }
 
-Reply Account::detach_key(long long instance, long long) {
+// Detach really detaches: the key no longer logs in to that machine.
+Reply Account::detach_key(long long instance, long long key) {
     std::lock_guard lk(m_mu);
-    if (!find(instance)) return no_such_instance();
+    auto *i = find(instance);
+    if (!i) return api_error(404, "no_such_instance", "Instance not found.");
+    auto it = i->keys.find(key);
+    if (it == i->keys.end())
+        return api_error(400, "invalid_args", "Invalid request parameters");
+    if (!i->machine.empty()) {
+        auto r = m_local->remove_authorized_key(i->machine, it->second);
+        if (!r)
+            return api_error(500, "delete_ssh_from_instance",
+                             "Error deleting SSH key from instance");
+    }
+    i->keys.erase(it);
     return {200, {{"success", true}, {"msg", "SSH key removed from instance."}}};
+}
+
+Reply Account::instance_ssh_keys(long long id) {
+    std::lock_guard lk(m_mu);
+    auto *i = find(id);
+    if (!i) return no_such_instance();
+    json out = json::array();
+    for (const auto &[kid, k] : i->keys)
+        out.push_back({{"id", kid}, {"user_id", 1}, {"key", k},
+                       {"created_at", iso_time(m_key_times[kid])}, {"deleted_at", nullptr}});
+    return {200, {{"success", true}, {"ssh_keys", out}}};
+}
+
+// One instance's charges as the old invoice list shows them: what, how many hours at which
+// rate, and the amount (rent + storage + transfer), with the parts beside for tests.
+json Account::charge_row(Instance &i, double now) {
+    double base = i.bid >= 0 ? i.bid : i.offer.value("dph_base", 0.0);
+    double amount = i.rent_billed + i.storage_billed + transfer_billed(i);
+    double hours = base > 0 ? i.rent_billed / base : 0.0;
+    return {{"instance_id", i.id},
+            {"type", "charge"},
+            {"description", "Instance " + std::to_string(i.id) + " GPU and storage charges"},
+            {"quantity", hours},
+            {"rate", base},
+            {"amount", amount},
+            {"transfer", transfer_billed(i)},
+            {"timestamp", now},
+            {"start", i.created},
+            {"end", now},
+            {"label", i.label},
+            {"rent", i.rent_billed},
+            {"storage", i.storage_billed}};
 }
 
 double Account::billed_total() {
@@ -520,7 +655,20 @@ Reply Account::user(const std::string &api_key) {
              {"email", "replica@localhost"},
              {"fullname", "Replica User"},
              {"credit", m_credit - billed},
-             {"balance", -(m_credit - billed)},
+             // What is owed beyond the prepaid credit (0 while the credit lasts).
+             {"balance", std::max(0.0, billed - m_credit)},
+             {"balance_threshold", 0.0},
+             {"balance_threshold_enabled", false},
+             {"billaddress_country", nullptr},
+             {"billing_creditonly", true},
+             {"got_signup_credit", false},
+             {"has_payout", false},
+             {"paid_expected", 0.0},
+             {"paid_verified", 0.0},
+             {"billed_expected", billed},
+             {"billed_verified", billed},
+             {"user", "replica"},
+             {"sid", "replica-session"},
              {"api_key", api_key},
              {"key_id", 1},
              {"ssh_key", m_keys.empty() ? json() : json(m_keys.begin()->second)},
@@ -540,23 +688,10 @@ Reply Account::invoices(double since, double until) {
     double now = now_seconds();
     for (auto &[id, i] : m_instances) {
         advance(i, now);
-        rows.push_back({{"instance_id", id},
-                        {"type", "charge"},
-                        {"description", "instance " + std::to_string(id)},
-                        {"amount", i.rent_billed + i.storage_billed + transfer_billed(i)},
-                        {"transfer", transfer_billed(i)},
-                        {"timestamp", now},
-                        {"rent", i.rent_billed},
-                        {"storage", i.storage_billed}});
+        rows.push_back(charge_row(i, now));
     }
     return {200,
             {{"invoices", rows}, {"current", {{"charges", billed_total()}, {"credit", m_credit}}}}};
-}
-
-Reply Account::simple_ok(long long instance) {
-    std::lock_guard lk(m_mu);
-    if (!find(instance)) return no_such_instance();
-    return {200, {{"success", true}}};
 }
 
 } // namespace replica

@@ -15,6 +15,8 @@
 
 #include <atomic>
 #include <deque>
+#include <filesystem>
+#include <set>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -23,6 +25,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "provider/provider.hpp"
 
 namespace berth {
 class LocalProvider;
@@ -50,9 +54,20 @@ public:
     long long instance_of_key(const std::string &key);
     // Test control: leave the account `left` dollars of credit from now.
     void set_credit_left(double left);
-    // Test control: a higher bid takes (true) or gives back (false) the GPUs of every
-    // interruptible instance; outbid ones stop with their data kept and resume after.
-    void set_outbid(bool outbid);
+    // Test control: another renter bids `price` $/h on every machine (a negative price: no
+    // other bid; infinity: always higher). Interruptible instances bidding less stop with their
+    // data kept and resume when theirs is highest again (a bid change re-decides).
+    void set_competing_bid(double price);
+    // Test control: another renter takes these offers (they leave search; renting fails).
+    void take_offers(const std::vector<long long> &ids);
+    // Whether an offer is rented now (by this account or another renter).
+    bool offer_rented(long long offer_id);
+    // How long sshd lags behind `running` on a real machine (Vast reports running first).
+    void set_sshd_lag(double seconds) { m_sshd_lag = seconds; }
+    // Where result_url links point (the replica's own address, standing in for S3).
+    void set_base_url(std::string url) { m_base_url = std::move(url); }
+    // A result blob (logs, command output) by name; nullopt when none.
+    std::optional<std::string> blob(const std::string &name);
 
     Reply list_v1(int limit, long long after, const nlohmann::json &filters);
     Reply create(long long offer_id, const nlohmann::json &body);
@@ -67,7 +82,25 @@ public:
     Reply detach_key(long long instance, long long key);
     Reply user(const std::string &api_key);
     Reply invoices(double since, double until);
-    Reply simple_ok(long long instance);
+    // The rest of what the official client calls (SPEC §5): see instances.cpp.
+    Reply bulk_state(const nlohmann::json &body);
+    Reply bulk_destroy(const nlohmann::json &body);
+    Reply bulk_create(const nlohmann::json &body);
+    Reply reboot(long long id);
+    Reply recycle(long long id);
+    Reply change_bid(long long id, const nlohmann::json &body);
+    Reply prepay(long long id, const nlohmann::json &body);
+    Reply deposit(long long id);
+    Reply update_template(long long id, const nlohmann::json &body);
+    Reply request_logs(long long id, const nlohmann::json &body);
+    Reply execute(long long id, const nlohmann::json &body);
+    Reply copy_direct(const nlohmann::json &body);
+    Reply cancel_copy(const nlohmann::json &body);
+    Reply rsync(const nlohmann::json &body);
+    Reply instance_ssh_keys(long long id);
+    Reply secrets(const std::string &method, const nlohmann::json &body);
+    Reply invoices_v1(const nlohmann::json &filters, int limit, long long after, bool charges);
+    Reply ipaddrs();
 
     // Exact money billed so far (for tests comparing berth's ledger).
     double billed_total();
@@ -80,8 +113,14 @@ private:
         std::string intended = "running", actual = "loading", label;
         double created = 0, loading_since = 0, running_since = 0, disk = 10, bid = -1;
         double rent_billed = 0, storage_billed = 0, metered_until = 0;
-        std::vector<long long> keys;
+        long long offer_id = 0;
+        std::map<long long, std::string> keys; // the keys that log in, by account key id
         std::string machine; // the local machine's name; empty: simulated
+        berth::InstanceSpec spec; // what the machine was made of (recycle makes it again)
+        std::string log;          // the container's log (logs): boot, onstart, reboots
+        double sshd_at = 0;       // when a real machine's sshd is reachable (lags running)
+        double prepaid = 0;       // a reserved instance's deposit
+        int sim_port = 0;         // a simulated instance's SSH proxy port
         std::string fate;    // "exited" / "offline": it never comes up
         std::string status_msg, container_key, jupyter_token;
         int ssh_port = 0;
@@ -91,6 +130,13 @@ private:
     };
     void advance(Instance &i, double now);
     void meter(Instance &i, double until);
+    void decide_bid(Instance &i, double now);
+    void go_down(Instance &i, const std::string &actual, const std::string &msg);
+    void boot_real(Instance &i, double now);
+    Reply create_locked(long long offer_id, const nlohmann::json &body);
+    nlohmann::json charge_row(Instance &i, double now);
+    std::string put_blob(const std::string &text);
+    std::optional<std::filesystem::path> machine_path(Instance &i, const std::string &path);
     double transfer_billed(const Instance &i) const;
     void poll_loop();
     nlohmann::json row(Instance &i, double now);
@@ -99,6 +145,7 @@ private:
     const std::vector<nlohmann::json> *m_offers;
     std::map<long long, Instance> m_instances;
     std::map<long long, std::string> m_keys;
+    std::map<long long, double> m_key_times;
     std::vector<nlohmann::json> m_charges; // closed charges of destroyed instances
     double m_credit, m_boot;
     std::unique_ptr<berth::LocalProvider> m_local;
@@ -106,7 +153,11 @@ private:
     std::atomic<bool> m_quit{false};
     std::thread m_poller;
     long long m_next_id = 20000001, m_next_key = 1;
-    std::mutex m_mu;
+    double m_sshd_lag = 3, m_competing = -1, m_opened = 0, m_initial_credit = 0;
+    std::set<long long> m_taken; // offers rented by other renters
+    std::map<std::string, std::string> m_secrets, m_blobs;
+    std::string m_base_url;
+    std::recursive_mutex m_mu; // recursive: bulk calls run the single ones
 };
 
 double now_seconds();

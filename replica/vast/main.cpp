@@ -19,11 +19,17 @@
 //   "fate": ["exited", ...]   the next created instances end so instead of running
 //                             ("offline" too; "on-demand": its bid is silently dropped)
 //   "list": ["empty", ...]    the next instance lists come back empty, or "malformed"
-//   "outbid": true|false      interruptible instances lose (stop) or regain (resume) the GPU
+//   "outbid": true|false|P    another renter bids P $/h (true: always more; false: no one):
+//                             interruptible instances bidding less stop, and resume when
+//                             theirs is highest again (a bid change re-decides)
+//   "take": [offer ids]       another renter rents these offers (search drops them; renting
+//                             them fails as on Vast)
+//   "sshd_lag": S             real machines' sshd answers S seconds after `running`
 //   "credit_left": D          the account has D dollars left from now (at 0 Vast stops
 //                             running instances)
 #include "instances.hpp"
 #include "search.hpp"
+#include "util/hash.hpp"
 
 #include <CLI/CLI.hpp>
 #include <deque>
@@ -157,7 +163,9 @@ int main(int argc, char **argv) {
     app.add_option("--port", port, "0: any free port");
     app.add_option("--api-key", st.api_key, "the key clients must send");
     int replicate = 1;
-    double credit = 25.0, boot_seconds = 2.0;
+    double credit = 25.0, boot_seconds = 2.0, sshd_lag = 3.0;
+    app.add_option("--sshd-lag", sshd_lag,
+                   "seconds a real machine's sshd answers after it is reported running");
     app.add_option("--credit", credit, "the account's prepaid credit in dollars");
     app.add_option("--boot-seconds", boot_seconds, "how long a new instance stays loading");
     app.add_option("--replicate", replicate,
@@ -174,6 +182,14 @@ int main(int argc, char **argv) {
         for (auto &o : snap.is_array() ? snap : snap.at("offers"))
             st.offers.push_back(o);
         if (!names_file.empty()) st.gpu_names = load(names_file).at("gpu_names");
+        // The recording's contracts end at 2024 dates: move them by the recording's age, so
+        // an offer has as many days left now as it had then (end_date - duration is the moment
+        // it was recorded).
+        double now = replica::now_seconds();
+        for (auto &o : st.offers) {
+            double end = o.value("end_date", 0.0), left = o.value("duration", 0.0);
+            if (end > 0 && left > 0) o["end_date"] = now + left;
+        }
         std::size_t recorded = st.offers.size();
         for (int copy = 1; copy < replicate; ++copy)
             for (std::size_t i = 0; i < recorded; ++i) {
@@ -189,8 +205,14 @@ int main(int argc, char **argv) {
     }
 
     httplib::Server svr;
-    auto do_search = [&st](const json &q, httplib::Response &res) {
-        reply(res, 200, {{"success", true}, {"offers", replica::search(st.offers, q)}});
+    replica::Account account(&st.offers, credit, boot_seconds);
+    account.set_sshd_lag(sshd_lag);
+    auto do_search = [&st, &account](const json &q, httplib::Response &res) {
+        reply(res, 200,
+              {{"success", true},
+               {"offers", replica::search(st.offers, q, [&account](long long id) {
+                    return account.offer_rented(id);
+                })}});
     };
     svr.Post(R"(/api/v0/bundles/?)",
              guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
@@ -212,7 +234,6 @@ int main(int argc, char **argv) {
                 reply(res, 200, {{"success", true}, {"gpu_names", st.gpu_names}});
             }));
     // The account: instances, SSH keys, the user, invoices (every request in the wire capture).
-    replica::Account account(&st.offers, credit, boot_seconds);
     if (!machines.empty()) {
         if (berth_binary.empty()) {
             std::cerr << "berth-vast-replica: --machines needs --berth PATH" << std::endl;
@@ -279,9 +300,158 @@ int main(int argc, char **argv) {
                guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
                    send(res, account.detach_key(num(req, 1), num(req, 2)));
                }));
-    svr.Put(R"(/api/v0/instances/(?:bid_price|reboot|recycle)/(\d+)/?)",
+    auto put_id = [&](const char *path, std::function<replica::Reply(long long, const json &)> fn) {
+        svr.Put(path, guarded(st, true, [&, fn](const httplib::Request &req, httplib::Response &res) {
+                    send(res, fn(num(req, 1), body_of(req)));
+                }));
+    };
+    put_id(R"(/api/v0/instances/reboot/(\d+)/?)",
+           [&](long long id, const json &) { return account.reboot(id); });
+    put_id(R"(/api/v0/instances/recycle/(\d+)/?)",
+           [&](long long id, const json &) { return account.recycle(id); });
+    put_id(R"(/api/v0/instances/bid_price/(\d+)/?)",
+           [&](long long id, const json &b) { return account.change_bid(id, b); });
+    put_id(R"(/api/v0/instances/prepay/(\d+)/?)",
+           [&](long long id, const json &b) { return account.prepay(id, b); });
+    put_id(R"(/api/v0/instances/update_template/(\d+)/?)",
+           [&](long long id, const json &b) { return account.update_template(id, b); });
+    put_id(R"(/api/v0/instances/request_logs/(\d+)/?)",
+           [&](long long id, const json &b) { return account.request_logs(id, b); });
+    put_id(R"(/api/v0/instances/command/(\d+)/?)",
+           [&](long long id, const json &b) { return account.execute(id, b); });
+    svr.Get(R"(/api/v0/instances/balance/(\d+)/?)",
             guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
-                send(res, account.simple_ok(num(req, 1)));
+                send(res, account.deposit(num(req, 1)));
+            }));
+    svr.Get(R"(/api/v0/instances/(\d+)/ssh/?)",
+            guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                send(res, account.instance_ssh_keys(num(req, 1)));
+            }));
+    // The plural commands: PUT /instances/ {"state", "ids"}, DELETE /instances/
+    // {"instance_ids"}, POST /asks/bulk/ {"ids", ...the create body}.
+    svr.Put(R"(/api/v0/instances/?)",
+            guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                send(res, account.bulk_state(body_of(req)));
+            }));
+    svr.Delete(R"(/api/v0/instances/?)",
+               guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                   send(res, account.bulk_destroy(body_of(req)));
+               }));
+    svr.Post(R"(/api/v0/asks/bulk/?)",
+             guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                 send(res, account.bulk_create(body_of(req)));
+             }));
+    // launch instance: the best offer of the query that is still free, rented at once.
+    svr.Put(R"(/api/v0/launch_instance/?)",
+            guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                auto body = body_of(req);
+                json q = body.value("q", json::object());
+                auto found = replica::search(st.offers, q, [&account](long long id) {
+                    return account.offer_rented(id);
+                });
+                if (found.empty())
+                    return reply(res, 404,
+                                 {{"success", false},
+                                  {"error", "no_offers"},
+                                  {"msg", "No offers match the query."}});
+                json one = body;
+                one.erase("q");
+                send(res, account.create(found.front().value("id", 0LL), one));
+            }));
+    svr.Put(R"(/api/v0/commands/copy_direct/?)",
+            guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                send(res, account.copy_direct(body_of(req)));
+            }));
+    svr.Delete(R"(/api/v0/commands/copy_direct/?)",
+               guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                   send(res, account.cancel_copy(body_of(req)));
+               }));
+    svr.Put(R"(/api/v0/commands/rsync/?)",
+            guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
+                send(res, account.rsync(body_of(req)));
+            }));
+    // The S3 stand-in that result_url links point to (no key, as a presigned URL).
+    svr.Get(R"(/_blobs/([0-9a-f]+\.log))",
+            [&account](const httplib::Request &req, httplib::Response &res) {
+                auto b = account.blob(req.matches[1].str());
+                if (!b) {
+                    res.status = 404;
+                    return;
+                }
+                res.set_content(*b, "text/plain");
+            });
+    // Account: env vars, IP addresses, invoices v1 and charges, templates, volumes, cloud
+    // connections (a new account has none of the last two).
+    for (const char *m : {"GET", "POST", "PUT", "DELETE"}) {
+        std::string method = m;
+        auto h = guarded(st, true, [&, method](const httplib::Request &req, httplib::Response &res) {
+            send(res, account.secrets(method, body_of(req)));
+        });
+        if (method == "GET") svr.Get(R"(/api/v0/secrets/?)", h);
+        if (method == "POST") svr.Post(R"(/api/v0/secrets/?)", h);
+        if (method == "PUT") svr.Put(R"(/api/v0/secrets/?)", h);
+        if (method == "DELETE") svr.Delete(R"(/api/v0/secrets/?)", h);
+    }
+    svr.Get(R"(/api/v0/users/(?:me|current|\d+)/ipaddrs/?)",
+            guarded(st, true, [&](const httplib::Request &, httplib::Response &res) {
+                send(res, account.ipaddrs());
+            }));
+    auto billing = [&](bool charges) {
+        return guarded(st, true, [&, charges](const httplib::Request &req, httplib::Response &res) {
+            json filters = req.has_param("select_filters")
+                               ? json::parse(req.get_param_value("select_filters"))
+                               : json::object();
+            int limit = req.has_param("limit") ? std::stoi(req.get_param_value("limit")) : 20;
+            long long after = 0;
+            if (req.has_param("after_token")) {
+                std::string t = req.get_param_value("after_token");
+                if (t.empty() || t.size() > 12 ||
+                    t.find_first_not_of("0123456789") != std::string::npos)
+                    return reply(res, 400,
+                                 {{"success", false},
+                                  {"error", "invalid_token"},
+                                  {"msg", "Invalid pagination token"}});
+                after = std::stoll(t);
+            }
+            send(res, account.invoices_v1(filters, limit, after, charges));
+        });
+    };
+    svr.Get(R"(/api/v1/invoices/?)", billing(false));
+    svr.Get(R"(/api/v0/charges/?)", billing(true));
+    svr.Get(R"(/api/v0/template/?)",
+            guarded(st, true, [&](const httplib::Request &, httplib::Response &res) {
+                json t = json::array();
+                long long n = 1;
+                for (const char *image : {"fastdotai/fastai-course", "pytorch/pytorch",
+                                          "vastai/tensorflow"})
+                    t.push_back({{"id", n},
+                                 {"hash_id", berth::random_hex(16)},
+                                 {"name", std::string(image)},
+                                 {"image", image},
+                                 {"tag", "latest"},
+                                 {"runtype", "ssh_direc ssh_proxy"},
+                                 {"ssh_direct", true},
+                                 {"use_ssh", true},
+                                 {"jup_direct", false},
+                                 {"use_jupyter_lab", false},
+                                 {"onstart", nullptr},
+                                 {"env", ""},
+                                 {"count_created", 100 * n},
+                                 {"recommended", true},
+                                 {"private", false},
+                                 {"desc", std::string("the ") + image + " image"},
+                                 {"created_at", 1730000000.0 + static_cast<double>(n)},
+                                 {"creator_id", 1},
+                                 {"recommended_disk_space", 10.0 * static_cast<double>(n++)}});
+                reply(res, 200, {{"success", true}, {"templates_found", t.size()}, {"templates", t}});
+            }));
+    svr.Get(R"(/api/v0/volumes/?)",
+            guarded(st, true, [&](const httplib::Request &, httplib::Response &res) {
+                reply(res, 200, {{"volumes", json::array()}});
+            }));
+    svr.Get(R"(/api/v0/users/cloud_integrations/?)",
+            guarded(st, true, [&](const httplib::Request &, httplib::Response &res) {
+                reply(res, 200, json::array());
             }));
     svr.Get(R"(/api/v0/users/current/?)",
             guarded(st, true, [&](const httplib::Request &, httplib::Response &res) {
@@ -321,7 +491,16 @@ int main(int argc, char **argv) {
                      st.match = j.value("match", std::string());
                      if (j.contains("credit_left"))
                          account.set_credit_left(j["credit_left"].get<double>());
-                     if (j.contains("outbid")) account.set_outbid(j["outbid"].get<bool>());
+                     if (j.contains("outbid")) {
+                         const auto &o = j["outbid"];
+                         account.set_competing_bid(o.is_boolean()
+                                                       ? (o.get<bool>() ? 1e9 : -1.0)
+                                                       : o.get<double>());
+                     }
+                     if (j.contains("take"))
+                         account.take_offers(j["take"].get<std::vector<long long>>());
+                     if (j.contains("sshd_lag"))
+                         account.set_sshd_lag(j["sshd_lag"].get<double>());
                      for (const auto &f : j.value("fate", json::array()))
                          account.push_fate(f.get<std::string>());
                      for (const auto &f : j.value("list", json::array()))
@@ -340,6 +519,7 @@ int main(int argc, char **argv) {
         std::cerr << "berth-vast-replica: cannot listen on " << host << std::endl;
         return 1;
     }
+    account.set_base_url("http://" + host + ":" + std::to_string(port));
     std::cout << "listening on " << host << ":" << port << std::endl;
     svr.listen_after_bind();
     return 0;

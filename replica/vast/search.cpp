@@ -1,5 +1,7 @@
 #include "search.hpp"
 
+#include <chrono>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -118,7 +120,8 @@ void price(nlohmann::json &o, double alloc, bool bid) {
 }
 
 std::vector<nlohmann::json> search(const std::vector<nlohmann::json> &offers,
-                                   const nlohmann::json &q) {
+                                   const nlohmann::json &q,
+                                   const std::function<bool(long long)> &rented) {
     if (!q.is_object()) throw std::invalid_argument("the query must be a JSON object");
     double alloc = 5.0;
     if (q.contains("allocated_storage") && !as_number(q["allocated_storage"], alloc))
@@ -126,7 +129,18 @@ std::vector<nlohmann::json> search(const std::vector<nlohmann::json> &offers,
     std::string type = q.value("type", std::string("on-demand"));
     bool bid = type == "bid" || type == "interruptible";
     std::vector<nlohmann::json> out;
-    for (auto o : offers) {
+    bool asks_rented = q.contains("rented");
+    double now = std::chrono::duration<double>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+    for (const auto &offer : offers) {
+        bool taken = rented && rented(offer.value("id", 0LL));
+        if (taken && !asks_rented) continue;
+        auto o = offer;
+        if (taken) o["rented"] = true;
+        // The contract's end is fixed; what is left of it shrinks as time passes.
+        double end = o.value("end_date", 0.0);
+        if (end > 0) o["duration"] = std::max(0.0, end - now);
         price(o, alloc, bid);
         bool ok = true;
         for (const auto &[key, cond] : q.items()) {

@@ -274,6 +274,37 @@ Result<> LocalProvider::add_authorized_key(const std::string &id, const std::str
     return fs::write_file_atomic(file, text + key + "\n", 0600);
 }
 
+Result<> LocalProvider::remove_authorized_key(const std::string &id, const std::string &key) {
+    auto file = instance(id).root / "keys" / "authorized_keys";
+    auto text = fs::read_file(file).value_or("");
+    std::string kept;
+    for (const auto &line : str::split(text, '\n'))
+        if (!line.empty() && str::trim(line) != str::trim(key)) kept += line + "\n";
+    if (kept == text) return {};
+    return fs::write_file_atomic(file, kept, 0600);
+}
+
+std::optional<stdfs::path> LocalProvider::machine_root(const std::string &id) const {
+    auto pid = agent_pid(id);
+    if (!pid || !*pid) return std::nullopt;
+    // The agent forks the machine's PID 1, which chroots; find a process whose root differs.
+    for (int p : {*pid}) {
+        auto children = fs::read_file("/proc/" + std::to_string(p) + "/task/" +
+                                      std::to_string(p) + "/children")
+                            .value_or("");
+        std::vector<int> cand{p};
+        for (const auto &c : str::split(str::trim(children), ' '))
+            if (!c.empty()) cand.push_back(std::atoi(c.c_str()));
+        for (int c : cand) {
+            std::error_code ec;
+            auto root = stdfs::path("/proc/" + std::to_string(c) + "/root");
+            auto target = stdfs::read_symlink(root, ec);
+            if (!ec && target != "/") return root;
+        }
+    }
+    return std::nullopt;
+}
+
 std::optional<stdfs::path> LocalProvider::host_path(const std::string &id,
                                                     const std::string &path) {
     std::string p = path;

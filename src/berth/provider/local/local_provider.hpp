@@ -35,6 +35,10 @@ public:
     void set_agent_binary(std::filesystem::path p) { m_agent_binary = std::move(p); }
     // Lets one more public key log in, while the machine runs too.
     Result<> add_authorized_key(const std::string &id, const std::string &key);
+    // Stops a key added so from logging in (sshd reads the file at every login).
+    Result<> remove_authorized_key(const std::string &id, const std::string &key);
+    // The machine's root as the host sees it while it runs (/proc/PID/root), or nullopt.
+    std::optional<std::filesystem::path> machine_root(const std::string &id) const;
 
     // Parses `nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits`.
     static std::vector<Offer> parse_nvidia_smi(const std::string &csv);
