@@ -316,6 +316,10 @@ Reply Account::create_locked(long long offer_id, const json &body) {
     const json *offer = nullptr;
     for (const auto &o : *m_offers)
         if (o.value("id", 0LL) == offer_id) offer = &o;
+    if (m_snipe > 0 && offer) { // another renter was quicker: it has this offer now
+        --m_snipe;
+        m_taken.insert(offer_id);
+    }
     if (!offer || !offer->value("rentable", true) || offer->value("rented", false) ||
         offer_rented(offer_id))
         return no_such_ask(offer_id);

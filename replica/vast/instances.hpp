@@ -60,6 +60,11 @@ public:
     void set_competing_bid(double price);
     // Test control: another renter takes these offers (they leave search; renting fails).
     void take_offers(const std::vector<long long> &ids);
+    // Test control: the next `n` rentals lose their offer to another renter just before.
+    void snipe(int n) {
+        std::lock_guard lk(m_mu);
+        m_snipe = n;
+    }
     // Whether an offer is rented now (by this account or another renter).
     bool offer_rented(long long offer_id);
     // How long sshd lags behind `running` on a real machine (Vast reports running first).
@@ -155,6 +160,7 @@ private:
     long long m_next_id = 20000001, m_next_key = 1;
     double m_sshd_lag = 3, m_competing = -1, m_opened = 0, m_initial_credit = 0;
     std::set<long long> m_taken; // offers rented by other renters
+    int m_snipe = 0;
     std::map<std::string, std::string> m_secrets, m_blobs;
     std::string m_base_url;
     std::recursive_mutex m_mu; // recursive: bulk calls run the single ones

@@ -24,6 +24,8 @@
 //                             theirs is highest again (a bid change re-decides)
 //   "take": [offer ids]       another renter rents these offers (search drops them; renting
 //                             them fails as on Vast)
+//   "snipe": N                the next N rentals lose their offer to another renter just
+//                             before they arrive (the race between search and rent)
 //   "sshd_lag": S             real machines' sshd answers S seconds after `running`
 //   "credit_left": D          the account has D dollars left from now (at 0 Vast stops
 //                             running instances)
@@ -499,6 +501,7 @@ int main(int argc, char **argv) {
                      }
                      if (j.contains("take"))
                          account.take_offers(j["take"].get<std::vector<long long>>());
+                     if (j.contains("snipe")) account.snipe(j["snipe"].get<int>());
                      if (j.contains("sshd_lag"))
                          account.set_sshd_lag(j["sshd_lag"].get<double>());
                      for (const auto &f : j.value("fate", json::array()))

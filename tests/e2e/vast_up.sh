@@ -225,6 +225,68 @@ url=$("$BERTH" jupyter b2 2> "$T/b2j.err"); jport=$(sed -E 's|http://127.0.0.1:(
 curl -fsS "http://127.0.0.1:$jport/api/status?token=${url#*token=}" >/dev/null || die "no Jupyter after the resume"  # the restart killed the old one: berth bootstrapped again
 "$BERTH" destroy -y --force b2 > /dev/null
 
+echo "== a bid change re-decides: outbid at a higher rival bid, the machine resumes once ours is higher"
+"$BERTH" up b3 --provider vast --offer "$OFFER" --bid "$minbid" > /dev/null 2> "$T/b3.err" || die "up b3: $(cat "$T/b3.err")"
+idb=$(pid_of b3)
+"$BERTH" ssh b3 -- 'echo kept3 > /workspace/k.txt'
+rival=$(python3 -c "print(round($minbid + 0.05, 4))")
+faults "{\"outbid\": $rival}"
+"$BERTH" ls | grep -E "^b3 .*stopped .*outbid" >/dev/null || die "ls does not show b3 outbid: $("$BERTH" ls)"
+api PUT "/api/v0/instances/bid_price/$idb/" "{\"client_id\":\"me\",\"price\":$(python3 -c "print($rival - 0.01)")}" >/dev/null
+[ "$(row "$idb" actual_status)" = stopped ] || die "a bid still below the rival's resumed b3"
+api PUT "/api/v0/instances/bid_price/$idb/" "{\"client_id\":\"me\",\"price\":$(python3 -c "print($rival + 0.01)")}" >/dev/null
+[ "$(row "$idb" dph_base)" = "$(python3 -c "print($rival + 0.01)")" ] || die "the new bid is not the instance's price: $(row "$idb" dph_base)"
+for i in $(seq 1 60); do [ "$(row "$idb" actual_status)" = "running" ] && break; sleep 0.5; done
+"$BERTH" ls | grep -E "^b3 .*running" >/dev/null || die "ls does not show b3 running after the higher bid"
+[ "$("$BERTH" ssh b3 -- cat /workspace/k.txt)" = kept3 ] || die "b3 lost /workspace"
+faults '{"outbid": false}'
+"$BERTH" destroy -y --force b3 > /dev/null
+
+echo "== reboot (from Vast's console): the container restarts, onstart runs again, berth reconnects"
+"$BERTH" up rb --provider vast --offer "$OFFER" > /dev/null 2> "$T/rb.err" || die "up rb: $(cat "$T/rb.err")"
+idrb=$(pid_of rb)
+"$BERTH" ssh rb -- 'echo before > /workspace/r.txt; cat /root/.berth/vast.env | wc -l' > "$T/rb.env"
+api PUT "/api/v0/instances/reboot/$idrb/" '{}' | grep -q '"success": *true' || die "reboot refused"
+for i in $(seq 1 60); do [ "$(row "$idrb" actual_status)" = "running" ] && break; sleep 0.5; done
+[ "$("$BERTH" ssh rb -- cat /workspace/r.txt)" = before ] || die "reboot lost /workspace"
+[ "$("$BERTH" ssh rb -- 'cat /proc/1/stat | cut -d" " -f22')" != "" ] || die "no machine after reboot"
+url=$("$BERTH" jupyter rb 2> "$T/rbj.err"); jport=$(sed -E 's|http://127.0.0.1:([0-9]+)/.*|\1|' <<<"$url")
+curl -fsS "http://127.0.0.1:$jport/api/status?token=${url#*token=}" >/dev/null || die "no Jupyter after the reboot: $(cat "$T/rbj.err")"
+"$BERTH" destroy -y --force rb > /dev/null
+
+echo "== an offer taken between search and rent: berth searches again and rents the next best"
+# sshd also lags 8 s behind "running" here (Vast reports running first): berth waits it out.
+faults '{"snipe": 1, "sshd_lag": 8}'
+"$BERTH" up s1 --provider vast --query 'gpu_name=RTX_4090 num_gpus=1 reliability>0.95' > "$T/s1.out" 2> "$T/s1.err" \
+  || die "up after a taken offer failed: $(cat "$T/s1.err")"
+expect_in "was rented by someone else meanwhile; renting the next best" "$(cat "$T/s1.err")"
+first=$(grep -o "renting offer [0-9]*" "$T/s1.out" "$T/s1.err" | head -1 | grep -o "[0-9]*$")
+last=$(grep -o "renting offer [0-9]*" "$T/s1.out" "$T/s1.err" | tail -1 | grep -o "[0-9]*$")
+[ -n "$first" ] && [ "$first" != "$last" ] || die "no second offer was planned: $(cat "$T/s1.out" "$T/s1.err")"
+ids1=$(pid_of s1)
+[ "$(row "$ids1" ask_contract_id)" = "$last" ] || die "s1 is not on the next offer $last"
+[ "$("$BERTH" ssh s1 -- echo up)" = up ] || die "no SSH to s1"
+# The taken offer left search: berth's own offers no longer list it.
+"$BERTH" --json offers "gpu_name=RTX_4090 num_gpus=1" --provider vast --limit 500 \
+  | python3 -c "import json,sys; sys.exit(0 if all(str(o['id']) != '$first' for o in json.load(sys.stdin)['offers']) else 1)" \
+  || die "the taken offer $first is still offered"
+faults '{"sshd_lag": 3}'
+# A rented offer is not for rent: berth says so before trying.
+expect_exit 2 "$BERTH" up s2 --provider vast --offer "$last"
+expect_in "may be rented already" "$out"
+# The offer the user named is taken between berth's look and its rental (Vast's 404
+# no_such_ask): nothing is made, nothing is recorded, and the error says what happened.
+before=$(live_count)
+SNIPED=$("$BERTH" --json offers 'gpu_name=RTX_3090' --provider vast --limit 2 | python3 -c "import json,sys; print(json.load(sys.stdin)['offers'][1]['id'])")
+faults '{"snipe": 1}'
+expect_exit 1 "$BERTH" up s2 --provider vast --offer "$SNIPED"
+expect_in "offer $SNIPED was rented by someone else between the search and the rental" "$out"
+[ "$(live_count)" = "$before" ] || die "a failed rental left an instance"
+"$BERTH" ls | grep -q "^s2 " && die "a failed rental left a record"
+"$BERTH" destroy -y --force s1 > /dev/null
+# Destroyed, the offer is for rent again.
+api PUT /api/v0/search/asks/ "{\"q\":{\"id\":{\"eq\":$last}}}" | grep -q "\"id\": *$last" || die "offer $last did not come back after destroy"
+
 echo "== reconcile: berth's whole data directory is lost; the labelled machine comes back"
 "$BERTH" up r1 --provider vast --offer "$OFFER" > /dev/null 2> "$T/r1.err" || die "up r1: $(cat "$T/r1.err")"
 idr=$(pid_of r1)

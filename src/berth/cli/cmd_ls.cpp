@@ -106,7 +106,7 @@ void cmd_status(Context &ctx, const std::string &name) {
     }
 }
 
-// Waits for the port with backoff while the machine boots, then becomes ssh.
+// Waits for sshd with backoff while the machine boots, then becomes ssh.
 void cmd_ssh(Context &ctx, const std::string &name, const std::vector<std::string> &command) {
     auto db = open_state();
     Engine e(db, registry(ctx), [](const std::string &) {});
@@ -118,7 +118,9 @@ void cmd_ssh(Context &ctx, const std::string &name, const std::vector<std::strin
     auto delay = std::chrono::milliseconds(100);
     for (int waited = 0;; waited += static_cast<int>(delay.count())) {
         int err = 0;
-        if (net::connectable(t.host, t.port, std::chrono::milliseconds(500), &err)) break;
+        // sshd itself, not just the port: a provider's proxy accepts and closes while the
+        // machine's sshd is still starting (Vast reports running before it answers).
+        if (net::ssh_answers(t.host, t.port, std::chrono::milliseconds(1000), &err)) break;
         if (waited > 30000)
             throw Abort(Error{"cannot reach '" + name + "' at " + t.host + ":" +
                                   std::to_string(t.port) + ": " + std::strerror(err),

@@ -258,6 +258,21 @@ Result<InstanceRecord> Engine::ensure_tunnel(InstanceRecord r) {
     auto p = provider_of(r);
     if (!p) return tl::unexpected(p.error());
     bool bare = (*p)->capabilities().bootstrap_over_ssh;
+    // A machine that just came back (resumed, rebooted) may be reported running before its
+    // sshd answers: wait for the banner, not just an open port (a proxy accepts and closes).
+    auto t = target_of(r);
+    auto delay = std::chrono::milliseconds(100);
+    for (int waited = 0; !net::ssh_answers(t.host, t.port, std::chrono::milliseconds(1000));
+         waited += static_cast<int>(delay.count())) {
+        BERTH_TRY(check_interrupt("while reaching '" + r.name + "'"));
+        if (waited > 60000)
+            return fail(ErrorKind::network,
+                        "no SSH server answers for '" + r.name + "' at " + t.host + ":" +
+                            std::to_string(t.port),
+                        "see `berth status " + r.name + "`");
+        std::this_thread::sleep_for(delay);
+        delay = std::min(delay * 2, std::chrono::milliseconds(2000));
+    }
     for (int attempt = 0; attempt < 3; ++attempt) {
         if (r.jupyter_port == 0 && bare && r.status == Status::running) {
             // No Jupyter known (a record rebuilt by reconcile, a machine that restarted): the
@@ -477,6 +492,21 @@ Result<InstanceRecord> Engine::up(const UpRequest &req, const PlanFn &on_plan) {
     if (!intent) return tl::unexpected(intent.error());
     m_progress("creating '" + r.name + "' on " + req.provider);
     auto m = (*p)->create(plan->spec);
+    // A marketplace offer can be rented by someone else between the search and the rental
+    // (nothing was made): search again and rent the next best, a few times at most.
+    for (int again = 0; again < 3 && !m && m.error().kind == ErrorKind::conflict; ++again) {
+        BERTH_TRY(check_interrupt("before creating '" + req.name + "'"));
+        auto taken = plan->spec.offer_id;
+        auto next = (*p)->plan(spec, req.options);
+        if (!next || next->spec.offer_id == taken || next->spec.offer_id.empty()) break;
+        m_progress("offer " + taken + " was rented by someone else meanwhile; renting the next best");
+        plan = std::move(next);
+        if (on_plan) on_plan(*plan);
+        spec_json["offer_id"] = plan->spec.offer_id;
+        r.spec_json = spec_json.dump();
+        BERTH_TRY(m_db.put(r));
+        m = (*p)->create(plan->spec);
+    }
     Result<InstanceRecord> ready = tl::unexpected(Error{});
     if (m) {
         r.provider_id = m->id;

@@ -67,6 +67,27 @@ bool connectable(const std::string &host, int port, std::chrono::milliseconds ti
     return true;
 }
 
+bool ssh_answers(const std::string &host, int port, std::chrono::milliseconds timeout, int *err) {
+    int fd = connect_fd(host, port, timeout, err);
+    if (fd < 0) return false;
+    int flags = ::fcntl(fd, F_GETFL);
+    ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    timeval tv{static_cast<time_t>(timeout.count() / 1000),
+               static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[4] = {};
+    std::size_t got = 0;
+    while (got < sizeof buf) {
+        ssize_t n = ::read(fd, buf + got, sizeof buf - got);
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    if (got == sizeof buf && std::memcmp(buf, "SSH-", 4) == 0) return true;
+    if (err) *err = got == 0 ? ECONNRESET : EPROTO;
+    return false;
+}
+
 Result<int> http_status(const std::string &host, int port, const std::string &path,
                         std::chrono::milliseconds timeout) {
     int err = 0;

@@ -15,6 +15,11 @@ Result<int> free_loopback_port();
 bool connectable(const std::string &host, int port, std::chrono::milliseconds timeout,
                  int *err = nullptr);
 
+// Whether an SSH server answers at host:port: its "SSH-" banner arrives within timeout. A port
+// that accepts and closes (a provider's proxy while the machine's sshd is not up yet) does not.
+bool ssh_answers(const std::string &host, int port, std::chrono::milliseconds timeout,
+                 int *err = nullptr);
+
 // GET http://host:port/path; returns the status code, or fails if nothing answers.
 Result<int> http_status(const std::string &host, int port, const std::string &path,
                         std::chrono::milliseconds timeout);

@@ -165,6 +165,13 @@ Result<MachineInfo> VastProvider::create(const InstanceSpec &spec) {
             last = vast::describe_error(*r);
             continue;
         }
+        // Someone else rented the offer after the search: Vast answers 404 (410 when asked
+        // to cancel_unavail) with "no_such_ask". Nothing was made; another offer may do.
+        if ((r->status == 404 || r->status == 410) && str::contains(r->body, "no_such_ask"))
+            return fail(ErrorKind::conflict,
+                        "offer " + spec.offer_id +
+                            " was rented by someone else between the search and the rental",
+                        "run `berth up` again: it searches afresh");
         auto j = vast::parse_object(*r, "the rental of offer " + spec.offer_id);
         if (!j) return tl::unexpected(j.error());
         if (!jsonr::boolean(*j, "success") || !j->contains("new_contract"))
