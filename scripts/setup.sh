@@ -29,6 +29,10 @@ packages=(
   procps curl file                 # tests: pgrep, requests to the replica, ELF checks
   hyperfine bc                     # bench/: times whole commands
   python3-numpy restic borgbackup rsync zstd   # bench/save.sh: the workspace generator and the peers
+                                   # rsync also: the replica's `copy` to and from instances
+  python3-requests python3-urllib3 python3-dateutil python3-rich python3-argcomplete
+                                   # tests: Vast.ai's official client against the replica
+                                   # (e2e_vast_cli, when VAST_CLI_SRC names its source tree)
 )
 
 if [ "${1:-}" != "--no-install" ]; then

@@ -21,7 +21,7 @@ public:
     Forwarder &operator=(const Forwarder &) = delete;
 
     int port() const { return m_port; }
-    void target(int port) { m_target = port; }        // 0: refuse connections (machine down)
+    void target(int port) { m_target = port; } // 0: refuse connections (machine down)
     int target() const { return m_target; }
     std::uint64_t bytes_in() const { return m_in; }   // client -> machine (its download)
     std::uint64_t bytes_out() const { return m_out; } // machine -> client (its upload)

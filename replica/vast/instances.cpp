@@ -91,7 +91,8 @@ void Account::decide_bid(Instance &i, double now) {
     advance(i, now);
     bool loses = m_competing >= 0 && i.bid < m_competing;
     if (loses && (i.actual == "running" || i.actual == "loading")) {
-        go_down(i, "stopped", "outbid: a higher bid has the GPU; it resumes when yours is highest\n");
+        go_down(i, "stopped",
+                "outbid: a higher bid has the GPU; it resumes when yours is highest\n");
     } else if (!loses && i.actual == "stopped") {
         i.actual = "loading";
         i.loading_since = now;
@@ -365,8 +366,11 @@ Reply Account::create_locked(long long offer_id, const json &body) {
         // vastai_kaalia login and a module named by the instance id; then the user's onstart.
         std::string ids = std::to_string(i.id);
         spec.onstart =
-            "grep -q '^vastai_kaalia:' /etc/passwd || echo 'vastai_kaalia:x:0:0:vast:/root:/bin/sh' "
-            ">> /etc/passwd; for m in " + ids + " C." + ids + "; do printf '[%s]\\n path = /\\n "
+            "grep -q '^vastai_kaalia:' /etc/passwd || echo "
+            "'vastai_kaalia:x:0:0:vast:/root:/bin/sh' "
+            ">> /etc/passwd; for m in " +
+            ids + " C." + ids +
+            "; do printf '[%s]\\n path = /\\n "
             "use chroot = no\\n read only = no\\n uid = root\\n gid = root\\n' $m; done > "
             "/etc/rsyncd.conf\n" +
             (body.value("onstart", json()).is_string() ? body["onstart"].get<std::string>() : "");
@@ -585,7 +589,7 @@ Reply Account::attach_key(long long instance, const json &body) {
         auto a = m_local->add_authorized_key(i->machine, key);
         if (!a) return api_error(500, "server_error", a.error().what);
     }
-    return {200, {{"success", true}, {"msg", "SSH key added to instance."}}};
+    return {200, {{"success", true}, {"msg", "SSH key attached successfully"}}};
 }
 
 // Detach really detaches: the key no longer logs in to that machine.
@@ -594,8 +598,7 @@ Reply Account::detach_key(long long instance, long long key) {
     auto *i = find(instance);
     if (!i) return api_error(404, "no_such_instance", "Instance not found.");
     auto it = i->keys.find(key);
-    if (it == i->keys.end())
-        return api_error(400, "invalid_args", "Invalid request parameters");
+    if (it == i->keys.end()) return api_error(400, "invalid_args", "Invalid request parameters");
     if (!i->machine.empty()) {
         auto r = m_local->remove_authorized_key(i->machine, it->second);
         if (!r)
@@ -612,8 +615,11 @@ Reply Account::instance_ssh_keys(long long id) {
     if (!i) return no_such_instance();
     json out = json::array();
     for (const auto &[kid, k] : i->keys)
-        out.push_back({{"id", kid}, {"user_id", 1}, {"key", k},
-                       {"created_at", iso_time(m_key_times[kid])}, {"deleted_at", nullptr}});
+        out.push_back({{"id", kid},
+                       {"user_id", 1},
+                       {"key", k},
+                       {"created_at", iso_time(m_key_times[kid])},
+                       {"deleted_at", nullptr}});
     return {200, {{"success", true}, {"ssh_keys", out}}};
 }
 

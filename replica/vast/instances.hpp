@@ -8,7 +8,10 @@
 // `boot_seconds`. Either way: stop and start through PUT {"state":...}; DELETE makes GET
 // answer {"instances": null}; meters bill rent (dph_base, or the bid price) per second while
 // running and storage (storage_cost x disk / 720 per hour) per second while the instance
-// exists, stopped included, except while offline.
+// exists, stopped included, except while offline. Ports are assigned at create; a real
+// machine is running before its sshd answers (the sshd lag); a rented offer is not for rent.
+// The rest of the official client's commands (reboot, recycle, bid, logs, execute, copy,
+// bulk, billing, env vars) are in operations.cpp.
 #pragma once
 
 #include "forward.hpp"
@@ -16,12 +19,12 @@
 #include <atomic>
 #include <deque>
 #include <filesystem>
-#include <set>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -120,13 +123,13 @@ private:
         double rent_billed = 0, storage_billed = 0, metered_until = 0;
         long long offer_id = 0;
         std::map<long long, std::string> keys; // the keys that log in, by account key id
-        std::string machine; // the local machine's name; empty: simulated
+        std::string machine;                   // the local machine's name; empty: simulated
         berth::InstanceSpec spec; // what the machine was made of (recycle makes it again)
         std::string log;          // the container's log (logs): boot, onstart, reboots
         double sshd_at = 0;       // when a real machine's sshd is reachable (lags running)
         double prepaid = 0;       // a reserved instance's deposit
         int sim_port = 0;         // a simulated instance's SSH proxy port
-        std::string fate;    // "exited" / "offline": it never comes up
+        std::string fate;         // "exited" / "offline": it never comes up
         std::string status_msg, container_key, jupyter_token;
         int ssh_port = 0;
         // Real machines are reached through two counting forwarders, as on Vast: the proxy

@@ -2,10 +2,12 @@
 // without an account (../../shared/vastai/SPEC.md §10). It serves the real recorded offers.
 // It serves search (POST /api/v0/bundles/, GET /bundles?q=, PUT /search/asks/), gpu names,
 // auth as the API does it, the account (instances, keys, user, invoices; see instances.hpp),
-// and fault injection.
+// every other consumer command of the official client (operations.cpp), result_url blobs at
+// /_blobs/, and fault injection. tests/e2e/vast_cli.sh runs the official client against it.
 //
 // usage: berth-vast-replica --offers FILE [--gpu-names FILE] [--port N] [--api-key KEY]
 //        [--machines DIR --berth PATH]   (real instances: local-provider machines under DIR)
+//        [--sshd-lag S]   (a real machine's sshd answers S seconds after it is running; 3)
 // Prints "listening on 127.0.0.1:PORT" once it accepts connections.
 // Test control: POST /_replica/faults with any of
 //   "next": [429, 503, ...]   the next responses fail with these statuses, unhandled
@@ -210,11 +212,11 @@ int main(int argc, char **argv) {
     replica::Account account(&st.offers, credit, boot_seconds);
     account.set_sshd_lag(sshd_lag);
     auto do_search = [&st, &account](const json &q, httplib::Response &res) {
-        reply(res, 200,
-              {{"success", true},
-               {"offers", replica::search(st.offers, q, [&account](long long id) {
-                    return account.offer_rented(id);
-                })}});
+        reply(
+            res, 200,
+            {{"success", true}, {"offers", replica::search(st.offers, q, [&account](long long id) {
+                                     return account.offer_rented(id);
+                                 })}});
     };
     svr.Post(R"(/api/v0/bundles/?)",
              guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
@@ -303,7 +305,8 @@ int main(int argc, char **argv) {
                    send(res, account.detach_key(num(req, 1), num(req, 2)));
                }));
     auto put_id = [&](const char *path, std::function<replica::Reply(long long, const json &)> fn) {
-        svr.Put(path, guarded(st, true, [&, fn](const httplib::Request &req, httplib::Response &res) {
+        svr.Put(path,
+                guarded(st, true, [&, fn](const httplib::Request &req, httplib::Response &res) {
                     send(res, fn(num(req, 1), body_of(req)));
                 }));
     };
@@ -348,9 +351,8 @@ int main(int argc, char **argv) {
             guarded(st, true, [&](const httplib::Request &req, httplib::Response &res) {
                 auto body = body_of(req);
                 json q = body.value("q", json::object());
-                auto found = replica::search(st.offers, q, [&account](long long id) {
-                    return account.offer_rented(id);
-                });
+                auto found = replica::search(
+                    st.offers, q, [&account](long long id) { return account.offer_rented(id); });
                 if (found.empty())
                     return reply(res, 404,
                                  {{"success", false},
@@ -386,9 +388,10 @@ int main(int argc, char **argv) {
     // connections (a new account has none of the last two).
     for (const char *m : {"GET", "POST", "PUT", "DELETE"}) {
         std::string method = m;
-        auto h = guarded(st, true, [&, method](const httplib::Request &req, httplib::Response &res) {
-            send(res, account.secrets(method, body_of(req)));
-        });
+        auto h =
+            guarded(st, true, [&, method](const httplib::Request &req, httplib::Response &res) {
+                send(res, account.secrets(method, body_of(req)));
+            });
         if (method == "GET") svr.Get(R"(/api/v0/secrets/?)", h);
         if (method == "POST") svr.Post(R"(/api/v0/secrets/?)", h);
         if (method == "PUT") svr.Put(R"(/api/v0/secrets/?)", h);
@@ -420,33 +423,34 @@ int main(int argc, char **argv) {
     };
     svr.Get(R"(/api/v1/invoices/?)", billing(false));
     svr.Get(R"(/api/v0/charges/?)", billing(true));
-    svr.Get(R"(/api/v0/template/?)",
-            guarded(st, true, [&](const httplib::Request &, httplib::Response &res) {
-                json t = json::array();
-                long long n = 1;
-                for (const char *image : {"fastdotai/fastai-course", "pytorch/pytorch",
-                                          "vastai/tensorflow"})
-                    t.push_back({{"id", n},
-                                 {"hash_id", berth::random_hex(16)},
-                                 {"name", std::string(image)},
-                                 {"image", image},
-                                 {"tag", "latest"},
-                                 {"runtype", "ssh_direc ssh_proxy"},
-                                 {"ssh_direct", true},
-                                 {"use_ssh", true},
-                                 {"jup_direct", false},
-                                 {"use_jupyter_lab", false},
-                                 {"onstart", nullptr},
-                                 {"env", ""},
-                                 {"count_created", 100 * n},
-                                 {"recommended", true},
-                                 {"private", false},
-                                 {"desc", std::string("the ") + image + " image"},
-                                 {"created_at", 1730000000.0 + static_cast<double>(n)},
-                                 {"creator_id", 1},
-                                 {"recommended_disk_space", 10.0 * static_cast<double>(n++)}});
-                reply(res, 200, {{"success", true}, {"templates_found", t.size()}, {"templates", t}});
-            }));
+    svr.Get(
+        R"(/api/v0/template/?)",
+        guarded(st, true, [&](const httplib::Request &, httplib::Response &res) {
+            json t = json::array();
+            long long n = 1;
+            for (const char *image :
+                 {"fastdotai/fastai-course", "pytorch/pytorch", "vastai/tensorflow"})
+                t.push_back({{"id", n},
+                             {"hash_id", berth::random_hex(16)},
+                             {"name", std::string(image)},
+                             {"image", image},
+                             {"tag", "latest"},
+                             {"runtype", "ssh_direc ssh_proxy"},
+                             {"ssh_direct", true},
+                             {"use_ssh", true},
+                             {"jup_direct", false},
+                             {"use_jupyter_lab", false},
+                             {"onstart", nullptr},
+                             {"env", ""},
+                             {"count_created", 100 * n},
+                             {"recommended", true},
+                             {"private", false},
+                             {"desc", std::string("the ") + image + " image"},
+                             {"created_at", 1730000000.0 + static_cast<double>(n)},
+                             {"creator_id", 1},
+                             {"recommended_disk_space", 10.0 * static_cast<double>(n++)}});
+            reply(res, 200, {{"success", true}, {"templates_found", t.size()}, {"templates", t}});
+        }));
     svr.Get(R"(/api/v0/volumes/?)",
             guarded(st, true, [&](const httplib::Request &, httplib::Response &res) {
                 reply(res, 200, {{"volumes", json::array()}});
@@ -495,15 +499,13 @@ int main(int argc, char **argv) {
                          account.set_credit_left(j["credit_left"].get<double>());
                      if (j.contains("outbid")) {
                          const auto &o = j["outbid"];
-                         account.set_competing_bid(o.is_boolean()
-                                                       ? (o.get<bool>() ? 1e9 : -1.0)
-                                                       : o.get<double>());
+                         account.set_competing_bid(o.is_boolean() ? (o.get<bool>() ? 1e9 : -1.0)
+                                                                  : o.get<double>());
                      }
                      if (j.contains("take"))
                          account.take_offers(j["take"].get<std::vector<long long>>());
                      if (j.contains("snipe")) account.snipe(j["snipe"].get<int>());
-                     if (j.contains("sshd_lag"))
-                         account.set_sshd_lag(j["sshd_lag"].get<double>());
+                     if (j.contains("sshd_lag")) account.set_sshd_lag(j["sshd_lag"].get<double>());
                      for (const auto &f : j.value("fate", json::array()))
                          account.push_fate(f.get<std::string>());
                      for (const auto &f : j.value("list", json::array()))

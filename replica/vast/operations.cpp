@@ -102,8 +102,8 @@ Reply Account::bulk_create(const json &body) {
             return Reply{404,
                          {{"success", false},
                           {"error", "invalid_args"},
-                          {"msg", "error 404/3603: no_such_ask Instance type by id " +
-                                      v.dump() + " is not available."},
+                          {"msg", "error 404/3603: no_such_ask Instance type by id " + v.dump() +
+                                      " is not available."},
                           {"ask_id", v}}};
     json one = body;
     one.erase("ids");
@@ -124,7 +124,8 @@ Reply Account::reboot(long long id) {
     double now = now_seconds();
     advance(*i, now);
     if (i->intended != "running" || (i->actual != "running" && i->actual != "loading"))
-        return api_error(400, "invalid_args", "Instance " + std::to_string(id) + " is not running.");
+        return api_error(400, "invalid_args",
+                         "Instance " + std::to_string(id) + " is not running.");
     i->log += "rebooting\n";
     if (i->proxy) {
         i->proxy->target(0);
@@ -191,9 +192,8 @@ Reply Account::prepay(long long id, const json &body) {
     std::lock_guard lk(m_mu);
     auto *i = find(id);
     if (!i) return Reply{400, {{"success", false}, {"msg", "No such instance"}}};
-    double amount = body.contains("amount") && body["amount"].is_number()
-                        ? body["amount"].get<double>()
-                        : 0.0;
+    double amount =
+        body.contains("amount") && body["amount"].is_number() ? body["amount"].get<double>() : 0.0;
     if (amount <= 0) return api_error(400, "invalid_args", "amount must be positive");
     if (i->bid >= 0)
         return api_error(400, "invalid_args", "interruptible instances cannot be reserved");
@@ -263,8 +263,8 @@ Reply Account::request_logs(long long id, const json &body) {
             lines.push_back(l);
     std::size_t tail = 1000;
     if (body.contains("tail")) {
-        std::string t = body["tail"].is_string() ? body["tail"].get<std::string>()
-                                                 : body["tail"].dump();
+        std::string t =
+            body["tail"].is_string() ? body["tail"].get<std::string>() : body["tail"].dump();
         if (t.empty() || t.find_first_not_of("0123456789") != std::string::npos || t.size() > 9)
             return api_error(400, "invalid_args", "tail must be a number of lines");
         tail = std::stoul(t);
@@ -301,7 +301,8 @@ Reply Account::execute(long long id, const json &body) {
         writeable = root->string();
         std::vector<std::string> argv{"chroot", writeable};
         argv.insert(argv.end(), words.begin(), words.end());
-        auto r = berth::proc::run(argv, {.input = {}, .env = {}, .timeout = std::chrono::seconds(20)});
+        auto r =
+            berth::proc::run(argv, {.input = {}, .env = {}, .timeout = std::chrono::seconds(20)});
         out = r ? r->out + r->err : r.error().what + "\n";
     } else {
         out = words[0] == "ls" ? "total 0\n" : "";
@@ -431,13 +432,14 @@ Reply Account::invoices_v1(const json &filters, int limit, long long after, bool
             double rent = c.value("rent", 0.0), storage = c.value("storage", 0.0),
                    transfer = c.value("transfer", 0.0);
             auto item = [&](const char *type, double amount, const std::string &what) {
-                return json{{"start", c["start"]}, {"end", c["end"]},   {"type", type},
-                            {"source", nullptr},   {"description", what}, {"amount", amount},
-                            {"metadata", json::object()}, {"items", json::array()}};
+                return json{
+                    {"start", c["start"]},        {"end", c["end"]},       {"type", type},
+                    {"source", nullptr},          {"description", what},   {"amount", amount},
+                    {"metadata", json::object()}, {"items", json::array()}};
             };
             char gpu[96];
-            std::snprintf(gpu, sizeof gpu, "%.3f hours at $%.3f/hour",
-                          c.value("quantity", 0.0), c.value("rate", 0.0));
+            std::snprintf(gpu, sizeof gpu, "%.3f hours at $%.3f/hour", c.value("quantity", 0.0),
+                          c.value("rate", 0.0));
             std::string iid = c["instance_id"].dump();
             rows.push_back({{"start", c["start"]},
                             {"end", c["end"]},
@@ -479,8 +481,8 @@ Reply Account::invoices_v1(const json &filters, int limit, long long after, bool
             {{"success", true},
              {"count", page.size()},
              {"total", kept.size()},
-             {"next_token", next < static_cast<long long>(kept.size()) ? json(std::to_string(next))
-                                                                       : json()},
+             {"next_token",
+              next < static_cast<long long>(kept.size()) ? json(std::to_string(next)) : json()},
              {"results", page}}};
 }
 

@@ -130,9 +130,8 @@ std::vector<nlohmann::json> search(const std::vector<nlohmann::json> &offers,
     bool bid = type == "bid" || type == "interruptible";
     std::vector<nlohmann::json> out;
     bool asks_rented = q.contains("rented");
-    double now = std::chrono::duration<double>(
-                     std::chrono::system_clock::now().time_since_epoch())
-                     .count();
+    double now =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     for (const auto &offer : offers) {
         bool taken = rented && rented(offer.value("id", 0LL));
         if (taken && !asks_rented) continue;

@@ -176,7 +176,12 @@ for i in $(seq 1 60); do ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o Use
 expect_in "Remote to Remote copy initiated" "$(vastai copy "C.$N:/workspace/up/" "C.$N2:/workspace/got/")"
 vastai copy "C.$N2:/workspace/got/" "$T/back/" --identity "$T/id" > "$T/cp2.out"
 [ "$(cat "$T/back/f.txt")" = payload ] || die "copy back from the second instance: $(cat "$T/cp2.out")"
-# detach removes the key: it no longer logs in
+expect_in "Remote copy canceled" "$(vastai cancel copy "C.$N2")"
+# attach adds a key that logs in; detach removes it: it no longer logs in
+ssh-keygen -q -t ed25519 -N '' -f "$T/id2" >/dev/null
+expect_in "SSH key attached successfully" "$(vastai attach ssh "$N2" "$(cat "$T/id2.pub")")"
+ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=error \
+  -i "$T/id2" -p "$P2" root@127.0.0.1 true || die "the attached key does not log in"
 expect_in "SSH key removed from instance." "$(vastai detach ssh "$N" "$KID")"
 "${S[@]}" true 2>/dev/null && die "the detached key still logs in"
 expect_in "destroying instance [$N, $N2]." "$(vastai destroy instances -y "$N" "$N2")"

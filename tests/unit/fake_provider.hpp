@@ -30,6 +30,9 @@ struct FakeWorld {
     std::map<std::string, int> calls;
     std::function<void(const std::string &)> on_call;
     int next_id = 100;
+    // What plan() picks, call after call (a marketplace's best offer now); empty: no offer.
+    std::vector<std::string> plan_offers;
+    int plans = 0;
     int describes_until_running = 1;
     std::map<std::string, int> described;
 };
@@ -61,6 +64,14 @@ public:
         b.id = "2";
         b.gpu_count = 4;
         return std::vector<Offer>{a, b};
+    }
+    Result<UpPlan> plan(InstanceSpec spec, const Options &) override {
+        if (!m_w->plan_offers.empty()) {
+            auto i = static_cast<std::size_t>(m_w->plans++);
+            if (i >= m_w->plan_offers.size()) return fail("no offer left");
+            spec.offer_id = m_w->plan_offers[i];
+        }
+        return UpPlan{std::move(spec), {}, {}};
     }
     Result<MachineInfo> create(const InstanceSpec &spec) override {
         return act("create", [&]() -> Result<MachineInfo> {

@@ -86,6 +86,44 @@ TEST_F(Lifecycle, ARefusedCreateLeavesNothingAndTheNameFree) {
     EXPECT_TRUE(up()) << "the name is reusable";
 }
 
+// A marketplace offer rented by someone else between the search and the rental (conflict,
+// nothing made): the engine plans again and rents the next best.
+TEST_F(Lifecycle, AnOfferTakenMeanwhileIsReplannedOnce) {
+    world->plan_offers = {"11", "12"};
+    world->faults["create"] = {Fault::error, ErrorKind::conflict, 0, 1};
+    auto r = up();
+    ASSERT_TRUE(r) << r.error().what;
+    EXPECT_EQ(world->calls["create"], 2);
+    EXPECT_EQ(world->plans, 2);
+    EXPECT_NE(r->spec_json.find("\"offer_id\":\"12\""), std::string::npos) << r->spec_json;
+    EXPECT_EQ(billing(), 1);
+    EXPECT_FALSE(stuck("gpu"));
+}
+
+// The same offer again (the user named it): no second try; the conflict is the answer.
+TEST_F(Lifecycle, ATakenOfferTheUserNamedFailsCleanly) {
+    world->plan_offers = {"11", "11"};
+    world->faults["create"] = {Fault::error, ErrorKind::conflict, 0, 1};
+    auto r = up();
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().kind, ErrorKind::conflict);
+    EXPECT_EQ(world->calls["create"], 1);
+    EXPECT_EQ(billing(), 0);
+    EXPECT_FALSE(stuck("gpu"));
+    EXPECT_EQ(status_of("gpu"), Status::destroyed);
+}
+
+// At most three more tries: a market where every offer goes is not chased for ever.
+TEST_F(Lifecycle, TakenOffersAreChasedAFewTimesOnly) {
+    world->plan_offers = {"1", "2", "3", "4", "5", "6"};
+    world->faults["create"] = {Fault::error, ErrorKind::conflict};
+    auto r = up();
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().kind, ErrorKind::conflict);
+    EXPECT_EQ(world->calls["create"], 4);
+    EXPECT_EQ(billing(), 0);
+}
+
 TEST_F(Lifecycle, ACreateWhoseAnswerWasLostIsFoundByLabelAndDestroyed) {
     world->faults["create"] = {Fault::lost};
     auto r = up();

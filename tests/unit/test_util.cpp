@@ -1,13 +1,17 @@
 #include "core/cost.hpp"
 #include "util/fs.hpp"
 #include "util/lock.hpp"
+#include "util/net.hpp"
 #include "util/perms.hpp"
 #include "util/strings.hpp"
 #include "util/tree.hpp"
 
 #include <fstream>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 
 using namespace berth;
@@ -129,4 +133,44 @@ TEST(Lock, SecondHolderIsRefusedWithPid) {
     first = FileLock();
     EXPECT_TRUE(FileLock::acquire(d / "lock"));
     std::filesystem::remove_all(d);
+}
+
+// ssh_answers: an SSH banner counts; a port that accepts and closes (a proxy in front of a
+// machine whose sshd is not up) does not, nor does one that speaks something else.
+namespace {
+int listen_loopback(int &port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
+    ::listen(fd, 4);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
+    port = ntohs(a.sin_port);
+    return fd;
+}
+bool probe_with(const std::string &greeting) {
+    int port = 0, fd = listen_loopback(port);
+    std::thread server([&] {
+        int c = ::accept(fd, nullptr, nullptr);
+        if (c >= 0) {
+            if (!greeting.empty()) (void)!::write(c, greeting.data(), greeting.size());
+            ::close(c);
+        }
+    });
+    bool ok = berth::net::ssh_answers("127.0.0.1", port, std::chrono::milliseconds(2000));
+    server.join();
+    ::close(fd);
+    return ok;
+}
+} // namespace
+
+TEST(Net, SshAnswersOnlyWithABanner) {
+    EXPECT_TRUE(probe_with("SSH-2.0-OpenSSH_9.2\r\n"));
+    EXPECT_FALSE(probe_with("")) << "accepted and closed: no sshd behind the proxy yet";
+    EXPECT_FALSE(probe_with("HTTP/1.1 400 Bad Request\r\n"));
+    int port = 0, fd = listen_loopback(port);
+    ::close(fd); // nothing listens any more
+    EXPECT_FALSE(berth::net::ssh_answers("127.0.0.1", port, std::chrono::milliseconds(500)));
 }

@@ -499,7 +499,8 @@ Result<InstanceRecord> Engine::up(const UpRequest &req, const PlanFn &on_plan) {
         auto taken = plan->spec.offer_id;
         auto next = (*p)->plan(spec, req.options);
         if (!next || next->spec.offer_id == taken || next->spec.offer_id.empty()) break;
-        m_progress("offer " + taken + " was rented by someone else meanwhile; renting the next best");
+        m_progress("offer " + taken +
+                   " was rented by someone else meanwhile; renting the next best");
         plan = std::move(next);
         if (on_plan) on_plan(*plan);
         spec_json["offer_id"] = plan->spec.offer_id;

@@ -289,9 +289,9 @@ std::optional<stdfs::path> LocalProvider::machine_root(const std::string &id) co
     if (!pid || !*pid) return std::nullopt;
     // The agent forks the machine's PID 1, which chroots; find a process whose root differs.
     for (int p : {*pid}) {
-        auto children = fs::read_file("/proc/" + std::to_string(p) + "/task/" +
-                                      std::to_string(p) + "/children")
-                            .value_or("");
+        auto children =
+            fs::read_file("/proc/" + std::to_string(p) + "/task/" + std::to_string(p) + "/children")
+                .value_or("");
         std::vector<int> cand{p};
         for (const auto &c : str::split(str::trim(children), ' '))
             if (!c.empty()) cand.push_back(std::atoi(c.c_str()));
