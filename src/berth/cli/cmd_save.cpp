@@ -1,8 +1,10 @@
 // berth save | restore | snapshots | diff | verify | forget | prune
 #include "cli/commands.hpp"
 #include "cli/providers.hpp"
+#include "cli/repo_open.hpp"
 #include "engine/lifecycle.hpp"
 #include "engine/workspace.hpp"
+#include "store/remote_repo.hpp"
 #include "store/repository.hpp"
 #include "util/strings.hpp"
 #include "util/term.hpp"
@@ -19,8 +21,11 @@ namespace {
 
 std::string repo_flag;
 
-std::filesystem::path repo_path() {
-    return repo_flag.empty() ? store::default_repo() : std::filesystem::path(repo_flag);
+// --repo, else config `repo`, else the default directory.
+std::string repo_spec(const Context &ctx) {
+    if (!repo_flag.empty()) return repo_flag;
+    auto c = ctx.config.str("repo");
+    return c.empty() ? store::default_repo().string() : c;
 }
 
 bool show_progress(const Context &ctx) {
@@ -37,17 +42,17 @@ bool is_path(const std::string &s) {
 }
 
 void cmd_save(Context &ctx, const std::string &what, const std::vector<std::string> &paths) {
-    auto repo = must(store::Repository::open(repo_path(), true));
+    auto repo = open_repo(repo_spec(ctx), true);
     SaveResult res;
     auto t0 = std::chrono::steady_clock::now();
     if (is_path(what)) {
-        res = must(save_directory(repo, what, show_progress(ctx)));
+        res = must(save_directory(*repo, what, show_progress(ctx)));
     } else {
         auto db = open_state();
         Engine e(db, registry(ctx), [](const std::string &) {});
         auto r = e.refresh(must(e.find(what)));
         const auto *row = must(registry(ctx).find(r.provider));
-        res = must(save_instance(repo, r, row->capabilities, paths, show_progress(ctx)));
+        res = must(save_instance(*repo, r, row->capabilities, paths, show_progress(ctx)));
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (ctx.json) {
@@ -68,22 +73,22 @@ void cmd_save(Context &ctx, const std::string &what, const std::vector<std::stri
 }
 
 void cmd_restore(Context &ctx, const std::string &ref, const std::string &dest) {
-    auto repo = must(store::Repository::open(repo_path(), false));
-    auto s = must(repo.find_snapshot(ref));
+    auto repo = open_repo(repo_spec(ctx), false);
+    auto s = must(repo->find_snapshot(ref));
     store::RestoreStats st;
     auto colon = dest.find(':');
     if (colon != std::string::npos && !is_path(dest.substr(0, colon))) {
         auto db = open_state();
         Engine e(db, registry(ctx), [](const std::string &) {});
         auto r = e.refresh(must(e.find(dest.substr(0, colon))));
-        st = must(restore_instance(repo, s, r, dest.substr(colon + 1), show_progress(ctx)));
+        st = must(restore_instance(*repo, s, r, dest.substr(colon + 1), show_progress(ctx)));
     } else if (is_path(dest)) {
-        st = must(restore_directory(repo, s, dest, show_progress(ctx)));
+        st = must(restore_directory(*repo, s, dest, show_progress(ctx)));
     } else {
         auto db = open_state();
         Engine e(db, registry(ctx), [](const std::string &) {});
         auto r = e.refresh(must(e.find(dest)));
-        st = must(restore_instance(repo, s, r, "/", show_progress(ctx)));
+        st = must(restore_instance(*repo, s, r, "/", show_progress(ctx)));
     }
     if (ctx.json)
         print_json({{"schema", "berth.restore/1"},
@@ -98,8 +103,8 @@ void cmd_restore(Context &ctx, const std::string &ref, const std::string &dest) 
 }
 
 void cmd_snapshots(Context &ctx) {
-    auto repo = must(store::Repository::open(repo_path(), false));
-    auto scan = repo.scan_snapshots();
+    auto repo = open_repo(repo_spec(ctx), false);
+    auto scan = repo->scan_snapshots();
     auto &all = scan.good;
     if (!scan.damaged.empty()) ctx.exit_code = 3; // listed, and reported as problems
     if (ctx.json) {
@@ -109,7 +114,7 @@ void cmd_snapshots(Context &ctx) {
         for (const auto &[id, why] : scan.damaged)
             bad.push_back({{"id", id}, {"problem", why}});
         print_json({{"schema", "berth.snapshots/1"},
-                    {"repo", repo.root().string()},
+                    {"repo", repo->location()},
                     {"snapshots", arr},
                     {"damaged", bad}});
         return;
@@ -117,7 +122,7 @@ void cmd_snapshots(Context &ctx) {
     for (const auto &[id, why] : scan.damaged)
         warn(why + " (`berth forget " + (id.empty() ? std::string("ID") : id) + "` removes it)");
     if (all.empty()) {
-        say("no snapshots in " + repo.root().string());
+        say("no snapshots in " + repo->location());
         return;
     }
     std::printf("%-16s %-20s %-32s %8s %10s %10s\n", "ID", "TIME (UTC)", "SOURCE", "FILES", "SIZE",
@@ -130,9 +135,9 @@ void cmd_snapshots(Context &ctx) {
 }
 
 void cmd_diff(Context &ctx, const std::string &a, const std::string &b) {
-    auto repo = must(store::Repository::open(repo_path(), false));
-    auto sa = must(repo.find_snapshot(a)), sb = must(repo.find_snapshot(b));
-    auto ta = must(repo.get_tree(sa.tree)), tb = must(repo.get_tree(sb.tree));
+    auto repo = open_repo(repo_spec(ctx), false);
+    auto sa = must(repo->find_snapshot(a)), sb = must(repo->find_snapshot(b));
+    auto ta = must(repo->get_tree(sa.tree)), tb = must(repo->get_tree(sb.tree));
     std::map<std::string, const store::Entry *> ma, mb;
     for (const auto &e : ta.entries)
         ma[e.path] = &e;
@@ -164,10 +169,10 @@ void cmd_diff(Context &ctx, const std::string &a, const std::string &b) {
 }
 
 void cmd_verify(Context &ctx) {
-    auto repo = must(store::Repository::open(repo_path(), false));
-    must(repo.lock(false));
+    auto repo = open_repo(repo_spec(ctx), false);
+    must(repo->lock(false));
     std::unique_ptr<term::Progress> bar;
-    auto rep = must(repo.verify([&](std::uint64_t n) {
+    auto rep = must(repo->verify([&](std::uint64_t n) {
         if (bar) bar->add(n);
     }));
     bool ok = rep.problems.empty();
@@ -194,7 +199,8 @@ void cmd_verify(Context &ctx) {
 void add_save(CLI::App &app, Context &ctx) {
     auto repo_opt = [](CLI::App *c) {
         c->add_option("--repo", repo_flag,
-                      "repository directory (default $XDG_DATA_HOME/berth/repo)");
+                      "repository: a directory, or ssh://[user@]host[:port]/path (default: config "
+                      "`repo`, else $XDG_DATA_HOME/berth/repo)");
     };
     auto *s = command(app, "save");
     static std::string what;
@@ -232,22 +238,39 @@ void add_save(CLI::App &app, Context &ctx) {
     f->add_option("SNAPSHOT", fref)->required();
     repo_opt(f);
     f->callback([&ctx] {
-        auto repo = must(store::Repository::open(repo_path(), false));
-        must(repo.lock(true));
-        std::string ref = fref == "latest" ? must(repo.find_snapshot(fref)).id : fref;
-        auto id = must(repo.forget(ref)); // damaged snapshots too: by the file's own name
+        auto repo = open_repo(repo_spec(ctx), false);
+        must(repo->lock(true));
+        std::string ref = fref == "latest" ? must(repo->find_snapshot(fref)).id : fref;
+        auto id = must(repo->forget(ref)); // damaged snapshots too: by the file's own name
         if (ctx.json)
             print_json({{"schema", "berth.forget/1"}, {"snapshot", id}});
         else
             say("forgot snapshot " + id + " (run `berth prune` to free its data)");
     });
 
+    // The far end of an ssh:// repository: berth runs this on the host over ssh. Nothing but
+    // the protocol goes to stdout.
+    auto *rp = command(app, "repo");
+    rp->require_subcommand(1);
+    auto *sv = subcommand(*rp, "repo", "serve");
+    static std::string serve_path;
+    static bool append_only = false;
+    sv->add_option("PATH", serve_path, "the repository directory on this host")->required();
+    sv->add_flag("--append-only", append_only,
+                 "add snapshots and read them; never forget, prune or replace anything");
+    sv->callback([&ctx] {
+        auto loc = must(store::parse_repo_location(serve_path));
+        if (loc.kind != store::RepoLocation::local)
+            throw Abort(Error{"repo serve takes a directory on this host", "", 2});
+        ctx.exit_code = store::serve_repository(0, 1, loc.dir, append_only);
+    });
+
     auto *p = command(app, "prune");
     repo_opt(p);
     p->callback([&ctx] {
-        auto repo = must(store::Repository::open(repo_path(), false));
-        must(repo.lock(true));
-        auto rep = must(repo.prune());
+        auto repo = open_repo(repo_spec(ctx), false);
+        must(repo->lock(true));
+        auto rep = must(repo->prune());
         if (ctx.json)
             print_json({{"schema", "berth.prune/1"},
                         {"packs_removed", rep.packs_removed},

@@ -1,6 +1,7 @@
 // berth up | start | stop | destroy: the life of a machine.
 #include "cli/commands.hpp"
 #include "cli/providers.hpp"
+#include "cli/repo_open.hpp"
 #include "core/cost.hpp"
 #include "engine/ledger.hpp"
 #include "engine/lifecycle.hpp"
@@ -97,10 +98,13 @@ double since(std::chrono::steady_clock::time_point t0) {
 
 // The destroy guard: refuses while the instance holds work newer than its last snapshot.
 void guard_unsaved(const Context &ctx, const InstanceRecord &r, const std::string &repo_flag) {
-    auto path = repo_flag.empty() ? store::default_repo() : std::filesystem::path(repo_flag);
-    auto repo = store::Repository::open(path, false); // none yet: nothing was ever saved
+    std::string spec = !repo_flag.empty() ? repo_flag : ctx.config.str("repo");
+    auto loc =
+        must(store::parse_repo_location(spec.empty() ? store::default_repo().string() : spec));
+    // None there (or unreachable): nothing counts as saved, so the guard refuses.
+    auto repo = try_open_repo(loc, false);
     auto p = must(registry(ctx).make(r.provider));
-    auto u = unsaved_work(repo ? &*repo : nullptr, r, *p);
+    auto u = unsaved_work(repo ? repo->get() : nullptr, r, *p);
     if (!u) throw Abort(Error{u.error().what, u.error().fix});
     if (u->changed.empty()) return;
     throw Abort(Error{"'" + r.name + "' holds work no snapshot has: " + describe_unsaved(*u),

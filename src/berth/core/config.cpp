@@ -26,6 +26,9 @@ std::vector<ConfigKey> &key_table() {
         {"restore.timeout_s", ConfigType::number, "60",
          "the boot hook gives up after this many seconds so the machine still boots"},
         {"provider", ConfigType::string, "local", "where `berth up` creates machines by default"},
+        {"repo", ConfigType::string, "",
+         "where snapshots go: a directory or ssh://[user@]host[:port]/path (empty: "
+         "$XDG_DATA_HOME/berth/repo)"},
         {"http.deadline_s", ConfigType::number, "60",
          "seconds one provider request may take in all, retries and waits included"},
     };

@@ -68,7 +68,7 @@ stdfs::path restored_file() {
     return ssh::berth_dir() / "restored.json";
 }
 
-void remember_restore(const Repository &repo, const std::string &source,
+void remember_restore(const RepoStore &repo, const std::string &source,
                       const std::string &snapshot) {
     auto j = nlohmann::json::parse(fs::read_file(restored_file()).value_or("{}"), nullptr, false);
     if (!j.is_object()) j = nlohmann::json::object();
@@ -77,7 +77,7 @@ void remember_restore(const Repository &repo, const std::string &source,
         (void)fs::write_file_atomic(restored_file(), j.dump(1) + "\n", 0600);
 }
 
-std::optional<Snapshot> latest_of(Repository &repo, const std::string &source) {
+std::optional<Snapshot> latest_of(RepoStore &repo, const std::string &source) {
     // The readable snapshots: a damaged one is reported by verify, and only costs this save
     // its parent (everything is read again), never a wrong parent.
     auto all = repo.scan_snapshots().good;
@@ -96,7 +96,7 @@ std::string instance_source(const InstanceRecord &r, const std::vector<std::stri
     return r.name + ":/" + str::join(paths, ",/");
 }
 
-Result<SaveResult> commit(Repository &repo, RepoSink &sink, const SaveStats &stats,
+Result<SaveResult> commit(RepoStore &repo, RepoSink &sink, const SaveStats &stats,
                           const std::string &source, const std::vector<std::string> &paths,
                           const std::optional<Snapshot> &parent) {
     BERTH_TRY(repo.commit());
@@ -147,13 +147,13 @@ Result<> require_running(const InstanceRecord &r) {
 
 } // namespace
 
-Result<SaveResult> save_directory(Repository &repo, const stdfs::path &dir, bool progress) {
+Result<SaveResult> save_directory(RepoStore &repo, const stdfs::path &dir, bool progress) {
     auto root = fs::absolute_normal(dir);
     struct stat st {};
     if (::stat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
         return fail(root.string() + " is not a directory", "name a directory or an instance");
-    if (fs::is_within(repo.root(), root))
-        return fail("the repository " + repo.root().string() + " is inside " + root.string(),
+    if (auto here = repo.local_root(); here && fs::is_within(*here, root))
+        return fail("the repository " + here->string() + " is inside " + root.string(),
                     "put the repository elsewhere");
     BERTH_TRY(repo.lock(true));
     std::string source = root.string();
@@ -179,7 +179,7 @@ Result<SaveResult> save_directory(Repository &repo, const stdfs::path &dir, bool
     return commit(repo, sink, *stats, source, {}, parent);
 }
 
-Result<SaveResult> save_instance(Repository &repo, const InstanceRecord &r,
+Result<SaveResult> save_instance(RepoStore &repo, const InstanceRecord &r,
                                  const Capabilities &caps, std::vector<std::string> paths,
                                  bool progress) {
     BERTH_TRY(require_running(r));
@@ -226,7 +226,7 @@ namespace {
 // writes them, so reading the repository overlaps with writing the files.
 class Prefetch {
 public:
-    Prefetch(Repository &repo, const Tree &t) : m_repo(repo) {
+    Prefetch(RepoStore &repo, const Tree &t) : m_repo(repo) {
         for (const auto &e : t.entries)
             if (e.type == EntryType::file)
                 m_order.insert(m_order.end(), e.chunks.begin(), e.chunks.end());
@@ -267,7 +267,7 @@ private:
             if (failed) return;
         }
     }
-    Repository &m_repo;
+    RepoStore &m_repo;
     std::vector<ChunkId> m_order;
     std::size_t m_next = 0, m_bytes = 0;
     std::deque<Result<std::string>> m_queue;
@@ -279,7 +279,7 @@ private:
 
 } // namespace
 
-Result<RestoreStats> restore_directory(Repository &repo, const Snapshot &s, const stdfs::path &dir,
+Result<RestoreStats> restore_directory(RepoStore &repo, const Snapshot &s, const stdfs::path &dir,
                                        bool progress) {
     BERTH_TRY(repo.lock(false));
     auto tree = repo.get_tree(s.tree);
@@ -299,7 +299,7 @@ Result<RestoreStats> restore_directory(Repository &repo, const Snapshot &s, cons
     return st;
 }
 
-Result<RestoreStats> restore_instance(Repository &repo, const Snapshot &s, const InstanceRecord &r,
+Result<RestoreStats> restore_instance(RepoStore &repo, const Snapshot &s, const InstanceRecord &r,
                                       const std::string &target, bool progress) {
     BERTH_TRY(require_running(r));
     BERTH_TRY(repo.lock(false));
@@ -346,7 +346,7 @@ Result<std::vector<Entry>> scan_here(const stdfs::path &root,
     return out;
 }
 
-Result<Unsaved> unsaved_work(Repository *repo, const InstanceRecord &r, Provider &p) {
+Result<Unsaved> unsaved_work(RepoStore *repo, const InstanceRecord &r, Provider &p) {
     auto caps = p.capabilities();
     auto paths = default_instance_paths(caps);
     // The machine's own files, as they are now: on this host if the provider keeps them here.

@@ -26,17 +26,17 @@ std::vector<std::string> default_instance_paths(const Capabilities &caps);
 Result<std::vector<store::Entry>> scan_here(const std::filesystem::path &root,
                                             const std::vector<std::string> &paths);
 
-Result<SaveResult> save_directory(store::Repository &repo, const std::filesystem::path &dir,
+Result<SaveResult> save_directory(store::RepoStore &repo, const std::filesystem::path &dir,
                                   bool progress);
 // With no paths: what the provider's capabilities say a save of its machine covers.
-Result<SaveResult> save_instance(store::Repository &repo, const InstanceRecord &r,
+Result<SaveResult> save_instance(store::RepoStore &repo, const InstanceRecord &r,
                                  const Capabilities &caps, std::vector<std::string> paths,
                                  bool progress);
 
-Result<store::RestoreStats> restore_directory(store::Repository &repo, const store::Snapshot &s,
+Result<store::RestoreStats> restore_directory(store::RepoStore &repo, const store::Snapshot &s,
                                               const std::filesystem::path &dir, bool progress);
 // Restores onto NAME under `target` ("/" puts every path back where it was saved from).
-Result<store::RestoreStats> restore_instance(store::Repository &repo, const store::Snapshot &s,
+Result<store::RestoreStats> restore_instance(store::RepoStore &repo, const store::Snapshot &s,
                                              const InstanceRecord &r, const std::string &target,
                                              bool progress);
 
@@ -49,7 +49,7 @@ struct Unsaved {
 // Compares what the instance holds now (sizes and mtimes) with its latest snapshot.
 // repo may be null (no repository yet: nothing was ever saved).
 // Only paths the provider's destroy loses count (capabilities().destroy_loses).
-Result<Unsaved> unsaved_work(store::Repository *repo, const InstanceRecord &r, Provider &p);
+Result<Unsaved> unsaved_work(store::RepoStore *repo, const InstanceRecord &r, Provider &p);
 
 // "up to N paths, and M more"
 std::string describe_unsaved(const Unsaved &u);

@@ -22,7 +22,7 @@ namespace berth::store {
 // to push and pop: the walker never waits for a pack write or a sync, only for queue space.
 class RepoSink : public SaveSink {
 public:
-    RepoSink(Repository &repo, bool show_progress, std::string label)
+    RepoSink(RepoStore &repo, bool show_progress, std::string label)
         : m_repo(repo), m_show(show_progress), m_label(std::move(label)) {
         auto ids = repo.chunk_ids(); // a copy: the worker changes the repository's index
         m_sent.insert(ids.begin(), ids.end());
@@ -81,7 +81,7 @@ public:
     std::vector<Entry> entries;
 
 private:
-    Repository &m_repo;
+    RepoStore &m_repo;
     bool m_show;
     std::string m_label;
     std::unique_ptr<term::Progress> m_bar;

@@ -49,7 +49,8 @@ Repository::Repository(Repository &&o) noexcept
     : m_root(std::move(o.m_root)), m_id(std::move(o.m_id)), m_chunker(o.m_chunker),
       m_lock_fd(o.m_lock_fd), m_packs(std::move(o.m_packs)), m_damaged(std::move(o.m_damaged)),
       m_index(std::move(o.m_index)), m_pack_buf(std::move(o.m_pack_buf)),
-      m_pending(std::move(o.m_pending)), m_written(o.m_written), m_read_fd(o.m_read_fd),
+      m_pending(std::move(o.m_pending)), m_unsynced(std::move(o.m_unsynced)),
+      m_written(o.m_written), m_batch_packs(o.m_batch_packs), m_read_fd(o.m_read_fd),
       m_read_pack(o.m_read_pack) {
     o.m_read_fd = -1;
     o.m_lock_fd = -1;
@@ -306,7 +307,7 @@ Result<> Repository::flush() {
     m_unsynced.push_back({pack_id, std::move(m_pending)});
     m_pack_buf.clear();
     m_pending.clear();
-    if (m_unsynced.size() >= 8) return sync_batch();
+    if (m_unsynced.size() >= m_batch_packs) return sync_batch();
     return {};
 }
 

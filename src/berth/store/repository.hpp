@@ -16,6 +16,7 @@
 
 #include "store/chunker.hpp"
 #include "store/objects.hpp"
+#include "store/repo_store.hpp"
 #include "util/result.hpp"
 #include <cstring>
 
@@ -43,22 +44,7 @@ struct Location {
     std::uint8_t flags = 0;
 };
 
-struct VerifyReport {
-    std::uint64_t chunks = 0, bytes = 0, trees = 0, snapshots = 0;
-    std::vector<std::string> problems;
-};
-
-// Snapshot files as read: the good ones, and the damaged ones (file stem, reason).
-struct SnapshotScan {
-    std::vector<Snapshot> good;
-    std::vector<std::pair<std::string, std::string>> damaged;
-};
-
-struct PruneReport {
-    std::uint64_t packs_removed = 0, bytes_freed = 0, orphan_packs = 0, unused_bytes_kept = 0;
-};
-
-class Repository {
+class Repository : public RepoStore {
 public:
     // Opens REPO, creating it if `create`. Fails naming the path and what to do.
     static Result<Repository> open(const std::filesystem::path &root, bool create);
@@ -67,49 +53,54 @@ public:
     ~Repository();
 
     // exclusive: save, forget, prune. shared: restore, verify, diff.
-    Result<> lock(bool exclusive);
+    Result<> lock(bool exclusive) override;
 
     const std::filesystem::path &root() const { return m_root; }
-    const std::string &id() const { return m_id; }
-    ChunkerParams chunker() const { return m_chunker; }
+    std::string location() const override { return m_root.string(); }
+    std::optional<std::filesystem::path> local_root() const override { return m_root; }
+    const std::string &id() const override { return m_id; }
+    ChunkerParams chunker() const override { return m_chunker; }
 
     bool has(const ChunkId &id) const { return m_index.count(id) != 0; }
     std::size_t chunk_count() const { return m_index.size(); }
-    std::vector<ChunkId> chunk_ids() const;
+    std::vector<ChunkId> chunk_ids() const override;
 
     // Adds a chunk (already compressed as `flags` says) to the pack being written.
     Result<> add(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags,
-                 std::string_view stored);
+                 std::string_view stored) override;
     // Adds a chunk given as plain bytes: compressed (when it pays) straight into the pack
     // being written. Returns the bytes stored.
-    Result<std::size_t> add_plain(const ChunkId &id, std::string_view raw);
+    Result<std::size_t> add_plain(const ChunkId &id, std::string_view raw) override;
     // Writes the pending pack. Packs are made durable in batches (one syncfs), and only then
     // get their indexes; commit() finishes the last batch and makes the indexes durable.
     Result<> flush();
-    Result<> commit();
+    Result<> commit() override;
     std::uint64_t stored_bytes_written() const { return m_written; }
+    // How many written packs wait for one syncfs before their indexes (durable progress);
+    // a served repository syncs more often, as a cut connection is likelier than a crash.
+    void set_batch_packs(std::size_t n) { m_batch_packs = n ? n : 1; }
 
     // The chunk's plain bytes, checked against its id.
-    Result<std::string> read(const ChunkId &id);
+    Result<std::string> read(const ChunkId &id) override;
     // The chunk as stored (compressed or not), for sending; the receiver checks the hash.
     Result<std::pair<std::uint8_t, std::string>> read_stored(const ChunkId &id,
-                                                             std::uint32_t &raw_len);
+                                                             std::uint32_t &raw_len) override;
 
-    Result<std::string> put_tree(const Tree &t);
-    Result<Tree> get_tree(const std::string &id);
-    Result<> put_snapshot(const Snapshot &s);
+    Result<std::string> put_tree(const Tree &t) override;
+    Result<Tree> get_tree(const std::string &id) override;
+    Result<> put_snapshot(const Snapshot &s) override;
     // Every snapshot; fails naming the first damaged snapshot file.
     Result<std::vector<Snapshot>> snapshots();
     // Every snapshot file, good or damaged (for listing, verify and forget).
-    SnapshotScan scan_snapshots();
+    SnapshotScan scan_snapshots() override;
     // Index files that could not be read (their chunks are unknown to this repository).
     const std::vector<std::string> &damaged_indexes() const { return m_damaged; }
     // By id or unique id prefix, or "latest" (refused while any snapshot is unreadable).
-    Result<Snapshot> find_snapshot(const std::string &ref);
+    Result<Snapshot> find_snapshot(const std::string &ref) override;
     // Removes a snapshot file by id or unique prefix (damaged ones too); returns its id.
-    Result<std::string> forget(const std::string &ref);
-    Result<VerifyReport> verify(const std::function<void(std::uint64_t)> &progress);
-    Result<PruneReport> prune();
+    Result<std::string> forget(const std::string &ref) override;
+    Result<VerifyReport> verify(const std::function<void(std::uint64_t)> &progress) override;
+    Result<PruneReport> prune() override;
 
 private:
     Repository() = default;
@@ -139,6 +130,7 @@ private:
     Result<> sync_batch();
     Result<> sync_fs();
     std::uint64_t m_written = 0;
+    std::size_t m_batch_packs = 8;
     int m_read_fd = -1;
     std::uint32_t m_read_pack = UINT32_MAX;
 };

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Repositories on an SSH host: a real OpenSSH sshd on loopback, berth's static binary put on
+# the host by berth itself, save/restore byte-identical through it, incremental saves that
+# add only what is new, kill -9 in the middle of a save, damage found by verify and restore,
+# a key restricted to an append-only `repo serve` that cannot forget or prune, and locations
+# that are not a repository refused without making a directory.
+source "$(dirname "$0")/lib.sh"
+SSHD=$(command -v sshd || echo /usr/sbin/sshd)
+[ -x "$SSHD" ] || skip "sshd not installed (openssh-server)"
+need_namespaces
+export BERTH BERTH_E2E_DIR=$T SSHD
+unshare -m --propagation private bash -c '
+source "$(dirname "$0")/lib.sh"
+trap - EXIT
+# The "host" is this machine as root: its home gets berth'"'"'s binary, so hide the real one.
+pw_home=$(getent passwd "$(id -u)" | cut -d: -f6)
+mkdir -p "$pw_home/.cache" "$pw_home/.ssh"
+mount -t tmpfs tmpfs "$pw_home/.cache"; mount -t tmpfs tmpfs "$pw_home/.ssh"
+mkdir -p /run/sshd
+export HOME=$T/home XDG_DATA_HOME=$T/data XDG_CONFIG_HOME=$T/config
+mkdir -p "$HOME" "$T/srv"
+port=$(python3 -c "import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])")
+ssh-keygen -q -t ed25519 -N "" -f "$T/srv/hostkey"
+ssh-keygen -q -t ed25519 -N "" -f "$T/owner"
+ssh-keygen -q -t ed25519 -N "" -f "$T/machine"
+# The owner logs in normally; the machine key runs only an append-only serve of one path.
+{ cat "$T/owner.pub"
+  echo "command=\"$BERTH_STATIC_BINARY repo serve --append-only $T/repo\",restrict $(cat "$T/machine.pub")"
+} > "$T/srv/authorized_keys"
+cat > "$T/srv/sshd_config" <<CFG
+Port $port
+ListenAddress 127.0.0.1
+HostKey $T/srv/hostkey
+PidFile $T/srv/sshd.pid
+AuthorizedKeysFile $T/srv/authorized_keys
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+CFG
+"$SSHD" -f "$T/srv/sshd_config" -D -e 2>>"$T/srv/sshd.log" & sshd_pid=$!
+trap "kill \$sshd_pid 2>/dev/null || true" EXIT
+for i in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.02; done
+cat > "$T/ssh_config" <<CFG
+Host repohost
+  HostName 127.0.0.1
+  Port $port
+  User root
+  IdentityFile $T/owner
+  IdentitiesOnly yes
+  StrictHostKeyChecking accept-new
+  UserKnownHostsFile $T/known_hosts
+Host machinekey
+  HostName 127.0.0.1
+  Port $port
+  User root
+  IdentityFile $T/machine
+  IdentitiesOnly yes
+  StrictHostKeyChecking accept-new
+  UserKnownHostsFile $T/known_hosts
+CFG
+export BERTH_SSH_COMMAND="ssh -F $T/ssh_config"
+R="ssh://repohost$T/repo"
+
+echo "== locations that are not a repository are refused, and nothing is made"
+cd "$T"
+expect_exit 2 "$BERTH" snapshots --repo sftp://repohost/x
+expect_in "unknown scheme" "$out"
+expect_exit 2 "$BERTH" snapshots --repo rclone:remote:x
+expect_in "unknown scheme" "$out"
+expect_exit 2 "$BERTH" save "$T" --repo s3:https://127.0.0.1:9/bucket
+expect_in "S3 repositories are not in this berth yet" "$out"
+expect_exit 2 "$BERTH" snapshots --repo "ssh://repohost"
+[ -z "$(ls -d "$T"/sftp* "$T"/s3* "$T"/rclone* 2>/dev/null)" ] || die "a scheme became a directory"
+expect_exit 1 "$BERTH" snapshots --repo "ssh://root@127.0.0.1:1/x"
+expect_in "cannot reach" "$out"
+
+echo "== save to an SSH repository: berth puts itself on the host; the round trip is exact"
+mkdir -p "$T/work/sub"
+python3 -c "import os; open(\"$T/work/big.bin\",\"wb\").write(os.urandom(3<<20))"
+echo hello > "$T/work/sub/a.txt"; ln -s sub/a.txt "$T/work/link"; chmod 600 "$T/work/sub/a.txt"
+"$BERTH" save "$T/work" --repo "$R" > "$T/s1.out" || die "save: $(cat "$T/s1.out")"
+ls "$pw_home"/.cache/berth/bin/berth-* >/dev/null 2>&1 || die "berth was not put on the host"
+[ -f "$T/repo/config.json" ] || die "no repository on the host"
+"$BERTH" --json snapshots --repo "$R" | python3 -c "
+import json,sys; d=json.load(sys.stdin); assert d[\"repo\"] == \"$R\" and len(d[\"snapshots\"]) == 1, d"
+"$BERTH" restore latest "$T/back" --repo "$R" > /dev/null
+[ "$(tree_hash "$T/work")" = "$(tree_hash "$T/back")" ] || die "the round trip differs"
+
+echo "== incremental: an unchanged save adds nothing; a new file adds about its size"
+"$BERTH" --json save "$T/work" --repo "$R" > "$T/s2.json"
+python3 -c "import json; d=json.load(open(\"$T/s2.json\")); assert d[\"stored_bytes\"] == 0 and d[\"unchanged\"], d"
+python3 -c "import os; open(\"$T/work/new.bin\",\"wb\").write(os.urandom(1<<20))"
+"$BERTH" --json save "$T/work" --repo "$R" > "$T/s3.json"
+python3 -c "
+import json; d=json.load(open(\"$T/s3.json\"))
+assert (1<<20) <= d[\"stored_bytes\"] <= 1.1*(1<<20), d" || die "incremental save stored: $(cat "$T/s3.json")"
+
+echo "== kill -9 in the middle of a save; the next save finishes and the data is whole"
+python3 -c "import os; open(\"$T/work/huge.bin\",\"wb\").write(os.urandom(200<<20))"
+"$BERTH" save "$T/work" --repo "$R" > /dev/null 2>&1 & spid=$!
+# Killed once some of its packs are durable on the host (their index files are there).
+for i in $(seq 1 1000); do [ -n "$(find "$T/repo/index" -type f -newer "$T/s3.json" 2>/dev/null | head -1)" ] && break; sleep 0.01; done
+kill -9 $spid || die "the save had finished before the kill: nothing was tested"
+wait $spid 2>/dev/null || true
+"$BERTH" --json save "$T/work" --repo "$R" > "$T/s4.json" || die "the save after kill -9 failed"
+# Only what the host lacks is sent again: less than the whole new file.
+python3 -c "
+import json; d=json.load(open(\"$T/s4.json\")); assert 0 < d[\"stored_bytes\"] < 199*(1<<20), d" \
+  || die "the save after kill -9 resent everything: $(cat "$T/s4.json")"
+"$BERTH" verify --repo "$R" > /dev/null || die "verify after kill -9"
+rm -rf "$T/back"; "$BERTH" restore latest "$T/back" --repo "$R" > /dev/null
+[ "$(tree_hash "$T/work")" = "$(tree_hash "$T/back")" ] || die "the round trip after kill -9 differs"
+
+echo "== the append-only key adds and reads, never forgets, prunes or rewrites"
+M="ssh://machinekey$T/repo"
+echo more > "$T/work/sub/b.txt"
+"$BERTH" save "$T/work" --repo "$M" > /dev/null || die "the append-only key cannot save"
+[ "$("$BERTH" --json snapshots --repo "$M" | python3 -c "import json,sys; print(len(json.load(sys.stdin)[\"snapshots\"]))")" = 5 ] \
+  || die "the append-only key does not list"
+expect_exit 1 "$BERTH" forget latest --repo "$M"
+expect_in "append-only" "$out"
+expect_exit 1 "$BERTH" prune --repo "$M"
+expect_in "append-only" "$out"
+[ "$(ls "$T/repo/snapshots" | wc -l)" = 5 ] || die "a snapshot went away"
+# The owner can.
+"$BERTH" forget latest --repo "$R" > /dev/null
+[ "$(ls "$T/repo/snapshots" | wc -l)" = 4 ] || die "the owner could not forget"
+
+echo "== a flipped byte on the host: verify reports it, restore refuses it as data"
+pack=$(find "$T/repo/data" -type f -size +1M | head -1)
+python3 -c "
+import sys; p=sys.argv[1]; b=bytearray(open(p,\"rb\").read()); b[len(b)//2]^=1; open(p,\"wb\").write(b)" "$pack"
+expect_exit 3 "$BERTH" verify --repo "$R"
+expect_in "PROBLEMS" "$out"
+rm -rf "$T/back"
+expect_exit 1 "$BERTH" restore latest "$T/back" --repo "$R"
+expect_in "damaged" "$out"
+echo OK
+' "$0"
