@@ -28,6 +28,7 @@ def call(method, path, body=None, auth=None, ctype=None):
         return e.code, json.load(e)
 
 ids = {}   # the capture's instance and key ids -> the replica's
+rented = set()
 lines = [json.loads(l) for l in open(sys.argv[1])]
 for r in lines:
     path = r["path"]
@@ -36,6 +37,20 @@ for r in lines:
     body = r["body"]
     for old, new in ids.items():
         body = body.replace(str(old), str(new))
+    if "/asks/" in path and r["method"] == "PUT":
+        offer_id = int(path.split("/asks/")[1].split("/")[0])
+        if offer_id in rented:
+            # The capture rents one offer twice; on Vast the second rental fails while the
+            # first instance lives, and so it does here. Then it goes to a free offer.
+            status, out = call(r["method"], path, body or None, r["auth"], r["ctype"])
+            assert status == 404 and out["error"] == "invalid_args" and "no_such_ask" in out["msg"] \
+                and out["ask_id"] == offer_id, (status, out)
+            _, found = call("POST", "/api/v0/bundles/?api_key=KEY123", json.dumps({"limit": 20}),
+                            "Bearer KEY123", "application/json")
+            free = next(o["id"] for o in found["offers"] if o["id"] not in rented)
+            path = path.replace(f"/asks/{offer_id}/", f"/asks/{free}/")
+            offer_id = free
+        rented.add(offer_id)
     status, out = call(r["method"], path, body or None, r["auth"], r["ctype"])
     assert 200 <= status < 300, (r["method"], r["path"], status, out)
     p = r["path"]
@@ -47,7 +62,9 @@ for r in lines:
         for row in out["instances"]:
             assert isinstance(row["start_date"], float) and isinstance(row["extra_env"], list), row
             assert all(isinstance(kv, list) and len(kv) == 2 for kv in row["extra_env"])
-            for k in ("ssh_host", "ssh_port", "public_ipaddr", "image_runtype", "ports", "actual_status"): assert k in row
+            for k in ("ssh_host", "ssh_port", "public_ipaddr", "image_runtype", "actual_status"): assert k in row
+            # ports are known from create: the proxy port is there while the instance loads
+            assert isinstance(row["ssh_port"], int) and row["ssh_port"] > 0, row["ssh_port"]
     elif "/instances/" in p and r["method"] == "GET":
         assert isinstance(out["instances"], dict), out
     elif "/users/current" in p:
@@ -109,5 +126,7 @@ for client in curl python3; do
   [ "$st" = stopped ] || die "the watchdog ($client) did not stop instance $iid: $st"
   grep -q "asked the provider to stop" "$T/wd.log" || die "watchdog log: $(cat "$T/wd.log")"
   ! grep -q KEY123 "$T/wd.log" || die "the watchdog logged the key"
+  # Destroyed, the offer is for rent again (a rented one is not: Vast answers 404 no_such_ask).
+  curl -sS -X DELETE -H "Authorization: Bearer KEY123" "http://127.0.0.1:$port/api/v0/instances/$iid/" >/dev/null
 done
 echo "vast replica: all checks passed"

@@ -287,6 +287,56 @@ expect_in "offer $SNIPED was rented by someone else between the search and the r
 # Destroyed, the offer is for rent again.
 api PUT /api/v0/search/asks/ "{\"q\":{\"id\":{\"eq\":$last}}}" | grep -q "\"id\": *$last" || die "offer $last did not come back after destroy"
 
+echo "== up --from latest: destroy today, rent again tomorrow: packages, keys, config, notebooks"
+python3 - "$T" <<'PY'
+import sys, zipfile, hashlib, base64
+out = sys.argv[1] + "/berthdemo-1.0-py3-none-any.whl"
+files = {
+    "berthdemo/__init__.py": "VALUE = 42\n",
+    "berthdemo-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: berthdemo\nVersion: 1.0\n",
+    "berthdemo-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: berth-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+def rec(data):
+    d = base64.urlsafe_b64encode(hashlib.sha256(data.encode()).digest()).rstrip(b"=").decode()
+    return f"sha256={d},{len(data)}"
+record = "".join(f"{n},{rec(c)}\n" for n, c in files.items()) + "berthdemo-1.0.dist-info/RECORD,,\n"
+with zipfile.ZipFile(out, "w") as z:
+    for n, c in files.items():
+        z.writestr(n, c)
+    z.writestr("berthdemo-1.0.dist-info/RECORD", record)
+PY
+pip_flags="--user --no-index --no-deps --no-cache-dir --disable-pip-version-check"
+/usr/bin/python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-packages && pip_flags+=" --break-system-packages"
+before=$(live_count)
+expect_exit 1 "$BERTH" up wf --provider vast --offer "$OFFER" --from latest --repo "$T/wrepo"
+expect_in "no berth repository at $T/wrepo" "$out"
+mkdir -p "$T/wdir" && echo x > "$T/wdir/x" && "$BERTH" save "$T/wdir" --repo "$T/wrepo" > /dev/null
+expect_exit 2 "$BERTH" up wf --provider vast --offer "$OFFER" --from latest --repo "$T/wrepo"
+expect_in "no snapshot of an instance named 'wf'" "$out"
+did=$("$BERTH" --json snapshots --repo "$T/wrepo" | python3 -c "import json,sys; print(json.load(sys.stdin)['snapshots'][0]['id'])")
+expect_exit 2 "$BERTH" up wf --provider vast --offer "$OFFER" --from "$did" --repo "$T/wrepo"
+expect_in "is of a directory, not of a machine" "$out"
+[ "$(live_count)" = "$before" ] || die "a missing snapshot still rented a machine"
+"$BERTH" up wf --provider vast --offer "$OFFER" > /dev/null 2> "$T/wf.err" || die "up wf: $(cat "$T/wf.err")"
+"$BERTH" ssh wf -- 'cat > /tmp/berthdemo-1.0-py3-none-any.whl' < "$T/berthdemo-1.0-py3-none-any.whl"
+"$BERTH" ssh wf -- "/usr/bin/python3 -m pip install $pip_flags /tmp/berthdemo-1.0-py3-none-any.whl" > /dev/null
+"$BERTH" ssh wf -- 'set -e; mkdir -p ~/.ssh; echo not-a-real-key > ~/.ssh/id_test; chmod 600 ~/.ssh/id_test
+  git config --global user.name "Ana Tester"; echo "{\"cells\": [], \"nbformat\": 4}" > /workspace/nb.ipynb'
+"$BERTH" save wf --repo "$T/wrepo" > /dev/null
+"$BERTH" --json snapshots --repo "$T/wrepo" | python3 -c "
+import json,sys; s=[x for x in json.load(sys.stdin)['snapshots'] if x.get('instance')][0]; assert s['instance'] == 'wf' and s['provider'] == 'vast', s" \
+  || die "the snapshot does not say which machine and provider it came from"
+# The guard knows where wf was saved: no --repo needed, no --force.
+"$BERTH" destroy -y wf > "$T/wfd.out" 2>&1 || die "destroy after a save to another repository: $(cat "$T/wfd.out")"
+"$BERTH" up wf --provider vast --offer "$OFFER" --from latest --repo "$T/wrepo" > /dev/null 2> "$T/wf2.err" \
+  || die "up --from: $(cat "$T/wf2.err")"
+expect_in "restoring snapshot" "$(cat "$T/wf2.err")"
+[ "$("$BERTH" ssh wf -- '/usr/bin/python3 -c "import berthdemo; print(berthdemo.VALUE)"')" = 42 ] || die "the pip --user package did not come back"
+[ "$("$BERTH" ssh wf -- 'stat -L -c %a ~/.ssh/id_test')" = 600 ] || die "the SSH key came back without mode 600"
+[ "$("$BERTH" ssh wf -- 'git config --global user.name')" = "Ana Tester" ] || die "git config did not come back"
+"$BERTH" ssh wf -- 'cat /workspace/nb.ipynb' | grep -q nbformat || die "the notebook did not come back"
+"$BERTH" destroy -y --force wf > /dev/null
+
 echo "== reconcile: berth's whole data directory is lost; the labelled machine comes back"
 "$BERTH" up r1 --provider vast --offer "$OFFER" > /dev/null 2> "$T/r1.err" || die "up r1: $(cat "$T/r1.err")"
 idr=$(pid_of r1)

@@ -53,6 +53,14 @@ void cmd_save(Context &ctx, const std::string &what, const std::vector<std::stri
         auto r = e.refresh(must(e.find(what)));
         const auto *row = must(registry(ctx).find(r.provider));
         res = must(save_instance(*repo, r, row->capabilities, paths, show_progress(ctx)));
+        // The destroy guard checks the repository this machine was last saved to.
+        auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
+        if (!spec.is_object()) spec = nlohmann::json::object();
+        if (spec.value("saved_to", std::string()) != repo->location()) {
+            spec["saved_to"] = repo->location();
+            r.spec_json = spec.dump();
+            (void)db.put(r);
+        }
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (ctx.json) {
@@ -129,7 +137,8 @@ void cmd_snapshots(Context &ctx) {
                 "ADDED");
     for (const auto &s : all)
         std::printf("%-16s %-20s %-32s %8llu %10s %10s\n", s.id.c_str(),
-                    s.time.substr(0, 19).c_str(), s.source.c_str(),
+                    s.time.substr(0, 19).c_str(),
+                    (s.provider.empty() ? s.source : s.provider + " " + s.source).c_str(),
                     static_cast<unsigned long long>(s.files), str::human_bytes(s.bytes).c_str(),
                     str::human_bytes(s.stored_bytes).c_str());
 }

@@ -96,9 +96,37 @@ double since(std::chrono::steady_clock::time_point t0) {
 
 } // namespace
 
+// --from: a snapshot id, or latest = the newest saved from an instance called `name`.
+Result<store::Snapshot> snapshot_for_up(store::RepoStore &repo, const std::string &ref,
+                                        const std::string &name) {
+    if (ref != "latest") {
+        auto s = repo.find_snapshot(ref);
+        if (s && s->paths.empty())
+            return fail("snapshot " + s->id + " is of a directory, not of a machine",
+                        "`berth restore " + s->id + " NAME:/path` puts it on a machine", 2);
+        return s;
+    }
+    auto scan = repo.scan_snapshots();
+    std::optional<store::Snapshot> best;
+    for (const auto &s : scan.good)
+        if ((s.instance == name || s.source.rfind(name + ":/", 0) == 0) && !s.paths.empty() &&
+            (!best || s.time > best->time))
+            best = s;
+    if (!best)
+        return fail("no snapshot of an instance named '" + name + "' in " + repo.location(),
+                    "see `berth snapshots`, and pass --from ID", 2);
+    return *best;
+}
+
 // The destroy guard: refuses while the instance holds work newer than its last snapshot.
 void guard_unsaved(const Context &ctx, const InstanceRecord &r, const std::string &repo_flag) {
-    std::string spec = !repo_flag.empty() ? repo_flag : ctx.config.str("repo");
+    // The repository it was last saved to, unless told otherwise.
+    auto rec_spec = nlohmann::json::parse(r.spec_json, nullptr, false);
+    std::string saved_to =
+        rec_spec.is_object() ? rec_spec.value("saved_to", std::string()) : std::string();
+    std::string spec = !repo_flag.empty()  ? repo_flag
+                       : !saved_to.empty() ? saved_to
+                                           : ctx.config.str("repo");
     auto loc =
         must(store::parse_repo_location(spec.empty() ? store::default_repo().string() : spec));
     // None there (or unreachable): nothing counts as saved, so the guard refuses.
@@ -125,12 +153,30 @@ void add_up(CLI::App &app, Context &ctx) {
         ->check(CLI::NonNegativeNumber);
     up->add_option("--timeout", timeout, "seconds to wait for it to be ready")
         ->capture_default_str();
+    static std::string from, up_repo;
+    up->add_option("--from", from,
+                   "restore this snapshot's work and environment onto the new machine (an id, "
+                   "or latest: the newest saved from an instance of this NAME)");
+    up->add_option("--repo", up_repo, "the repository --from reads (default: config `repo`)");
     add_provider_flags(up, flags);
     up->callback([&ctx] {
         auto t0 = std::chrono::steady_clock::now();
         std::string prov = provider.empty() ? ctx.config.str("provider") : provider;
         const auto &reg = registry(ctx);
         const auto *row = must(reg.find(prov));
+        // The snapshot first: no machine is rented for a snapshot that is not there.
+        std::unique_ptr<store::RepoStore> repo;
+        std::optional<store::Snapshot> snap;
+        if (!from.empty()) {
+            std::string where = !up_repo.empty() ? up_repo : ctx.config.str("repo");
+            repo = open_repo(where, false);
+            snap = must(snapshot_for_up(*repo, from, name));
+            if (!snap->provider.empty() && snap->provider != prov)
+                throw Abort(Error{"snapshot " + snap->id + " was saved from a " + snap->provider +
+                                      " machine; restoring it onto " + prov +
+                                      " is not supported yet (their paths differ)",
+                                  "pick a snapshot saved on " + prov, 2});
+        }
         UpRequest req{name, prov, max_hours, std::chrono::seconds(static_cast<long>(timeout)),
                       provider_options(ctx, *row, flags)};
         auto db = open_state();
@@ -143,6 +189,18 @@ void add_up(CLI::App &app, Context &ctx) {
             for (const auto &w : plan.warnings)
                 warn(w);
         }));
+        if (snap) {
+            progress_for(ctx)("restoring snapshot " + snap->id + " (" +
+                              std::to_string(snap->files) + " files, " +
+                              str::human_bytes(snap->bytes) + ") onto '" + r.name + "'");
+            auto st =
+                restore_onto_new(*repo, *snap, r, row->capabilities, !ctx.json && ::isatty(2));
+            if (!st)
+                throw Abort(Error{"'" + r.name + "' is up, but snapshot " + snap->id +
+                                      " was not restored onto it: " + st.error().what,
+                                  "`berth restore " + snap->id + " " + r.name +
+                                      "` retries; or `berth destroy " + r.name + "`"});
+        }
         print_ready(ctx, r, "up", since(t0));
     });
 

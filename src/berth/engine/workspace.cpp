@@ -98,7 +98,7 @@ std::string instance_source(const InstanceRecord &r, const std::vector<std::stri
 
 Result<SaveResult> commit(RepoStore &repo, RepoSink &sink, const SaveStats &stats,
                           const std::string &source, const std::vector<std::string> &paths,
-                          const std::optional<Snapshot> &parent) {
+                          const std::optional<Snapshot> &parent, const InstanceRecord *from) {
     BERTH_TRY(repo.commit());
     auto tree = finish_tree(std::move(sink.entries));
     if (!tree) return tl::unexpected(tree.error());
@@ -121,6 +121,10 @@ Result<SaveResult> commit(RepoStore &repo, RepoSink &sink, const SaveStats &stat
     s.bytes = stats.bytes;
     s.new_bytes = stats.new_bytes;
     s.stored_bytes = stats.stored_bytes;
+    if (from) {
+        s.instance = from->name;
+        s.provider = from->provider;
+    }
     BERTH_TRY(repo.put_snapshot(s));
     res.snapshot = s;
     return res;
@@ -176,12 +180,11 @@ Result<SaveResult> save_directory(RepoStore &repo, const stdfs::path &dir, bool 
         (void)repo.commit(); // what was read is kept: the next save will not send it again
         return tl::unexpected(stats.error());
     }
-    return commit(repo, sink, *stats, source, {}, parent);
+    return commit(repo, sink, *stats, source, {}, parent, nullptr);
 }
 
-Result<SaveResult> save_instance(RepoStore &repo, const InstanceRecord &r,
-                                 const Capabilities &caps, std::vector<std::string> paths,
-                                 bool progress) {
+Result<SaveResult> save_instance(RepoStore &repo, const InstanceRecord &r, const Capabilities &caps,
+                                 std::vector<std::string> paths, bool progress) {
     BERTH_TRY(require_running(r));
     if (paths.empty()) paths = default_instance_paths(caps);
     for (auto &p : paths) {
@@ -217,7 +220,7 @@ Result<SaveResult> save_instance(RepoStore &repo, const InstanceRecord &r,
     if (status != 0)
         return fail("berth on '" + r.name + "' exited with " + std::to_string(status),
                     "see the message above");
-    return commit(repo, sink, *stats, source, paths, parent);
+    return commit(repo, sink, *stats, source, paths, parent, &r);
 }
 
 namespace {
@@ -320,6 +323,26 @@ Result<RestoreStats> restore_instance(RepoStore &repo, const Snapshot &s, const 
     proc::wait_pipe(*pipe);
     if (st && (target.empty() || target == "/"))
         remember_restore(repo, instance_source(r, s.paths), s.id);
+    return st;
+}
+
+Result<RestoreStats> restore_onto_new(RepoStore &repo, const Snapshot &s, const InstanceRecord &r,
+                                      const Capabilities &caps, bool progress) {
+    auto st = restore_instance(repo, s, r, "/", progress);
+    if (!st) return st;
+    // The persisted environment came back as files in the store: link it into $HOME again
+    // (packages in ~/.local, keys in ~/.ssh with their modes, git and tool config).
+    std::vector<std::string> args;
+    if (caps.bootstrap_over_ssh && !caps.shared_volume)
+        args = {"--store", caps.workdir + "/.berth/storage"}; // where bootstrap put it
+    args.insert(args.end(), {"persist", "restore"});
+    auto out = proc::run(remote_berth(r, args),
+                         {.input = std::string(), .env = {}, .timeout = std::chrono::seconds(120)});
+    if (!out) return tl::unexpected(out.error());
+    if (out->status != 0)
+        return fail("restored, but relinking the environment on '" + r.name +
+                        "' failed: " + str::trim(out->err),
+                    "run `berth ssh " + r.name + " -- berth persist restore`");
     return st;
 }
 

@@ -49,6 +49,12 @@ struct Unsaved {
 // Compares what the instance holds now (sizes and mtimes) with its latest snapshot.
 // repo may be null (no repository yet: nothing was ever saved).
 // Only paths the provider's destroy loses count (capabilities().destroy_loses).
+// A new machine gets a snapshot's work and environment (up --from): the files back where they
+// were saved from, then the persisted environment linked into $HOME again.
+Result<store::RestoreStats> restore_onto_new(store::RepoStore &repo, const store::Snapshot &s,
+                                             const InstanceRecord &r, const Capabilities &caps,
+                                             bool progress);
+
 Result<Unsaved> unsaved_work(store::RepoStore *repo, const InstanceRecord &r, Provider &p);
 
 // "up to N paths, and M more"

@@ -144,6 +144,8 @@ std::string snapshot_json(const Snapshot &s) {
                      {"bytes", s.bytes},
                      {"new_bytes", s.new_bytes},
                      {"stored_bytes", s.stored_bytes}};
+    if (!s.instance.empty()) j["instance"] = s.instance; // saved from a machine:
+    if (!s.provider.empty()) j["provider"] = s.provider; // which one, and where it ran
     // Names from disk may not be UTF-8: replaced in this summary (the tree keeps the bytes).
     return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
@@ -178,6 +180,16 @@ Result<Snapshot> parse_snapshot(const std::string &json) {
     BERTH_TRY(text("host", false, s.host));
     BERTH_TRY(text("source", false, s.source));
     BERTH_TRY(text("parent", false, s.parent));
+    BERTH_TRY(text("instance", false, s.instance));
+    BERTH_TRY(text("provider", false, s.provider));
+    auto plain = [](const std::string &v) {
+        return v.size() <= 64 &&
+               v.find_first_not_of(
+                   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
+                   std::string::npos;
+    };
+    if (!plain(s.instance) || !plain(s.provider))
+        return fail("snapshot file is damaged: bad instance or provider name");
     if (!is_hex(s.id, 16)) return fail("snapshot file is damaged: bad id");
     if (!is_hex(s.tree, 64)) return fail("snapshot file is damaged: bad tree id");
     if (!s.parent.empty() && !is_hex(s.parent, 16))

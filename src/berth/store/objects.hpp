@@ -49,6 +49,7 @@ struct Snapshot {
     std::string tree;   // tree id (hex)
     std::string parent; // snapshot id or ""
     std::uint64_t files = 0, bytes = 0, new_bytes = 0, stored_bytes = 0;
+    std::string instance, provider; // the machine it was saved from ("" for a directory)
 };
 
 std::string snapshot_json(const Snapshot &s);
