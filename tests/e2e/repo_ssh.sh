@@ -128,6 +128,32 @@ expect_in "append-only" "$out"
 "$BERTH" forget latest --repo "$R" > /dev/null
 [ "$(ls "$T/repo/snapshots" | wc -l)" = 4 ] || die "the owner could not forget"
 
+echo "== a machine saves to the SSH repository itself: the laptop never carries the bytes"
+if command -v jupyter-notebook >/dev/null; then
+  "$BERTH" up m1 > "$T/m1up.out" 2>&1 || die "up m1: $(cat "$T/m1up.out")"
+  "$BERTH" ssh m1 -- "mkdir -p /notebooks/proj && head -c 3000000 /dev/urandom > /notebooks/proj/data.bin && echo nb > /notebooks/proj/n.ipynb"
+  "$BERTH" repo allow-machines --repo "$R" --authorized-keys "$T/srv/authorized_keys" > "$T/allow.out" \
+    || die "allow-machines: $(cat "$T/allow.out")"
+  grep -q "restrict ssh-ed25519 .* berth-machines" "$T/srv/authorized_keys" || die "no restricted key on the host"
+  grep -q "repo serve --append-only" "$T/srv/authorized_keys" || die "the machines key is not forced to append-only"
+  "$BERTH" repo allow-machines --repo "$R" --authorized-keys "$T/srv/authorized_keys" > /dev/null
+  [ "$(grep -c berth-machines "$T/srv/authorized_keys")" = 1 ] || die "allow-machines added its key twice"
+  # This laptop cannot reach the repository at all during the save: only the machine can.
+  BERTH_SSH_COMMAND=false "$BERTH" --json save m1 --repo "$R" > "$T/m1.json" 2> "$T/m1.err" \
+    || die "machine-direct save: $(cat "$T/m1.err")"
+  mid=$(python3 -c "import json; d=json.load(open(\"$T/m1.json\")); assert d[\"instance\"] == \"m1\" and d[\"provider\"] == \"local\", d; print(d[\"id\"])")
+  [ -z "$("$BERTH" ssh m1 -- "ls /dev/shm /tmp 2>/dev/null | grep berth-direct || true")" ] || die "the repository key stayed on the machine"
+  "$BERTH" restore "$mid" "$T/m1back" --repo "$R" > /dev/null
+  cmp "$T/m1back/notebooks/proj/data.bin" <("$BERTH" ssh m1 -- cat /notebooks/proj/data.bin) || die "the machine-direct save differs"
+  # A second save sends only what changed, still machine-direct.
+  BERTH_SSH_COMMAND=false "$BERTH" --json save m1 --repo "$R" > "$T/m2.json"
+  python3 -c "import json; d=json.load(open(\"$T/m2.json\")); assert d[\"stored_bytes\"] == 0 and d[\"unchanged\"], d"
+  # The guard knows m1 was saved there: destroy needs no --repo and no --force.
+  "$BERTH" destroy -y m1 > "$T/m1d.out" 2>&1 || die "destroy after a machine-direct save: $(cat "$T/m1d.out")"
+else
+  echo "SKIP machine-direct: jupyter-notebook missing (local machines need it)"
+fi
+
 echo "== a flipped byte on the host: verify reports it, restore refuses it as data"
 pack=$(find "$T/repo/data" -type f -size +1M | head -1)
 python3 -c "
@@ -135,7 +161,8 @@ import sys; p=sys.argv[1]; b=bytearray(open(p,\"rb\").read()); b[len(b)//2]^=1; 
 expect_exit 3 "$BERTH" verify --repo "$R"
 expect_in "PROBLEMS" "$out"
 rm -rf "$T/back"
-expect_exit 1 "$BERTH" restore latest "$T/back" --repo "$R"
+s4=$(python3 -c "import json; print(json.load(open(\"$T/s4.json\"))[\"id\"])")
+expect_exit 1 "$BERTH" restore "$s4" "$T/back" --repo "$R"
 expect_in "damaged" "$out"
 echo OK
 ' "$0"

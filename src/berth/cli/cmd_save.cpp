@@ -36,15 +36,45 @@ nlohmann::json snap_json(const store::Snapshot &s) {
     return nlohmann::json::parse(store::snapshot_json(s)); // one definition of the fields
 }
 
+void print_save(const Context &ctx, const SaveResult &res,
+                std::chrono::steady_clock::time_point t0);
+
+void progress_line(const std::string &msg) {
+    if (::isatty(2)) std::fprintf(stderr, "%s\n", msg.c_str());
+}
+
 // An instance name, unless it looks like a path.
 bool is_path(const std::string &s) {
     return s.find('/') != std::string::npos || s == "." || s == "..";
 }
 
+bool via_laptop = false; // save --via-laptop: not machine-direct even where it could be
+
 void cmd_save(Context &ctx, const std::string &what, const std::vector<std::string> &paths) {
-    auto repo = open_repo(repo_spec(ctx), true);
     SaveResult res;
     auto t0 = std::chrono::steady_clock::now();
+    // A machine allowed to reach this SSH repository saves to it itself: the bytes never pass
+    // through this laptop, which only starts the save and records the result.
+    auto loc = must(store::parse_repo_location(repo_spec(ctx)));
+    auto direct = is_path(what) || via_laptop ? std::nullopt : machine_access(loc);
+    if (direct) {
+        auto db = open_state();
+        Engine e(db, registry(ctx), [](const std::string &) {});
+        auto r = e.refresh(must(e.find(what)));
+        const auto *row = must(registry(ctx).find(r.provider));
+        if (!ctx.json) progress_line("'" + r.name + "' saves to " + loc.text + " itself");
+        res = must(save_instance_direct(*direct, r, row->capabilities, paths));
+        auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
+        if (!spec.is_object()) spec = nlohmann::json::object();
+        if (spec.value("saved_to", std::string()) != loc.text) {
+            spec["saved_to"] = loc.text;
+            r.spec_json = spec.dump();
+            (void)db.put(r);
+        }
+        print_save(ctx, res, t0);
+        return;
+    }
+    auto repo = open_repo(repo_spec(ctx), true);
     if (is_path(what)) {
         res = must(save_directory(*repo, what, show_progress(ctx)));
     } else {
@@ -62,6 +92,11 @@ void cmd_save(Context &ctx, const std::string &what, const std::vector<std::stri
             (void)db.put(r);
         }
     }
+    print_save(ctx, res, t0);
+}
+
+void print_save(const Context &ctx, const SaveResult &res,
+                std::chrono::steady_clock::time_point t0) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (ctx.json) {
         auto j = snap_json(res.snapshot);
@@ -217,6 +252,8 @@ void add_save(CLI::App &app, Context &ctx) {
     s->add_option("NAME|DIR", what, "an instance name, or a directory (contains a /)")->required();
     s->add_option("PATH", paths, "paths on the instance (default /notebooks /storage/cfg)");
     repo_opt(s);
+    s->add_flag("--via-laptop", via_laptop,
+                "pass the bytes through this computer even where the machine may save directly");
     s->callback([&ctx] { cmd_save(ctx, what, paths); });
 
     auto *r = command(app, "restore");
@@ -272,6 +309,22 @@ void add_save(CLI::App &app, Context &ctx) {
         if (loc.kind != store::RepoLocation::local)
             throw Abort(Error{"repo serve takes a directory on this host", "", 2});
         ctx.exit_code = store::serve_repository(0, 1, loc.dir, append_only);
+    });
+
+    auto *am = subcommand(*rp, "repo", "allow-machines");
+    static std::string allow_repo, authorized_keys = ".ssh/authorized_keys";
+    am->add_option("--repo", allow_repo, "the ssh:// repository (default: config `repo`)");
+    am->add_option("--authorized-keys", authorized_keys,
+                   "the host's authorized_keys file (relative: to the login's home)")
+        ->capture_default_str();
+    am->callback([&ctx] {
+        auto spec = allow_repo.empty() ? ctx.config.str("repo") : allow_repo;
+        auto loc = must(store::parse_repo_location(spec));
+        auto said = must(allow_machines(loc, authorized_keys));
+        if (ctx.json)
+            print_json({{"schema", "berth.allow-machines/1"}, {"repo", loc.text}});
+        else
+            say(said);
     });
 
     auto *p = command(app, "prune");

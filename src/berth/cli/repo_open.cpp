@@ -4,6 +4,8 @@
 #include "cli/repo_open.hpp"
 
 #include "agent/hooks.hpp"
+#include "core/json_read.hpp"
+#include "core/paths.hpp"
 #include "store/location.hpp"
 #include "store/remote_repo.hpp"
 #include "store/repository.hpp"
@@ -13,6 +15,9 @@
 #include "util/strings.hpp"
 
 #include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <pwd.h>
+#include <unistd.h>
 
 namespace berth::cli {
 
@@ -101,6 +106,116 @@ Result<std::unique_ptr<store::RepoStore>> try_open_repo(const store::RepoLocatio
     auto r = store::RemoteRepository::connect(*pipe, loc.text, create);
     if (!r) return tl::unexpected(r.error());
     return std::unique_ptr<store::RepoStore>(std::move(*r));
+}
+
+namespace {
+
+std::vector<std::string> ssh_prefix() {
+    std::vector<std::string> a;
+    if (const char *c = std::getenv("BERTH_SSH_COMMAND"); c && *c)
+        for (const auto &w : str::split(c, ' '))
+            if (!w.empty()) a.push_back(w);
+    if (a.empty()) a.push_back("ssh");
+    return a;
+}
+
+std::filesystem::path access_base(const store::RepoLocation &loc) {
+    return paths::data_home() / "berth" / "machine-keys" / sha256_hex(loc.text).substr(0, 16);
+}
+
+std::string expand_home(const std::string &p) {
+    if (p.rfind("~/", 0) != 0) return p;
+    const passwd *pw = ::getpwuid(::getuid()); // ssh's own idea of ~, not $HOME
+    return std::string(pw ? pw->pw_dir : "") + p.substr(1);
+}
+
+} // namespace
+
+Result<std::string> allow_machines(const store::RepoLocation &loc,
+                                   const std::string &authorized_keys) {
+    if (loc.kind != store::RepoLocation::ssh)
+        return fail("machines save directly only to ssh:// repositories", "", 2);
+    auto repo = try_open_repo(loc, true); // made now if new; berth is on the host after this
+    if (!repo) return tl::unexpected(repo.error());
+    auto bin = ensure_remote_binary(loc);
+    if (!bin) return tl::unexpected(bin.error());
+    auto base = access_base(loc);
+    BERTH_TRY(fs::make_dirs(base.parent_path(), 0700));
+    if (!std::filesystem::exists(base)) {
+        auto k = proc::run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "berth-machines",
+                            "-f", base.string()});
+        if (!k || k->status != 0) return fail("ssh-keygen failed", "install openssh-client");
+    }
+    auto pub = fs::read_file(base.string() + ".pub");
+    if (!pub) return tl::unexpected(pub.error());
+    // Where the machine connects, and the host key this laptop already trusts for it.
+    auto g = ssh_prefix();
+    g.push_back("-G");
+    if (loc.port) g.insert(g.end(), {"-p", std::to_string(loc.port)});
+    if (!loc.user.empty()) g.insert(g.end(), {"-l", loc.user});
+    g.insert(g.end(), {"--", loc.host});
+    auto cfg = proc::run(g);
+    if (!cfg || cfg->status != 0) return fail("`ssh -G " + loc.host + "` failed");
+    std::string hostname = loc.host, user, port = "22";
+    std::vector<std::string> known_files;
+    for (const auto &line : str::split(cfg->out, '\n')) {
+        auto w = str::split(str::trim(line), ' ');
+        if (w.size() < 2) continue;
+        if (w[0] == "hostname") hostname = w[1];
+        if (w[0] == "port") port = w[1];
+        if (w[0] == "user") user = w[1];
+        if (w[0] == "userknownhostsfile")
+            for (std::size_t i = 1; i < w.size(); ++i)
+                known_files.push_back(expand_home(w[i]));
+    }
+    std::string name = port == "22" ? hostname : "[" + hostname + "]:" + port, known;
+    for (const auto &f : known_files) {
+        auto k = proc::run({"ssh-keygen", "-F", name, "-f", f});
+        if (!k || k->status != 0) continue;
+        for (const auto &line : str::split(k->out, '\n'))
+            if (!line.empty() && line[0] != '#') known += line + "\n";
+    }
+    if (known.empty())
+        return fail("this laptop has no known host key for " + name,
+                    "`ssh " + loc.host + " true` once, and check the key it shows");
+    // The host lets this key run one command: an append-only serve of this repository.
+    std::string line = "command=\"" + *bin + " repo serve --append-only " +
+                       str::shell_quote(loc.path) + "\",restrict " + str::trim(*pub);
+    auto argv = ssh_argv(loc);
+    argv.push_back("umask 077; f=" + str::shell_quote(authorized_keys) +
+                   "; mkdir -p \"$(dirname \"$f\")\"; touch \"$f\"; IFS= read -r line; "
+                   "grep -qxF -- \"$line\" \"$f\" || printf '%s\\n' \"$line\" >> \"$f\"");
+    auto add =
+        proc::run(argv, {.input = line + "\n", .env = {}, .timeout = std::chrono::seconds(60)});
+    if (!add || add->status != 0)
+        return fail("could not add the machines' key to " + authorized_keys + " on " + loc.host +
+                    (add ? ": " + str::trim(add->err) : ""));
+    nlohmann::json j{{"location", loc.text},
+                     {"host", hostname},
+                     {"port", std::stoi(port)},
+                     {"user", user},
+                     {"known_hosts", known}};
+    BERTH_TRY(fs::write_file_atomic(base.string() + ".json", j.dump(2) + "\n", 0600));
+    return "machines may now save to " + loc.text + " themselves (key " + base.string() +
+           ".pub, restricted on " + loc.host + " to an append-only serve of " + loc.path + ")";
+}
+
+std::optional<DirectSave> machine_access(const store::RepoLocation &loc) {
+    if (loc.kind != store::RepoLocation::ssh) return std::nullopt;
+    auto base = access_base(loc);
+    auto text = fs::read_file(base.string() + ".json");
+    auto key = fs::read_file(base);
+    if (!text || !key) return std::nullopt;
+    auto j = nlohmann::json::parse(*text, nullptr, false);
+    if (!j.is_object() || jsonr::text(j, "location", "", 4096) != loc.text) return std::nullopt;
+    DirectSave d;
+    d.location = loc.text;
+    d.host = jsonr::text(j, "host", "", 255);
+    d.user = jsonr::text(j, "user", "", 64);
+    d.port = static_cast<int>(jsonr::integer(j, "port"));
+    d.known_hosts = jsonr::text(j, "known_hosts", "", 65536);
+    d.key = *key;
+    return d;
 }
 
 } // namespace berth::cli

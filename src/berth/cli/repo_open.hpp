@@ -2,6 +2,7 @@
 #pragma once
 
 #include "cli/context.hpp"
+#include "engine/workspace.hpp"
 #include "store/location.hpp"
 #include "store/repo_store.hpp"
 
@@ -14,5 +15,13 @@ namespace berth::cli {
 std::unique_ptr<store::RepoStore> open_repo(const std::string &spec, bool create);
 Result<std::unique_ptr<store::RepoStore>> try_open_repo(const store::RepoLocation &loc,
                                                         bool create);
+
+// Lets machines save straight to an ssh:// repository: a key of their own (kept in
+// $XDG_DATA_HOME/berth/machine-keys/) that the host's authorized_keys restricts to
+// `repo serve --append-only PATH`, and the host's key as this laptop knows it. Returns what it did.
+Result<std::string> allow_machines(const store::RepoLocation &loc,
+                                   const std::string &authorized_keys);
+// What a machine needs to save to loc directly, if allow_machines was run for it.
+std::optional<DirectSave> machine_access(const store::RepoLocation &loc);
 
 } // namespace berth::cli

@@ -5,6 +5,7 @@
 #include "engine/lifecycle.hpp"
 #include "provider/provider.hpp"
 #include "remote/ssh.hpp"
+#include "store/remote_repo.hpp"
 #include "store/repo_sink.hpp"
 #include "store/stream.hpp"
 #include "util/fs.hpp"
@@ -449,6 +450,150 @@ std::string describe_unsaved(const Unsaved &u) {
     std::string s = str::join(first, ", ");
     if (u.changed.size() > 3) s += " and " + std::to_string(u.changed.size() - 3) + " more";
     return s + " (" + str::human_bytes(u.bytes) + ")";
+}
+
+} // namespace berth
+
+// ---- saves the machine does itself -----------------------------------------------------------
+
+namespace berth {
+
+nlohmann::json direct_save_json(const DirectSave &d) {
+    return {{"host", d.host},         {"user", d.user},         {"port", d.port},
+            {"location", d.location}, {"key", d.key},           {"known_hosts", d.known_hosts},
+            {"paths", d.paths},       {"instance", d.instance}, {"provider", d.provider}};
+}
+
+Result<DirectSave> parse_direct_save(const std::string &line) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_object()) return fail("save-direct: the request is not a JSON object");
+    DirectSave d;
+    d.host = jsonr::text(j, "host", "", 255);
+    d.user = jsonr::text(j, "user", "", 64);
+    d.port = static_cast<int>(jsonr::integer(j, "port"));
+    d.location = jsonr::text(j, "location", "", 4096);
+    d.key = jsonr::text(j, "key", "", 16384);
+    d.known_hosts = jsonr::text(j, "known_hosts", "", 65536);
+    d.instance = jsonr::text(j, "instance", "", 64);
+    d.provider = jsonr::text(j, "provider", "", 64);
+    if (j.contains("paths") && j["paths"].is_array())
+        for (const auto &p : j["paths"])
+            if (p.is_string()) d.paths.push_back(p.get<std::string>());
+    auto plain = [](const std::string &s) {
+        return !s.empty() && s[0] != '-' &&
+               s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "0123456789._-:") == std::string::npos;
+    };
+    if (!plain(d.host) || (!d.user.empty() && !plain(d.user)) || d.port < 1 || d.port > 65535 ||
+        d.key.empty() || d.known_hosts.empty() || d.paths.empty())
+        return fail("save-direct: a malformed request");
+    for (const auto &p : d.paths)
+        BERTH_TRY(store::check_entry_path(p));
+    return d;
+}
+
+Result<SaveResult> save_direct_here(const DirectSave &d) {
+    // The key and the host's key live in memory-backed files only while ssh starts.
+    std::string base = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    std::string tmpl = base + "/berth-direct-XXXXXX";
+    if (!::mkdtemp(tmpl.data())) return fail_errno("a private directory in " + base, errno);
+    stdfs::path dir = tmpl;
+    auto forget_key = [&] {
+        std::error_code ec;
+        stdfs::remove_all(dir, ec);
+    };
+    auto w1 = fs::write_file_atomic(dir / "key", d.key + (d.key.back() == '\n' ? "" : "\n"), 0600);
+    auto w2 = fs::write_file_atomic(dir / "known_hosts", d.known_hosts + "\n", 0600);
+    if (!w1 || !w2) {
+        forget_key();
+        return fail("could not write the repository key on this machine");
+    }
+    std::vector<std::string> argv = {"ssh", "-T",
+                                     "-o",  "BatchMode=yes",
+                                     "-o",  "IdentitiesOnly=yes",
+                                     "-o",  "StrictHostKeyChecking=yes",
+                                     "-o",  "UserKnownHostsFile=" + (dir / "known_hosts").string(),
+                                     "-o",  "GlobalKnownHostsFile=/dev/null",
+                                     "-o",  "ServerAliveInterval=15",
+                                     "-i",  (dir / "key").string(),
+                                     "-p",  std::to_string(d.port)};
+    if (!d.user.empty()) argv.insert(argv.end(), {"-l", d.user});
+    argv.insert(argv.end(), {"--", d.host, "repo serve"}); // the host forces its own command
+    auto pipe = proc::spawn_pipe(argv);
+    if (!pipe) {
+        forget_key();
+        return tl::unexpected(pipe.error());
+    }
+    auto repo = store::RemoteRepository::connect(*pipe, d.location, false);
+    forget_key(); // ssh has read it; nothing of it stays on the machine
+    if (!repo) return tl::unexpected(repo.error());
+    auto &r = **repo;
+    BERTH_TRY(r.lock(true));
+    std::string source = d.instance + ":/" + str::join(d.paths, ",/");
+    auto parent = latest_of(r, source);
+    std::optional<Tree> parent_tree;
+    if (parent) {
+        auto t = r.get_tree(parent->tree);
+        if (t) parent_tree = std::move(*t);
+    }
+    RepoSink sink(r, false, "save");
+    SaveOptions opt;
+    opt.root = "/";
+    opt.paths = d.paths;
+    opt.parent = parent_tree ? &*parent_tree : nullptr;
+    opt.parent_tree_id = parent ? parent->tree : "";
+    opt.chunker = r.chunker();
+    opt.cache_file = cache_file_for(r.id(), "/", d.paths);
+    auto stats = save_tree(opt, sink);
+    sink.done();
+    if (!stats) {
+        (void)r.commit();
+        return tl::unexpected(stats.error());
+    }
+    InstanceRecord from;
+    from.name = d.instance;
+    from.provider = d.provider;
+    return commit(r, sink, *stats, source, d.paths, parent, &from);
+}
+
+Result<SaveResult> save_instance_direct(DirectSave d, const InstanceRecord &r,
+                                        const Capabilities &caps, std::vector<std::string> paths) {
+    BERTH_TRY(require_running(r));
+    if (paths.empty()) paths = default_instance_paths(caps);
+    for (auto &p : paths) {
+        while (!p.empty() && p[0] == '/')
+            p.erase(0, 1);
+        BERTH_TRY(check_entry_path(p));
+    }
+    d.paths = paths;
+    d.instance = r.name;
+    d.provider = r.provider;
+    // The request goes on stdin (it holds a key): never on a command line.
+    auto out = proc::run(
+        remote_berth(r, {"agent", "save-direct"}),
+        {.input = direct_save_json(d).dump() + "\n", .env = {}, .timeout = std::chrono::hours(12)});
+    if (!out) return tl::unexpected(out.error());
+    if (out->status != 0) {
+        auto lines = str::split(str::trim(out->err), '\n');
+        return fail(
+            "'" + r.name + "' could not save to " + d.location + ": " +
+                (lines.empty() ? std::string("exit ") + std::to_string(out->status) : lines.back()),
+            "check that the machine reaches " + d.host + ":" + std::to_string(d.port));
+    }
+    auto j = nlohmann::json::parse(out->out, nullptr, false);
+    if (!j.is_object() || !j.contains("snapshot") || !j["snapshot"].is_object())
+        return fail("'" + r.name + "' answered the save with something else");
+    auto snap = store::parse_snapshot(j["snapshot"].dump());
+    if (!snap) return tl::unexpected(snap.error());
+    SaveResult res;
+    res.snapshot = *snap;
+    res.tree_unchanged = jsonr::boolean(j, "unchanged");
+    res.stats.files = snap->files;
+    res.stats.bytes = snap->bytes;
+    res.stats.new_bytes = snap->new_bytes;
+    res.stats.stored_bytes = snap->stored_bytes;
+    res.stats.bytes_read = static_cast<std::uint64_t>(jsonr::integer(j, "bytes_read"));
+    return res;
 }
 
 } // namespace berth

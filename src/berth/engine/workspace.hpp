@@ -49,6 +49,26 @@ struct Unsaved {
 // Compares what the instance holds now (sizes and mtimes) with its latest snapshot.
 // repo may be null (no repository yet: nothing was ever saved).
 // Only paths the provider's destroy loses count (capabilities().destroy_loses).
+// A save the machine does itself, straight to an SSH repository (the laptop only starts it).
+// The client hands this to `berth agent save-direct` on the machine's stdin, never argv: a
+// key the host restricts to `repo serve --append-only PATH`, and the host's key to trust.
+struct DirectSave {
+    std::string host, user; // as the machine reaches it (ssh -G's hostname, user)
+    int port = 22;
+    std::string location;           // ssh://... as the user named it (for messages)
+    std::string key;                // the private key's text
+    std::string known_hosts;        // known_hosts lines for host
+    std::vector<std::string> paths; // relative to /
+    std::string instance, provider;
+};
+nlohmann::json direct_save_json(const DirectSave &d);
+Result<DirectSave> parse_direct_save(const std::string &line);
+// On the machine: connect, save, snapshot; nothing of the key stays afterwards.
+Result<SaveResult> save_direct_here(const DirectSave &d);
+// On the laptop: starts that on the instance and reads its result.
+Result<SaveResult> save_instance_direct(DirectSave d, const InstanceRecord &r,
+                                        const Capabilities &caps, std::vector<std::string> paths);
+
 // A new machine gets a snapshot's work and environment (up --from): the files back where they
 // were saved from, then the persisted environment linked into $HOME again.
 Result<store::RestoreStats> restore_onto_new(store::RepoStore &repo, const store::Snapshot &s,
