@@ -150,6 +150,12 @@ if command -v jupyter-notebook >/dev/null; then
   python3 -c "import json; d=json.load(open(\"$T/m2.json\")); assert d[\"stored_bytes\"] == 0 and d[\"unchanged\"], d"
   # The guard knows m1 was saved there: destroy needs no --repo and no --force.
   "$BERTH" destroy -y m1 > "$T/m1d.out" 2>&1 || die "destroy after a machine-direct save: $(cat "$T/m1d.out")"
+  # The work follows to a new local machine: up --from latest reads the SSH repository.
+  "$BERTH" up m1 --from latest --repo "$R" > "$T/m1b.out" 2>&1 || die "up --from: $(cat "$T/m1b.out")"
+  cmp "$T/m1back/notebooks/proj/data.bin" <("$BERTH" ssh m1 -- cat /notebooks/proj/data.bin) \
+    || die "up --from latest did not bring the notebook data back"
+  [ "$("$BERTH" ssh m1 -- cat /notebooks/proj/n.ipynb)" = nb ] || die "the notebook did not come back"
+  "$BERTH" destroy -y --force m1 > /dev/null
 else
   echo "SKIP machine-direct: jupyter-notebook missing (local machines need it)"
 fi
