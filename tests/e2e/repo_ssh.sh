@@ -101,7 +101,7 @@ echo "== kill -9 in the middle of a save; the next save finishes and the data is
 python3 -c "import os; open(\"$T/work/huge.bin\",\"wb\").write(os.urandom(200<<20))"
 "$BERTH" save "$T/work" --repo "$R" > /dev/null 2>&1 & spid=$!
 # Killed once some of its packs are durable on the host (their index files are there).
-for i in $(seq 1 1000); do [ -n "$(find "$T/repo/index" -type f -newer "$T/s3.json" 2>/dev/null | head -1)" ] && break; sleep 0.01; done
+for i in $(seq 1 6000); do [ -n "$(find "$T/repo/index" -type f -newer "$T/s3.json" 2>/dev/null | head -1)" ] && break; sleep 0.01; done
 kill -9 $spid || die "the save had finished before the kill: nothing was tested"
 wait $spid 2>/dev/null || true
 "$BERTH" --json save "$T/work" --repo "$R" > "$T/s4.json" || die "the save after kill -9 failed"
