@@ -48,14 +48,23 @@ std::vector<std::string> ssh_argv(const store::RepoLocation &loc) {
     return a;
 }
 
+// Where this build lives on a host (relative to the login's home): named by its hash.
+Result<std::string> this_build_on_host() {
+    auto bin = find_static_binary();
+    if (!bin) return tl::unexpected(bin.error());
+    auto hash = sha256_file(*bin);
+    if (!hash) return tl::unexpected(hash.error());
+    return ".cache/berth/bin/berth-" + hash->substr(0, 16);
+}
+
 // Puts this berth's static binary on the host unless that exact build is there; returns its
 // path on the host (relative to the login's home).
 Result<std::string> ensure_remote_binary(const store::RepoLocation &loc) {
     auto bin = find_static_binary();
     if (!bin) return tl::unexpected(bin.error());
-    auto hash = sha256_file(*bin);
-    if (!hash) return tl::unexpected(hash.error());
-    std::string remote = ".cache/berth/bin/berth-" + hash->substr(0, 16);
+    auto where = this_build_on_host();
+    if (!where) return tl::unexpected(where.error());
+    std::string remote = *where;
     auto argv = ssh_argv(loc);
     argv.push_back("test -x " + remote);
     auto probe =
@@ -97,15 +106,27 @@ Result<std::unique_ptr<store::RepoStore>> try_open_repo(const store::RepoLocatio
     if (loc.kind == store::RepoLocation::s3)
         return fail("repository '" + loc.text + "': S3 repositories are not in this berth yet",
                     "use a directory or ssh://host/path for now", 2);
-    auto bin = ensure_remote_binary(loc);
+    // One connection in the common case: serve if this build is on the host, else exit 97,
+    // then upload it and connect again.
+    auto bin = this_build_on_host();
     if (!bin) return tl::unexpected(bin.error());
-    auto argv = ssh_argv(loc);
-    argv.push_back(*bin + " repo serve " + str::shell_quote(loc.path));
-    auto pipe = proc::spawn_pipe(argv);
-    if (!pipe) return tl::unexpected(pipe.error());
-    auto r = store::RemoteRepository::connect(*pipe, loc.text, create);
-    if (!r) return tl::unexpected(r.error());
-    return std::unique_ptr<store::RepoStore>(std::move(*r));
+    for (int attempt = 0;; ++attempt) {
+        auto argv = ssh_argv(loc);
+        argv.push_back("B=" + *bin + "; if [ -x \"$B\" ]; then exec \"$B\" repo serve " +
+                       str::shell_quote(loc.path) + "; else exit 97; fi");
+        auto pipe = proc::spawn_pipe(argv);
+        if (!pipe) return tl::unexpected(pipe.error());
+        int status = 0;
+        auto r = store::RemoteRepository::connect(*pipe, loc.text, create, &status);
+        if (r) return std::unique_ptr<store::RepoStore>(std::move(*r));
+        if (status == 255)
+            return fail("cannot reach " + loc.text + ": ssh failed (see its message above)",
+                        "check `ssh " + loc.host +
+                            "` works without a prompt (keys, ~/.ssh/config)");
+        if (status != 97 || attempt > 0) return tl::unexpected(r.error());
+        auto up = ensure_remote_binary(loc);
+        if (!up) return tl::unexpected(up.error());
+    }
 }
 
 namespace {

@@ -102,10 +102,17 @@ ChunkId id_of(std::string_view b) {
 // ---- client ---------------------------------------------------------------------------------
 
 Result<std::unique_ptr<RemoteRepository>>
-RemoteRepository::connect(proc::Pipe pipe, std::string where, bool create) {
+RemoteRepository::connect(proc::Pipe pipe, std::string where, bool create, int *exit_status) {
     std::unique_ptr<RemoteRepository> r(new RemoteRepository(pipe, std::move(where)));
     auto hello = r->call('H', json{{"version", 1}, {"create", create}}.dump());
-    if (!hello) return tl::unexpected(hello.error());
+    if (!hello) {
+        if (exit_status && r->m_pipe.pid > 0) {
+            *exit_status = proc::wait_pipe(r->m_pipe);
+            r->m_pipe.pid = -1;
+            r->m_pipe.in = r->m_pipe.out = -1;
+        }
+        return tl::unexpected(hello.error());
+    }
     auto j = json::parse(*hello, nullptr, false);
     if (!j.is_object() || !j.contains("id") || !j["id"].is_string() || !j.contains("chunker") ||
         !j["chunker"].is_object())
@@ -201,8 +208,12 @@ Result<std::string> RemoteRepository::read(const ChunkId &id) {
 
 Result<std::string> RemoteRepository::put_tree(const Tree &t) {
     std::lock_guard lk(m_mu);
-    auto id = call('T', serialize(t));
-    if (id && !is_hex(*id, 64)) return fail("the repository at " + m_where + " sent a bad tree id");
+    auto bytes = serialize(t);
+    auto mine = to_hex(sha256_id(bytes.data(), bytes.size()));
+    if (m_trees.count(mine)) return mine; // an unchanged workspace: the host has this tree
+    auto id = call('T', bytes);
+    if (id && *id != mine) return fail("the repository at " + m_where + " sent a bad tree id");
+    if (id) m_trees.insert(*id);
     return id;
 }
 
@@ -216,6 +227,7 @@ Result<Tree> RemoteRepository::get_tree(const std::string &id) {
     if (to_hex(sha256_id(b->data(), b->size())) != id)
         return fail("tree " + id.substr(0, 16) + " from " + m_where + " does not match its id",
                     "run `berth verify --repo " + m_where + "`");
+    m_trees.insert(id);
     return t;
 }
 

@@ -22,14 +22,16 @@
 #include "util/process.hpp"
 
 #include <mutex>
+#include <set>
 
 namespace berth::store {
 
 class RemoteRepository : public RepoStore {
 public:
     // Takes over a running `berth repo serve` (its stdin and stdout); says hello.
-    static Result<std::unique_ptr<RemoteRepository>> connect(proc::Pipe pipe, std::string where,
-                                                             bool create);
+    // When hello fails and the far end exited, *exit_status (if given) gets its status.
+    static Result<std::unique_ptr<RemoteRepository>>
+    connect(proc::Pipe pipe, std::string where, bool create, int *exit_status = nullptr);
     ~RemoteRepository() override;
 
     std::string location() const override { return m_where; }
@@ -65,6 +67,7 @@ private:
     ChunkerParams m_chunker;
     bool m_append_only = false;
     std::vector<ChunkId> m_ids;
+    std::set<std::string> m_trees; // trees the far end has (read or written): never sent again
     std::uint64_t m_sent = 0;
     std::mutex m_mu; // one conversation: restore's prefetcher reads from another thread
 };
