@@ -14,11 +14,6 @@ using nlohmann::json;
 
 namespace {
 
-// The API's error body: {"success": false, "error": CODE, "msg": TEXT}.
-Reply api_error(int status, const std::string &code, const std::string &msg) {
-    return {status, {{"success", false}, {"error", code}, {"msg", msg}}};
-}
-
 Reply no_such_instance() {
     return api_error(404, "no_such_instance", "Instance not found.");
 }

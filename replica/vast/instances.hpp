@@ -42,6 +42,11 @@ struct Reply {
     nlohmann::json body;
 };
 
+// The API's error body: {"success": false, "error": CODE, "msg": TEXT}.
+inline Reply api_error(int status, const std::string &code, const std::string &msg) {
+    return {status, {{"success", false}, {"error", code}, {"msg", msg}}};
+}
+
 class Account {
 public:
     Account(const std::vector<nlohmann::json> *offers, double credit, double boot_seconds);

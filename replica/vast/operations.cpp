@@ -19,10 +19,6 @@ using nlohmann::json;
 
 namespace {
 
-Reply api_error(int status, const std::string &code, const std::string &msg) {
-    return {status, {{"success", false}, {"error", code}, {"msg", msg}}};
-}
-
 Reply bad_id() {
     return api_error(400, "invalid_id", "Invalid instance id.");
 }

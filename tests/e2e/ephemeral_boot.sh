@@ -10,24 +10,8 @@ python3 -m pip --version >/dev/null 2>&1 || skip "pip missing"
 STORE=$T/storage
 mkdir -p "$STORE" "$T/home"
 
-# A wheel built here, with no network: a wheel is a zip with a dist-info.
-python3 - "$T" <<'PY'
-import sys, zipfile, hashlib, base64
-out = sys.argv[1] + "/berthdemo-1.0-py3-none-any.whl"
-files = {
-    "berthdemo/__init__.py": "VALUE = 42\n",
-    "berthdemo-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: berthdemo\nVersion: 1.0\n",
-    "berthdemo-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: berth-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-}
-def rec(data):
-    d = base64.urlsafe_b64encode(hashlib.sha256(data.encode()).digest()).rstrip(b"=").decode()
-    return f"sha256={d},{len(data)}"
-record = "".join(f"{n},{rec(c)}\n" for n, c in files.items()) + "berthdemo-1.0.dist-info/RECORD,,\n"
-with zipfile.ZipFile(out, "w") as z:
-    for n, c in files.items():
-        z.writestr(n, c)
-    z.writestr("berthdemo-1.0.dist-info/RECORD", record)
-PY
+# A wheel built here, with no network.
+python3 "$(dirname "$0")/make_wheel.py" "$T"
 pip_flags="--user --no-index --no-deps --no-cache-dir --disable-pip-version-check"
 python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-packages && pip_flags+=" --break-system-packages"
 

@@ -288,23 +288,7 @@ expect_in "offer $SNIPED was rented by someone else between the search and the r
 api PUT /api/v0/search/asks/ "{\"q\":{\"id\":{\"eq\":$last}}}" | grep -q "\"id\": *$last" || die "offer $last did not come back after destroy"
 
 echo "== up --from latest: destroy today, rent again tomorrow: packages, keys, config, notebooks"
-python3 - "$T" <<'PY'
-import sys, zipfile, hashlib, base64
-out = sys.argv[1] + "/berthdemo-1.0-py3-none-any.whl"
-files = {
-    "berthdemo/__init__.py": "VALUE = 42\n",
-    "berthdemo-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: berthdemo\nVersion: 1.0\n",
-    "berthdemo-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: berth-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-}
-def rec(data):
-    d = base64.urlsafe_b64encode(hashlib.sha256(data.encode()).digest()).rstrip(b"=").decode()
-    return f"sha256={d},{len(data)}"
-record = "".join(f"{n},{rec(c)}\n" for n, c in files.items()) + "berthdemo-1.0.dist-info/RECORD,,\n"
-with zipfile.ZipFile(out, "w") as z:
-    for n, c in files.items():
-        z.writestr(n, c)
-    z.writestr("berthdemo-1.0.dist-info/RECORD", record)
-PY
+python3 "$(dirname "$0")/make_wheel.py" "$T"
 pip_flags="--user --no-index --no-deps --no-cache-dir --disable-pip-version-check"
 /usr/bin/python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-packages && pip_flags+=" --break-system-packages"
 before=$(live_count)

@@ -42,7 +42,9 @@ TEST(RepoLocation, DirectoriesSshAndRefusals) {
           "ssh://us;er@h/p", "ssh://host:/p", "/a\nb"}) {
         auto r = parse_repo_location(bad);
         EXPECT_FALSE(r) << bad;
-        if (!r) EXPECT_EQ(r.error().code, 2) << bad;
+        if (!r) {
+            EXPECT_EQ(r.error().code, 2) << bad;
+        }
     }
 }
 

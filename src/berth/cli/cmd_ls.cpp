@@ -115,19 +115,13 @@ void cmd_ssh(Context &ctx, const std::string &name, const std::vector<std::strin
         throw Abort(Error{"instance '" + name + "' is " + status_name(r.status),
                           "start it with `berth start " + name + "`"});
     auto t = Engine::target_of(r);
-    auto delay = std::chrono::milliseconds(100);
-    for (int waited = 0;; waited += static_cast<int>(delay.count())) {
-        int err = 0;
-        // sshd itself, not just the port: a provider's proxy accepts and closes while the
-        // machine's sshd is still starting (Vast reports running before it answers).
-        if (net::ssh_answers(t.host, t.port, std::chrono::milliseconds(1000), &err)) break;
-        if (waited > 30000)
-            throw Abort(Error{"cannot reach '" + name + "' at " + t.host + ":" +
-                                  std::to_string(t.port) + ": " + std::strerror(err),
-                              "see `berth status " + name + "`"});
-        std::this_thread::sleep_for(delay);
-        delay = std::min(delay * 2, std::chrono::milliseconds(2000));
-    }
+    // sshd itself, not just the port: a provider's proxy accepts and closes while the
+    // machine's sshd is still starting (Vast reports running before it answers).
+    int err = 0;
+    if (!net::wait_ssh(t.host, t.port, std::chrono::seconds(30), &err))
+        throw Abort(Error{"cannot reach '" + name + "' at " + t.host + ":" +
+                              std::to_string(t.port) + ": " + std::strerror(err),
+                          "see `berth status " + name + "`"});
     std::vector<std::string> argv = {"ssh"};
     if (command.empty()) argv.push_back("-t");
     auto opts = ssh::options(t);

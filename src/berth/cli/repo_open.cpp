@@ -27,12 +27,17 @@ namespace {
 // the user's own ~/.ssh/config for everything else (keys, aliases, jump hosts).
 // BERTH_SSH_COMMAND replaces "ssh" (words split on spaces), as GIT_SSH_COMMAND does for git:
 // `BERTH_SSH_COMMAND="ssh -F ~/work/ssh_config"`.
-std::vector<std::string> ssh_argv(const store::RepoLocation &loc) {
+std::vector<std::string> ssh_prefix() {
     std::vector<std::string> a;
     if (const char *c = std::getenv("BERTH_SSH_COMMAND"); c && *c)
         for (const auto &w : str::split(c, ' '))
             if (!w.empty()) a.push_back(w);
     if (a.empty()) a.push_back("ssh");
+    return a;
+}
+
+std::vector<std::string> ssh_argv(const store::RepoLocation &loc) {
+    auto a = ssh_prefix();
     a.insert(a.end(), {"-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15", "-o",
                        "ServerAliveCountMax=4"});
     if (loc.port) {
@@ -50,11 +55,14 @@ std::vector<std::string> ssh_argv(const store::RepoLocation &loc) {
 
 // Where this build lives on a host (relative to the login's home): named by its hash.
 Result<std::string> this_build_on_host() {
+    static std::string cached; // one hash of the 10 MB build per process, however many opens
+    if (!cached.empty()) return cached;
     auto bin = find_static_binary();
     if (!bin) return tl::unexpected(bin.error());
     auto hash = sha256_file(*bin);
     if (!hash) return tl::unexpected(hash.error());
-    return ".cache/berth/bin/berth-" + hash->substr(0, 16);
+    cached = ".cache/berth/bin/berth-" + hash->substr(0, 16);
+    return cached;
 }
 
 // Puts this berth's static binary on the host unless that exact build is there; returns its
@@ -131,15 +139,6 @@ Result<std::unique_ptr<store::RepoStore>> try_open_repo(const store::RepoLocatio
 
 namespace {
 
-std::vector<std::string> ssh_prefix() {
-    std::vector<std::string> a;
-    if (const char *c = std::getenv("BERTH_SSH_COMMAND"); c && *c)
-        for (const auto &w : str::split(c, ' '))
-            if (!w.empty()) a.push_back(w);
-    if (a.empty()) a.push_back("ssh");
-    return a;
-}
-
 std::filesystem::path access_base(const store::RepoLocation &loc) {
     return paths::data_home() / "berth" / "machine-keys" / sha256_hex(loc.text).substr(0, 16);
 }
@@ -158,7 +157,7 @@ Result<std::string> allow_machines(const store::RepoLocation &loc,
         return fail("machines save directly only to ssh:// repositories", "", 2);
     auto repo = try_open_repo(loc, true); // made now if new; berth is on the host after this
     if (!repo) return tl::unexpected(repo.error());
-    auto bin = ensure_remote_binary(loc);
+    auto bin = this_build_on_host();
     if (!bin) return tl::unexpected(bin.error());
     auto base = access_base(loc);
     BERTH_TRY(fs::make_dirs(base.parent_path(), 0700));

@@ -261,17 +261,12 @@ Result<InstanceRecord> Engine::ensure_tunnel(InstanceRecord r) {
     // A machine that just came back (resumed, rebooted) may be reported running before its
     // sshd answers: wait for the banner, not just an open port (a proxy accepts and closes).
     auto t = target_of(r);
-    auto delay = std::chrono::milliseconds(100);
-    for (int waited = 0; !net::ssh_answers(t.host, t.port, std::chrono::milliseconds(1000));
-         waited += static_cast<int>(delay.count())) {
+    if (!net::wait_ssh(t.host, t.port, std::chrono::seconds(60), nullptr, interrupt::requested)) {
         BERTH_TRY(check_interrupt("while reaching '" + r.name + "'"));
-        if (waited > 60000)
-            return fail(ErrorKind::network,
-                        "no SSH server answers for '" + r.name + "' at " + t.host + ":" +
-                            std::to_string(t.port),
-                        "see `berth status " + r.name + "`");
-        std::this_thread::sleep_for(delay);
-        delay = std::min(delay * 2, std::chrono::milliseconds(2000));
+        return fail(ErrorKind::network,
+                    "no SSH server answers for '" + r.name + "' at " + t.host + ":" +
+                        std::to_string(t.port),
+                    "see `berth status " + r.name + "`");
     }
     for (int attempt = 0; attempt < 3; ++attempt) {
         if (r.jupyter_port == 0 && bare && r.status == Status::running) {

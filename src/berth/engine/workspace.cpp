@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <csignal>
 #include <ctime>
 #include <deque>
 #include <fcntl.h>
@@ -143,6 +144,18 @@ std::vector<std::string> remote_berth(const InstanceRecord &r,
     return argv;
 }
 
+// The paths a save of an instance covers: the given ones, relative and checked, or the
+// provider's default.
+Result<> instance_paths(const Capabilities &caps, std::vector<std::string> &paths) {
+    if (paths.empty()) paths = default_instance_paths(caps);
+    for (auto &p : paths) {
+        while (!p.empty() && p[0] == '/')
+            p.erase(0, 1);
+        BERTH_TRY(check_entry_path(p));
+    }
+    return {};
+}
+
 Result<> require_running(const InstanceRecord &r) {
     if (r.status != Status::running)
         return fail("instance '" + r.name + "' is " + status_name(r.status),
@@ -187,12 +200,7 @@ Result<SaveResult> save_directory(RepoStore &repo, const stdfs::path &dir, bool 
 Result<SaveResult> save_instance(RepoStore &repo, const InstanceRecord &r, const Capabilities &caps,
                                  std::vector<std::string> paths, bool progress) {
     BERTH_TRY(require_running(r));
-    if (paths.empty()) paths = default_instance_paths(caps);
-    for (auto &p : paths) {
-        while (!p.empty() && p[0] == '/')
-            p.erase(0, 1);
-        BERTH_TRY(check_entry_path(p));
-    }
+    BERTH_TRY(instance_paths(caps, paths));
     BERTH_TRY(repo.lock(true));
     std::string source = instance_source(r, paths);
     auto parent = latest_of(repo, source);
@@ -492,15 +500,51 @@ Result<DirectSave> parse_direct_save(const std::string &line) {
     return d;
 }
 
+namespace {
+
+// The key's directory, for the signal handler: fixed paths, unlinked with async-signal-safe calls.
+char g_key_file[256], g_hosts_file[256], g_key_dir[256];
+
+void drop_key_and_exit(int sig) {
+    ::unlink(g_key_file);
+    ::unlink(g_hosts_file);
+    ::rmdir(g_key_dir);
+    ::_exit(128 + sig);
+}
+
+// A save killed with -9 could not clean up: its directory (named by its pid) goes at the next.
+void remove_stale_key_dirs(const std::string &base) {
+    std::error_code ec;
+    for (const auto &e : stdfs::directory_iterator(base, ec)) {
+        auto name = e.path().filename().string();
+        if (name.rfind("berth-direct-", 0) != 0) continue;
+        int pid = std::atoi(name.c_str() + 13);
+        if (pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM)) continue;
+        stdfs::remove_all(e.path(), ec);
+    }
+}
+
+} // namespace
+
 Result<SaveResult> save_direct_here(const DirectSave &d) {
-    // The key and the host's key live in memory-backed files only while ssh starts.
+    // The key and the host's key live in memory-backed files only while ssh starts; a hang-up
+    // or a kill removes them, and a kill -9 leaves them only until the next save.
     std::string base = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    std::string tmpl = base + "/berth-direct-XXXXXX";
+    remove_stale_key_dirs(base);
+    std::string tmpl = base + "/berth-direct-" + std::to_string(::getpid()) + "-XXXXXX";
     if (!::mkdtemp(tmpl.data())) return fail_errno("a private directory in " + base, errno);
     stdfs::path dir = tmpl;
+    std::snprintf(g_key_dir, sizeof g_key_dir, "%s", dir.c_str());
+    std::snprintf(g_key_file, sizeof g_key_file, "%s/key", dir.c_str());
+    std::snprintf(g_hosts_file, sizeof g_hosts_file, "%s/known_hosts", dir.c_str());
+    for (int sig : {SIGHUP, SIGINT, SIGTERM, SIGPIPE})
+        std::signal(sig, drop_key_and_exit);
     auto forget_key = [&] {
         std::error_code ec;
         stdfs::remove_all(dir, ec);
+        for (int sig : {SIGHUP, SIGINT, SIGTERM})
+            std::signal(sig, SIG_DFL);
+        std::signal(SIGPIPE, SIG_IGN);
     };
     auto w1 = fs::write_file_atomic(dir / "key", d.key + (d.key.back() == '\n' ? "" : "\n"), 0600);
     auto w2 = fs::write_file_atomic(dir / "known_hosts", d.known_hosts + "\n", 0600);
@@ -559,12 +603,7 @@ Result<SaveResult> save_direct_here(const DirectSave &d) {
 Result<SaveResult> save_instance_direct(DirectSave d, const InstanceRecord &r,
                                         const Capabilities &caps, std::vector<std::string> paths) {
     BERTH_TRY(require_running(r));
-    if (paths.empty()) paths = default_instance_paths(caps);
-    for (auto &p : paths) {
-        while (!p.empty() && p[0] == '/')
-            p.erase(0, 1);
-        BERTH_TRY(check_entry_path(p));
-    }
+    BERTH_TRY(instance_paths(caps, paths));
     d.paths = paths;
     d.instance = r.name;
     d.provider = r.provider;

@@ -194,18 +194,6 @@ Result<std::pair<std::uint8_t, std::string>> RemoteRepository::read_stored(const
     return std::make_pair(flags, b->substr(5));
 }
 
-Result<std::string> RemoteRepository::read(const ChunkId &id) {
-    std::uint32_t raw_len = 0;
-    auto stored = read_stored(id, raw_len);
-    if (!stored) return tl::unexpected(stored.error());
-    auto raw = decompress(stored->second, stored->first, raw_len);
-    if (!raw) return raw;
-    if (sha256_id(raw->data(), raw->size()) != id)
-        return fail("chunk " + to_hex(id).substr(0, 16) + " from " + m_where + " is damaged",
-                    "run `berth verify --repo " + m_where + "`");
-    return raw;
-}
-
 Result<std::string> RemoteRepository::put_tree(const Tree &t) {
     std::lock_guard lk(m_mu);
     auto bytes = serialize(t);

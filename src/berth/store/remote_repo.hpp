@@ -44,7 +44,6 @@ public:
     Result<> add(const ChunkId &id, std::uint32_t raw_len, std::uint8_t flags,
                  std::string_view stored) override;
     Result<> commit() override;
-    Result<std::string> read(const ChunkId &id) override;
     Result<std::pair<std::uint8_t, std::string>> read_stored(const ChunkId &id,
                                                              std::uint32_t &raw_len) override;
     Result<std::string> put_tree(const Tree &t) override;

@@ -51,8 +51,8 @@ public:
     virtual Result<std::size_t> add_plain(const ChunkId &id, std::string_view raw);
     // Makes what was added durable (and reports the first failure of any add).
     virtual Result<> commit() = 0;
-    // The chunk's plain bytes, checked against its id.
-    virtual Result<std::string> read(const ChunkId &id) = 0;
+    // The chunk's plain bytes, checked against its id (the default: read_stored, decompressed).
+    virtual Result<std::string> read(const ChunkId &id);
     // The chunk as stored, for sending; the receiver checks the hash.
     virtual Result<std::pair<std::uint8_t, std::string>> read_stored(const ChunkId &id,
                                                                      std::uint32_t &raw_len) = 0;

@@ -348,16 +348,7 @@ Result<std::string> Repository::read(const ChunkId &id) {
             if (p.id == id)
                 return decompress(std::string_view(m_pack_buf).substr(p.offset, p.stored_len),
                                   p.flags, p.raw_len);
-    std::uint32_t raw_len = 0;
-    auto stored = read_stored(id, raw_len);
-    if (!stored) return tl::unexpected(stored.error());
-    auto raw = decompress(stored->second, stored->first, raw_len);
-    if (!raw) return raw;
-    if (sha256_id(raw->data(), raw->size()) != id)
-        return fail("chunk " + to_hex(id).substr(0, 16) + " in pack " +
-                        m_packs[m_index.at(id).pack].substr(0, 16) + " is damaged",
-                    "the repository's disk corrupted it; run `berth verify`");
-    return raw;
+    return RepoStore::read(id);
 }
 
 Result<std::pair<std::uint8_t, std::string>> Repository::read_stored(const ChunkId &id,

@@ -1,5 +1,6 @@
 #include "util/net.hpp"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
@@ -7,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <thread>
 #include <unistd.h>
 
 namespace berth::net {
@@ -86,6 +88,18 @@ bool ssh_answers(const std::string &host, int port, std::chrono::milliseconds ti
     if (got == sizeof buf && std::memcmp(buf, "SSH-", 4) == 0) return true;
     if (err) *err = got == 0 ? ECONNRESET : EPROTO;
     return false;
+}
+
+bool wait_ssh(const std::string &host, int port, std::chrono::milliseconds limit, int *err,
+              const std::function<bool()> &stop) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    auto delay = std::chrono::milliseconds(100);
+    while (!ssh_answers(host, port, std::chrono::milliseconds(1000), err)) {
+        if ((stop && stop()) || std::chrono::steady_clock::now() + delay > deadline) return false;
+        std::this_thread::sleep_for(delay);
+        delay = std::min(delay * 2, std::chrono::milliseconds(2000));
+    }
+    return true;
 }
 
 Result<int> http_status(const std::string &host, int port, const std::string &path,

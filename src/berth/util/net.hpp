@@ -4,6 +4,7 @@
 #include "util/result.hpp"
 
 #include <chrono>
+#include <functional>
 #include <string>
 
 namespace berth::net {
@@ -19,6 +20,11 @@ bool connectable(const std::string &host, int port, std::chrono::milliseconds ti
 // that accepts and closes (a provider's proxy while the machine's sshd is not up yet) does not.
 bool ssh_answers(const std::string &host, int port, std::chrono::milliseconds timeout,
                  int *err = nullptr);
+
+// Waits (with backoff, up to `limit`) until ssh_answers; false when the time is up or `stop`
+// says so (an interrupt). errno of the last failure in *err.
+bool wait_ssh(const std::string &host, int port, std::chrono::milliseconds limit,
+              int *err = nullptr, const std::function<bool()> &stop = {});
 
 // GET http://host:port/path; returns the status code, or fails if nothing answers.
 Result<int> http_status(const std::string &host, int port, const std::string &path,
