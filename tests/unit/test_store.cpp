@@ -7,6 +7,8 @@
 #include "util/fs.hpp"
 
 #include <fstream>
+#include "store_keys.hpp"
+
 #include <gtest/gtest.h>
 #include <random>
 #include <unistd.h>
@@ -167,8 +169,9 @@ TEST(Tree, UnsafePathsAndEntriesBeneathLinksAreRefused) {
 }
 
 TEST_F(TempDir, SaveRestoreDedupAndUnchangedFilesAreNotRead) {
-    auto repo = Repository::open(dir / "repo", true);
-    ASSERT_TRUE(repo) << repo.error().what;
+    auto repo_r = Repository::open(dir / "repo", true, test_keys(dir));
+    ASSERT_TRUE(repo_r) << repo_r.error().what;
+    auto &repo = *repo_r;
     auto blob = random_bytes(3 << 20, 5);
     write(dir / "ws/data.bin", std::string(blob.begin(), blob.end()));
     write(dir / "ws/copy.bin", std::string(blob.begin(), blob.end())); // a duplicate file
@@ -176,6 +179,7 @@ TEST_F(TempDir, SaveRestoreDedupAndUnchangedFilesAreNotRead) {
     SaveOptions opt;
     opt.root = dir / "ws";
     opt.chunker = repo->chunker();
+    opt.ids = repo->ids();
     opt.cache_file = cache_file_for(repo->id(), opt.root, {});
     RepoSink sink(*repo, false, "");
     auto st = save_tree(opt, sink);
@@ -219,8 +223,9 @@ TEST_F(TempDir, SaveRestoreDedupAndUnchangedFilesAreNotRead) {
 }
 
 TEST_F(TempDir, MaliciousTreeWritesNothingOutsideTarget) {
-    auto repo = Repository::open(dir / "repo", true);
-    ASSERT_TRUE(repo);
+    auto repo_r = Repository::open(dir / "repo", true, test_keys(dir));
+    ASSERT_TRUE(repo_r) << repo_r.error().what;
+    auto &repo = *repo_r;
     Tree t;
     Entry ok{"fine.txt", EntryType::file, 0644, 0, 0, 0, 0, {}, {}};
     Entry evil{"../escaped.txt", EntryType::file, 0644, 0, 0, 0, 0, {}, {}};
@@ -247,10 +252,11 @@ TEST_F(TempDir, MaliciousTreeWritesNothingOutsideTarget) {
 }
 
 TEST_F(TempDir, DamagedChunkIsDetectedOnReadAndVerify) {
-    auto repo = Repository::open(dir / "repo", true);
-    ASSERT_TRUE(repo);
+    auto repo_r = Repository::open(dir / "repo", true, test_keys(dir));
+    ASSERT_TRUE(repo_r) << repo_r.error().what;
+    auto &repo = *repo_r;
     auto d = random_bytes(1 << 20, 6);
-    auto id = sha256_id(d.data(), d.size());
+    auto id = repo->ids()(d.data(), d.size());
     ASSERT_TRUE(repo->add(id, static_cast<std::uint32_t>(d.size()), k_raw,
                           std::string_view(reinterpret_cast<char *>(d.data()), d.size())));
     ASSERT_TRUE(repo->commit());
@@ -261,8 +267,9 @@ TEST_F(TempDir, DamagedChunkIsDetectedOnReadAndVerify) {
         f.put('\x00');
         f.put('\x01');
     }
-    auto again = Repository::open(dir / "repo", false);
-    ASSERT_TRUE(again);
+    auto again_r = Repository::open(dir / "repo", false, test_keys(dir));
+    ASSERT_TRUE(again_r) << again_r.error().what;
+    auto &again = *again_r;
     EXPECT_FALSE(again->read(id));
     auto v = again->verify(nullptr);
     ASSERT_TRUE(v);
@@ -270,10 +277,11 @@ TEST_F(TempDir, DamagedChunkIsDetectedOnReadAndVerify) {
 }
 
 TEST_F(TempDir, PruneDropsUnreferencedAndOrphanPacks) {
-    auto repo = Repository::open(dir / "repo", true);
-    ASSERT_TRUE(repo);
+    auto repo_r = Repository::open(dir / "repo", true, test_keys(dir));
+    ASSERT_TRUE(repo_r) << repo_r.error().what;
+    auto &repo = *repo_r;
     auto d = random_bytes(4096, 7);
-    auto id = sha256_id(d.data(), d.size());
+    auto id = repo->ids()(d.data(), d.size());
     ASSERT_TRUE(
         repo->add(id, 4096, k_raw, std::string_view(reinterpret_cast<char *>(d.data()), d.size())));
     ASSERT_TRUE(repo->commit());
@@ -287,8 +295,8 @@ TEST_F(TempDir, PruneDropsUnreferencedAndOrphanPacks) {
 
 TEST_F(TempDir, RefusesNonEmptyNonRepository) {
     write(dir / "notrepo/file", "x");
-    auto r = Repository::open(dir / "notrepo", true);
+    auto r = Repository::open(dir / "notrepo", true, test_keys(dir));
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().what.find("not empty"), std::string::npos);
-    EXPECT_FALSE(Repository::open(dir / "missing", false));
+    EXPECT_FALSE(Repository::open(dir / "missing", false, test_keys(dir)));
 }

@@ -9,6 +9,8 @@
 
 #include <cstring>
 #include <fstream>
+#include "store_keys.hpp"
+
 #include <gtest/gtest.h>
 #include <random>
 #include <unistd.h>
@@ -103,8 +105,9 @@ TEST(FuzzReaders, TreeAndSnapshotParsersNeverThrow) {
 }
 
 TEST_F(Fuzz, RepositoryFilesMutatedOnDiskAreReportedNotFatal) {
-    auto repo = Repository::open(dir / "repo", true);
-    ASSERT_TRUE(repo);
+    auto repo_r = Repository::open(dir / "repo", true, test_keys(dir));
+    ASSERT_TRUE(repo_r) << repo_r.error().what;
+    auto &repo = *repo_r;
     stdfs::create_directories(dir / "ws/d");
     std::ofstream(dir / "ws/d/a.txt") << std::string(200000, 'a');
     std::ofstream(dir / "ws/b.bin") << "bbbbbbbbbb";
@@ -112,6 +115,7 @@ TEST_F(Fuzz, RepositoryFilesMutatedOnDiskAreReportedNotFatal) {
     SaveOptions opt;
     opt.root = dir / "ws";
     opt.chunker = repo->chunker();
+    opt.ids = repo->ids();
     RepoSink sink(*repo, false, "");
     auto st = save_tree(opt, sink);
     ASSERT_TRUE(st) << st.error().what;
@@ -136,8 +140,9 @@ TEST_F(Fuzz, RepositoryFilesMutatedOnDiskAreReportedNotFatal) {
     for (int i = 0; i < 600; ++i) {
         std::size_t k = g() % files.size();
         std::ofstream(files[k], std::ios::binary | std::ios::trunc) << mutate(pristine[k], g);
-        auto r = Repository::open(dir / "repo", false);
-        if (r) {
+        auto rr = Repository::open(dir / "repo", false, test_keys(dir));
+        if (rr) {
+            auto &r = *rr;
             auto v = r->verify(nullptr);
             if (v && !v->problems.empty()) ++reported;
             (void)r->find_snapshot("latest");
@@ -154,8 +159,9 @@ TEST_F(Fuzz, RepositoryFilesMutatedOnDiskAreReportedNotFatal) {
         std::ofstream(files[k], std::ios::binary | std::ios::trunc) << pristine[k];
     }
     EXPECT_GT(reported, 300) << "most damage must be noticed";
-    auto clean = Repository::open(dir / "repo", false);
-    ASSERT_TRUE(clean);
+    auto clean_r = Repository::open(dir / "repo", false, test_keys(dir));
+    ASSERT_TRUE(clean_r) << clean_r.error().what;
+    auto &clean = *clean_r;
     auto v = clean->verify(nullptr);
     ASSERT_TRUE(v);
     EXPECT_TRUE(v->problems.empty()) << v->problems.front();

@@ -4,7 +4,7 @@
 #include "cli/repo_open.hpp"
 #include "engine/lifecycle.hpp"
 #include "engine/workspace.hpp"
-#include "store/remote_repo.hpp"
+#include "store/remote_backend.hpp"
 #include "store/repository.hpp"
 #include "util/strings.hpp"
 #include "util/term.hpp"
@@ -63,6 +63,12 @@ void cmd_save(Context &ctx, const std::string &what, const std::vector<std::stri
         auto r = e.refresh(must(e.find(what)));
         const auto *row = must(registry(ctx).find(r.provider));
         if (!ctx.json) progress_line("'" + r.name + "' saves to " + loc.text + " itself");
+        {
+            // The laptop opens the repository first (checks the key, learns it); the machine
+            // gets the key on stdin with the rest of the request.
+            auto repo = open_repo(repo_spec(ctx), false);
+            if (repo->master_key()) direct->repo_key = repo->master_key()->to_json();
+        }
         res = must(save_instance_direct(*direct, r, row->capabilities, paths));
         auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
         if (!spec.is_object()) spec = nlohmann::json::object();
@@ -325,6 +331,134 @@ void add_save(CLI::App &app, Context &ctx) {
             print_json({{"schema", "berth.allow-machines/1"}, {"repo", loc.text}});
         else
             say(said);
+    });
+
+    auto *in = subcommand(*rp, "repo", "init");
+    static std::string init_repo, init_key_file;
+    static bool no_encryption = false;
+    in->add_option("--repo", init_repo, "where (default: config `repo`, else the default)");
+    in->add_option("--key-file", init_key_file,
+                   "keep the key in this file (default, with no passphrase given: "
+                   "$XDG_CONFIG_HOME/berth/repo-keys/ID.json)");
+    in->add_flag("--no-encryption", no_encryption,
+                 "store snapshots unencrypted (only where the storage is as trusted as this disk)");
+    in->callback([&ctx] {
+        if (!init_repo.empty()) repo_flag = init_repo;
+        auto loc = must(store::parse_repo_location(repo_spec(ctx)));
+        auto backend = must(open_backend(loc));
+        if (must(backend->get("config.json")))
+            throw Abort(Error{"there is a repository at " + loc.text + " already",
+                              "use it as it is; `berth repo info` describes it", 2});
+        store::KeyOptions keys = key_options(init_key_file.empty());
+        keys.encrypt = !no_encryption;
+        keys.key_file = init_key_file;
+        std::string made;
+        keys.created_key = &made;
+        auto repo = must(store::Repository::open(std::move(backend), true, keys));
+        if (ctx.json) {
+            print_json({{"schema", "berth.repo-init/1"},
+                        {"repo", loc.text},
+                        {"id", repo->id()},
+                        {"encrypted", repo->encrypted()},
+                        {"key", made}});
+            return;
+        }
+        say("made repository " + repo->id() + " at " + loc.text +
+            (repo->encrypted() ? made == "passphrase"
+                                     ? ", encrypted; its key is sealed by your passphrase"
+                                     : ", encrypted; its key is in " + made +
+                                           ": keep a copy elsewhere, or add a passphrase with "
+                                           "`berth repo key add`"
+                               : ", not encrypted"));
+    });
+
+    auto *inf = subcommand(*rp, "repo", "info");
+    repo_opt(inf);
+    inf->callback([&ctx] {
+        auto repo = open_repo(repo_spec(ctx), false);
+        auto keys = repo->encrypted() ? must(repo->key_ids()) : std::vector<std::string>{};
+        auto scan = repo->scan_snapshots();
+        std::uint64_t stored = 0;
+        for (const auto &f : must(repo->backend().list("data")))
+            stored += f.size;
+        auto kf = store::default_key_file(repo->id());
+        bool has_kf = std::filesystem::exists(kf);
+        if (ctx.json) {
+            print_json({{"schema", "berth.repo-info/1"},
+                        {"repo", repo->location()},
+                        {"id", repo->id()},
+                        {"format", repo->format_version()},
+                        {"encryption", repo->encrypted() ? "aes-256-gcm" : "none"},
+                        {"chunk_names", repo->encrypted() ? "hmac-sha256" : "sha256"},
+                        {"passphrase_keys", keys},
+                        {"key_file", has_kf ? kf.string() : ""},
+                        {"opened_with", repo->opened_with()},
+                        {"append_only", repo->backend().append_only()},
+                        {"snapshots", scan.good.size()},
+                        {"damaged_snapshots", scan.damaged.size()},
+                        {"chunks", repo->chunk_count()},
+                        {"stored_bytes", stored}});
+            return;
+        }
+        say("repository " + repo->id() + " at " + repo->location());
+        say("  format      " + std::to_string(repo->format_version()) +
+            (repo->encrypted() ? ", encrypted (AES-256-GCM, chunk names HMAC-SHA256)"
+                               : ", NOT encrypted"));
+        if (repo->encrypted()) {
+            say("  keys        " + std::to_string(keys.size()) + " passphrase(s)" +
+                (has_kf ? ", key file " + kf.string() : std::string()));
+            say("  opened with " + repo->opened_with());
+        }
+        say("  snapshots   " + std::to_string(scan.good.size()) +
+            (scan.damaged.empty() ? "" : " (+" + std::to_string(scan.damaged.size()) + " damaged)"));
+        say("  stored      " + str::human_bytes(stored) + " in " +
+            std::to_string(repo->chunk_count()) + " chunks");
+    });
+
+    auto *ky = subcommand(*rp, "repo", "key");
+    ky->require_subcommand(1);
+    auto *ka = ky->add_subcommand("add", "add a passphrase that opens the repository");
+    auto *kp = ky->add_subcommand("passwd", "change the passphrase that opened the repository");
+    auto *kl = ky->add_subcommand("list", "the repository's passphrase keys");
+    for (auto *c : {ka, kp, kl})
+        repo_opt(c);
+    auto new_passphrase = [] {
+        auto p = must(repo_passphrase_new());
+        return p;
+    };
+    ka->callback([&ctx, new_passphrase] {
+        auto repo = open_repo(repo_spec(ctx), false);
+        auto p = new_passphrase();
+        auto name = must(repo->add_passphrase(p));
+        if (ctx.json)
+            print_json({{"schema", "berth.repo-key/1"}, {"added", name}});
+        else
+            say("added key " + name + ": the new passphrase opens " + repo->location());
+    });
+    kp->callback([&ctx, new_passphrase] {
+        auto repo = open_repo(repo_spec(ctx), false);
+        std::string old = repo->opened_with();
+        if (old.rfind("keys/", 0) != 0)
+            throw Abort(Error{"this repository was opened with a key file (" + old +
+                                  "), not a passphrase",
+                              "`berth repo key add` adds a passphrase", 2});
+        auto p = new_passphrase();
+        auto name = must(repo->add_passphrase(p));
+        must(repo->remove_key(old));
+        if (ctx.json)
+            print_json({{"schema", "berth.repo-key/1"}, {"added", name}, {"removed", old}});
+        else
+            say("changed the passphrase: " + old + " replaced by " + name);
+    });
+    kl->callback([&ctx] {
+        auto repo = open_repo(repo_spec(ctx), false);
+        auto keys = must(repo->key_ids());
+        if (ctx.json) {
+            print_json({{"schema", "berth.repo-keys/1"}, {"keys", keys}});
+            return;
+        }
+        for (const auto &k : keys)
+            say(k + (k == repo->opened_with() ? "  (opened this time)" : ""));
     });
 
     auto *p = command(app, "prune");

@@ -7,7 +7,7 @@
 #include "core/json_read.hpp"
 #include "core/paths.hpp"
 #include "store/location.hpp"
-#include "store/remote_repo.hpp"
+#include "store/remote_backend.hpp"
 #include "store/repository.hpp"
 #include "util/fs.hpp"
 #include "util/hash.hpp"
@@ -16,7 +16,10 @@
 
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <cstdio>
+#include <fcntl.h>
 #include <pwd.h>
+#include <termios.h>
 #include <unistd.h>
 
 namespace berth::cli {
@@ -98,19 +101,128 @@ Result<std::string> ensure_remote_binary(const store::RepoLocation &loc) {
 
 } // namespace
 
+namespace {
+
+// A line from the terminal with echo off; nullopt when there is no terminal.
+std::optional<std::string> ask_tty(const std::string &prompt) {
+    int fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return std::nullopt;
+    termios old{};
+    bool restore = ::tcgetattr(fd, &old) == 0;
+    if (restore) {
+        termios quiet = old;
+        quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+        ::tcsetattr(fd, TCSAFLUSH, &quiet);
+    }
+    (void)!::write(fd, prompt.data(), prompt.size());
+    std::string line;
+    char c;
+    while (::read(fd, &c, 1) == 1 && c != '\n')
+        line += c;
+    if (restore) ::tcsetattr(fd, TCSAFLUSH, &old);
+    (void)!::write(fd, "\n", 1);
+    ::close(fd);
+    return line;
+}
+
+std::string strip_newline(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r'))
+        s.pop_back();
+    return s;
+}
+
+} // namespace
+
+namespace {
+
+Result<std::optional<std::string>> passphrase_from(const std::string &var, bool confirm,
+                                                   bool may_ask) {
+    if (const char *p = std::getenv(var.c_str()); p && *p)
+        return std::optional<std::string>(p);
+    if (const char *f = std::getenv((var + "_FILE").c_str()); f && *f) {
+        auto text = fs::read_file(f);
+        if (!text)
+            return fail(var + "_FILE: " + text.error().what,
+                        "point it at a readable file holding the passphrase");
+        auto p = strip_newline(*text);
+        if (p.empty()) return fail(var + "_FILE " + std::string(f) + " is empty");
+        return std::optional<std::string>(p);
+    }
+    if (const char *c = std::getenv((var + "_COMMAND").c_str()); c && *c) {
+        auto out = proc::run({"sh", "-c", c},
+                             {.input = std::string(), .env = {}, .timeout = std::chrono::minutes(2)});
+        if (!out || out->status != 0)
+            return fail(var + "_COMMAND failed" +
+                            (out ? " (exit " + std::to_string(out->status) + ")" : std::string()),
+                        "check the command prints the passphrase");
+        auto p = strip_newline(out->out);
+        if (p.empty()) return fail(var + "_COMMAND printed nothing");
+        return std::optional<std::string>(p);
+    }
+    if (!may_ask) return std::optional<std::string>();
+    auto p = ask_tty(confirm ? "New repository passphrase: " : "Repository passphrase: ");
+    if (!p) return std::optional<std::string>();
+    if (p->empty()) return fail("an empty passphrase", "type one, or use a key file", 2);
+    if (confirm) {
+        auto again = ask_tty("Again: ");
+        if (!again || *again != *p) return fail("the passphrases differ", "nothing was made", 2);
+    }
+    return p;
+}
+
+} // namespace
+
+Result<std::optional<std::string>> repo_passphrase(bool confirm, bool may_ask) {
+    return passphrase_from("BERTH_REPO_PASSWORD", confirm, may_ask);
+}
+
+Result<std::string> repo_passphrase_new() {
+    auto p = passphrase_from("BERTH_REPO_NEW_PASSWORD", true, true);
+    if (!p) return tl::unexpected(p.error());
+    if (!*p)
+        return fail("no new passphrase",
+                    "run on a terminal, or set BERTH_REPO_NEW_PASSWORD_FILE", 2);
+    return **p;
+}
+
+store::KeyOptions key_options(bool ask_new) {
+    store::KeyOptions k;
+    k.passphrase = [ask_new](bool confirm) { return repo_passphrase(confirm, !confirm || ask_new); };
+    return k;
+}
+
 std::unique_ptr<store::RepoStore> open_repo(const std::string &spec, bool create) {
     auto loc =
         must(store::parse_repo_location(spec.empty() ? store::default_repo().string() : spec));
     return must(try_open_repo(loc, create));
 }
 
+Result<std::unique_ptr<store::Backend>> open_backend(const store::RepoLocation &loc);
+
+Result<std::unique_ptr<store::RepoStore>> try_open_repo(const store::RepoLocation &loc, bool create,
+                                                        store::KeyOptions keys) {
+    auto backend = open_backend(loc);
+    if (!backend) return tl::unexpected(backend.error());
+    std::string made;
+    if (!keys.created_key) keys.created_key = &made;
+    auto r = store::Repository::open(std::move(*backend), create, keys);
+    if (r && !made.empty() && made != "passphrase")
+        std::fprintf(stderr,
+                     "berth: made an encrypted repository at %s; its key is in %s.\n"
+                     "       Keep a copy of that file elsewhere, or add a passphrase with "
+                     "`berth repo key add --repo %s`: without one of them the snapshots cannot "
+                     "be read.\n",
+                     loc.text.c_str(), made.c_str(), loc.text.c_str());
+    return r;
+}
+
 Result<std::unique_ptr<store::RepoStore>> try_open_repo(const store::RepoLocation &loc,
                                                         bool create) {
-    if (loc.kind == store::RepoLocation::local) {
-        auto r = store::Repository::open(loc.dir, create);
-        if (!r) return tl::unexpected(r.error());
-        return std::unique_ptr<store::RepoStore>(new store::Repository(std::move(*r)));
-    }
+    return try_open_repo(loc, create, key_options(false));
+}
+
+Result<std::unique_ptr<store::Backend>> open_backend(const store::RepoLocation &loc) {
+    if (loc.kind == store::RepoLocation::local) return store::local_backend(loc.dir);
     if (loc.kind == store::RepoLocation::s3)
         return fail("repository '" + loc.text + "': S3 repositories are not in this berth yet",
                     "use a directory or ssh://host/path for now", 2);
@@ -125,8 +237,8 @@ Result<std::unique_ptr<store::RepoStore>> try_open_repo(const store::RepoLocatio
         auto pipe = proc::spawn_pipe(argv);
         if (!pipe) return tl::unexpected(pipe.error());
         int status = 0;
-        auto r = store::RemoteRepository::connect(*pipe, loc.text, create, &status);
-        if (r) return std::unique_ptr<store::RepoStore>(std::move(*r));
+        auto r = store::connect_remote_backend(*pipe, loc.text, &status);
+        if (r) return r;
         if (status == 255)
             return fail("cannot reach " + loc.text + ": ssh failed (see its message above)",
                         "check `ssh " + loc.host +

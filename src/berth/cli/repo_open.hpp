@@ -4,7 +4,7 @@
 #include "cli/context.hpp"
 #include "engine/workspace.hpp"
 #include "store/location.hpp"
-#include "store/repo_store.hpp"
+#include "store/repository.hpp"
 
 #include <memory>
 
@@ -15,6 +15,20 @@ namespace berth::cli {
 std::unique_ptr<store::RepoStore> open_repo(const std::string &spec, bool create);
 Result<std::unique_ptr<store::RepoStore>> try_open_repo(const store::RepoLocation &loc,
                                                         bool create);
+Result<std::unique_ptr<store::RepoStore>> try_open_repo(const store::RepoLocation &loc, bool create,
+                                                        store::KeyOptions keys);
+Result<std::unique_ptr<store::Backend>> open_backend(const store::RepoLocation &loc);
+
+// The passphrase from BERTH_REPO_PASSWORD, BERTH_REPO_PASSWORD_FILE or
+// BERTH_REPO_PASSWORD_COMMAND, else (may_ask) the terminal; never from argv. confirm: a new one,
+// typed twice. nullopt: none to be had.
+Result<std::optional<std::string>> repo_passphrase(bool confirm, bool may_ask);
+// A new passphrase for `repo key add|passwd`: BERTH_REPO_NEW_PASSWORD(_FILE|_COMMAND) or asked
+// twice on the terminal.
+Result<std::string> repo_passphrase_new();
+// Passphrases as above; a new repository gets one only from the environment unless ask_new
+// (`repo init` on a terminal), else a key file.
+store::KeyOptions key_options(bool ask_new);
 
 // Lets machines save straight to an ssh:// repository: a key of their own (kept in
 // $XDG_DATA_HOME/berth/machine-keys/) that the host's authorized_keys restricts to

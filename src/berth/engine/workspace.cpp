@@ -5,7 +5,7 @@
 #include "engine/lifecycle.hpp"
 #include "provider/provider.hpp"
 #include "remote/ssh.hpp"
-#include "store/remote_repo.hpp"
+#include "store/remote_backend.hpp"
 #include "store/repo_sink.hpp"
 #include "store/stream.hpp"
 #include "util/fs.hpp"
@@ -187,6 +187,7 @@ Result<SaveResult> save_directory(RepoStore &repo, const stdfs::path &dir, bool 
     opt.parent = parent_tree ? &*parent_tree : nullptr;
     opt.parent_tree_id = parent ? parent->tree : "";
     opt.chunker = repo.chunker();
+    opt.ids = repo.ids();
     opt.cache_file = cache_file_for(repo.id(), root, {});
     auto stats = save_tree(opt, sink);
     sink.done();
@@ -214,7 +215,8 @@ Result<SaveResult> save_instance(RepoStore &repo, const InstanceRecord &r, const
                    repo.id(),
                    repo.chunker(),
                    parent_tree ? &*parent_tree : nullptr,
-                   parent ? parent->tree : ""};
+                   parent ? parent->tree : "",
+                   repo.ids()};
     auto pipe = proc::spawn_pipe(remote_berth(r, {"agent", "save-stream"}));
     if (!pipe) return tl::unexpected(pipe.error());
     RepoSink sink(repo, progress, "save " + r.name);
@@ -323,7 +325,7 @@ Result<RestoreStats> restore_instance(RepoStore &repo, const Snapshot &s, const 
     if (progress) bar = std::make_unique<term::Progress>("restore " + r.name, s.bytes);
     auto st = client_restore(
         pipe->in, pipe->out, *tree, s.tree, target.empty() ? "/" : target, repo.id(), s.paths,
-        [&](const ChunkId &id, std::uint32_t &raw_len) { return repo.read_stored(id, raw_len); },
+        repo.ids(), [&](const ChunkId &id, std::uint32_t &raw_len) { return repo.read_stored(id, raw_len); },
         [&](std::uint64_t n) {
             if (bar) bar->add(n);
         });
@@ -469,7 +471,8 @@ namespace berth {
 nlohmann::json direct_save_json(const DirectSave &d) {
     return {{"host", d.host},         {"user", d.user},         {"port", d.port},
             {"location", d.location}, {"key", d.key},           {"known_hosts", d.known_hosts},
-            {"paths", d.paths},       {"instance", d.instance}, {"provider", d.provider}};
+            {"paths", d.paths},       {"instance", d.instance}, {"provider", d.provider},
+            {"repo_key", d.repo_key}};
 }
 
 Result<DirectSave> parse_direct_save(const std::string &line) {
@@ -484,6 +487,7 @@ Result<DirectSave> parse_direct_save(const std::string &line) {
     d.known_hosts = jsonr::text(j, "known_hosts", "", 65536);
     d.instance = jsonr::text(j, "instance", "", 64);
     d.provider = jsonr::text(j, "provider", "", 64);
+    d.repo_key = jsonr::text(j, "repo_key", "", 1024);
     if (j.contains("paths") && j["paths"].is_array())
         for (const auto &p : j["paths"])
             if (p.is_string()) d.paths.push_back(p.get<std::string>());
@@ -568,8 +572,16 @@ Result<SaveResult> save_direct_here(const DirectSave &d) {
         forget_key();
         return tl::unexpected(pipe.error());
     }
-    auto repo = store::RemoteRepository::connect(*pipe, d.location, false);
+    auto backend = store::connect_remote_backend(*pipe, d.location);
     forget_key(); // ssh has read it; nothing of it stays on the machine
+    if (!backend) return tl::unexpected(backend.error());
+    store::KeyOptions keys;
+    if (!d.repo_key.empty()) {
+        auto k = store::MasterKey::from_json(d.repo_key);
+        if (!k) return tl::unexpected(k.error());
+        keys.key = *k; // in memory only: never a key file on the machine
+    }
+    auto repo = store::Repository::open(std::move(*backend), false, keys);
     if (!repo) return tl::unexpected(repo.error());
     auto &r = **repo;
     BERTH_TRY(r.lock(true));
@@ -587,6 +599,7 @@ Result<SaveResult> save_direct_here(const DirectSave &d) {
     opt.parent = parent_tree ? &*parent_tree : nullptr;
     opt.parent_tree_id = parent ? parent->tree : "";
     opt.chunker = r.chunker();
+    opt.ids = r.ids();
     opt.cache_file = cache_file_for(r.id(), "/", d.paths);
     auto stats = save_tree(opt, sink);
     sink.done();

@@ -60,6 +60,7 @@ struct DirectSave {
     std::string known_hosts;        // known_hosts lines for host
     std::vector<std::string> paths; // relative to /
     std::string instance, provider;
+    std::string repo_key; // the repository's master key (JSON), when it is encrypted
 };
 nlohmann::json direct_save_json(const DirectSave &d);
 Result<DirectSave> parse_direct_save(const std::string &line);

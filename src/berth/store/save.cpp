@@ -203,7 +203,7 @@ struct Walker {
     }
 
     Result<> emit(const std::uint8_t *data, std::size_t n, Entry &e) {
-        ChunkId id = sha256_id(data, n);
+        ChunkId id = opt.ids(data, n);
         e.chunks.push_back(id);
         if (!sink.has(id)) {
             ++stats.new_chunks;
@@ -348,7 +348,7 @@ Result<SaveStats> save_tree(const SaveOptions &opt, SaveSink &sink) {
     auto tree = finish_tree(std::move(w.entries));
     if (!tree) return tl::unexpected(tree.error());
     std::string bytes = serialize(*tree);
-    w.stats.tree_id = to_hex(sha256_id(bytes.data(), bytes.size()));
+    w.stats.tree_id = to_hex(opt.ids(bytes));
     store_cache(opt.cache_file, w.stats.tree_id, w.inodes);
     return w.stats;
 }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "store/chunker.hpp"
+#include "store/crypto.hpp"
 #include "store/objects.hpp"
 
 #include <atomic>
@@ -59,6 +60,7 @@ struct SaveOptions {
     std::string parent_tree_id;
     ChunkerParams chunker;
     std::filesystem::path cache_file; // path -> inode map for unchanged detection
+    IdHasher ids;                     // how the repository names chunks and trees
 };
 
 // Walks, chunks and feeds the sink; writes the inode cache for the new tree at the end.

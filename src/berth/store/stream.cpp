@@ -164,6 +164,9 @@ int agent_save_stream(int in_fd, int out_fd) {
     opt.parent = has_parent ? &parent : nullptr;
     opt.parent_tree_id = h.value("parent_tree", std::string());
     opt.cache_file = cache_file_for(h.value("repo_id", std::string()), opt.root, opt.paths);
+    auto ids = IdHasher::from_hex(h.value("id_key", std::string()));
+    if (!ids) return answer_error(out_fd, ids.error());
+    opt.ids = *ids;
     StreamSink sink(out_fd, std::move(known), h.value("progress", false));
     auto stats = save_tree(opt, sink);
     if (!stats) return answer_error(out_fd, stats.error());
@@ -184,6 +187,7 @@ Result<SaveStats> client_save(int to_agent, int from_agent, const RemoteSave &re
         {"paths", req.paths},
         {"repo_id", req.repo_id},
         {"parent_tree", req.parent_tree_id},
+        {"id_key", req.ids.key_hex()},
         {"progress", sink.wants_total()},
         {"chunker",
          {{"min", req.chunker.min}, {"avg", req.chunker.avg}, {"max", req.chunker.max}}}};
@@ -220,7 +224,7 @@ Result<SaveStats> client_save(int to_agent, int from_agent, const RemoteSave &re
             if (!c) return tl::unexpected(c.error());
             // Trust nothing from the wire: the chunk must hash to its id.
             auto raw = decompress(c->stored, c->flags, c->raw_len);
-            if (!raw || sha256_id(raw->data(), raw->size()) != c->id)
+            if (!raw || req.ids(raw->data(), raw->size()) != c->id)
                 return fail("a chunk from the machine failed its hash check", "retry the save");
             BERTH_TRY(sink.chunk(c->id, c->raw_len, c->flags, c->stored));
             break;
@@ -270,6 +274,8 @@ int agent_restore_stream(int in_fd, int out_fd) {
     if (!t) return answer_error(out_fd, t.error());
     std::string tree_id = h.value("tree", std::string());
     std::string target = h.value("target", std::string("/"));
+    auto ids = IdHasher::from_hex(h.value("id_key", std::string()));
+    if (!ids) return answer_error(out_fd, ids.error());
     ChunkSource source = [&](const ChunkId &want) -> Result<std::string> {
         auto type = proc::read_exact(in_fd, 1);
         if (!type || (*type)[0] != 'C') return fail("the restore stream is out of order");
@@ -278,7 +284,7 @@ int agent_restore_stream(int in_fd, int out_fd) {
         if (c->id != want) return fail("the restore stream sent the wrong chunk");
         auto raw = decompress(c->stored, c->flags, c->raw_len);
         if (!raw) return raw;
-        if (sha256_id(raw->data(), raw->size()) != want)
+        if ((*ids)(raw->data(), raw->size()) != want)
             return fail("a chunk failed its hash check during restore");
         return raw;
     };
@@ -299,12 +305,13 @@ Result<RestoreStats> client_restore(int to_agent, int from_agent, const Tree &t,
                                     const std::string &tree_id, const std::string &target,
                                     const std::string &repo_id,
                                     const std::vector<std::string> &paths,
-                                    const StoredChunk &get_chunk,
+                                    const IdHasher &ids, const StoredChunk &get_chunk,
                                     const std::function<void(std::uint64_t)> &progress) {
     BERTH_TRY(check_tree(t));
     nlohmann::json h{{"target", target},
                      {"tree", tree_id},
                      {"repo_id", repo_id},
+                     {"id_key", ids.key_hex()},
                      {"cache_root", target},
                      {"cache_paths", paths}};
     std::string msg = h.dump() + "\n";

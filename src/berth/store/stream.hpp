@@ -30,6 +30,8 @@ struct RemoteSave {
     ChunkerParams chunker;
     const Tree *parent = nullptr;
     std::string parent_tree_id;
+    IdHasher ids; // the repository's naming key goes to the machine (on stdin), never its
+                  // encryption key: the machine chunks and names, the client seals
 };
 
 // Client side of a save: feeds received chunks and entries to sink (which writes the repository).
@@ -42,7 +44,8 @@ using StoredChunk = std::function<Result<std::pair<std::uint8_t, std::string>>(
 Result<RestoreStats> client_restore(int to_agent, int from_agent, const Tree &t,
                                     const std::string &tree_id, const std::string &target,
                                     const std::string &repo_id,
-                                    const std::vector<std::string> &paths, const StoredChunk &get,
+                                    const std::vector<std::string> &paths, const IdHasher &ids,
+                                    const StoredChunk &get,
                                     const std::function<void(std::uint64_t)> &progress);
 
 } // namespace berth::store
