@@ -73,7 +73,10 @@ unset BERTH_PACK_BYTES
 [ "$(full_hash "$T/big")" = "$(full_hash "$T/out2")" ] || die "restore after crashes differs"
 
 echo "== a crafted repository cannot write outside the restore target"
-python3 - "$REPO" <<'PY'
+# Forged objects need an unencrypted repository (an encrypted one does not open them at all).
+PLAIN=$T/plain
+"$BERTH" repo init --no-encryption --repo "$PLAIN" >/dev/null
+python3 - "$PLAIN" <<'PY'
 import hashlib, json, struct, sys, os
 repo = sys.argv[1]
 def entry(path, typ=0, target=""):
@@ -94,17 +97,17 @@ for name, entries in {"evil1": [entry("ok.txt"), entry("../../escaped.txt")],
 PY
 for sid in $(python3 -c "import hashlib; [print(hashlib.sha256(n.encode()).hexdigest()[:16]) for n in ('evil1','evil2','evil3')]"); do
   mkdir -p "$T/victim/target"
-  expect_exit 1 "$BERTH" restore "$sid" "$T/victim/target" --repo "$REPO"
+  expect_exit 1 "$BERTH" restore "$sid" "$T/victim/target" --repo "$PLAIN"
   expect_in "unsafe" "$out"
   [ -z "$(ls -A "$T/victim/target")" ] || die "a malicious snapshot wrote into the target"
   [ ! -e "$T/escaped.txt" ] && [ ! -e "$T/victim/escaped.txt" ] || die "a malicious snapshot escaped"
 done
 # Links alone are data, restored as links wherever they point (never followed while restoring).
 sid=$(python3 -c "import hashlib; print(hashlib.sha256(b'links').hexdigest()[:16])")
-"$BERTH" restore "$sid" "$T/victim/links" --repo "$REPO" >/dev/null || die "links alone were refused"
+"$BERTH" restore "$sid" "$T/victim/links" --repo "$PLAIN" >/dev/null || die "links alone were refused"
 [ "$(readlink "$T/victim/links/link")" = /etc ] && [ "$(readlink "$T/victim/links/sub/link")" = ../../outside ] || die "links not restored as links"
 for sid in $(python3 -c "import hashlib; [print(hashlib.sha256(n.encode()).hexdigest()[:16]) for n in ('evil1','evil2','evil3','links')]"); do
-  "$BERTH" forget "$sid" --repo "$REPO" >/dev/null
+  "$BERTH" forget "$sid" --repo "$PLAIN" >/dev/null
 done
 
 echo "== disk full at the restore target: a clear error, nothing half-written that looks complete"

@@ -9,6 +9,9 @@ source "$(dirname "$0")/lib.sh"
 export HOME=$T/home XDG_DATA_HOME=$T/data XDG_CACHE_HOME=$T/cache
 mkdir -p "$HOME"
 REPO=$T/repo
+# Unencrypted, so the test can forge objects as an attacker with write access could; an
+# encrypted repository refuses forged objects outright (checked below).
+"$BERTH" repo init --no-encryption --repo "$REPO" >/dev/null
 
 echo "== the seed's layout: /notebooks/storage -> /storage, an absolute venv link"
 mkdir -p "$T/nb/proj" "$T/abs"
@@ -133,6 +136,18 @@ code=0; timeout 30 "$BERTH" save "$T/nb" --repo "$REPO" > "$T/o" 2>&1 || code=$?
 [ "$code" = 1 ] || die "expected exit 1 from a bad chunker, got $code: $(cat "$T/o")"
 expect_in "chunker" "$(cat "$T/o")"
 cp "$T/config.bak" "$REPO/config.json"
+
+echo "== encrypted (the default): a forged snapshot and tree do not even open"
+E=$T/encrypted
+"$BERTH" save "$T/nb" --repo "$E" >/dev/null 2>&1 || die "first save to a new encrypted repository failed"
+[ -f "$HOME/.config/berth/repo-keys/$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['id'])" "$E/config.json").json" ] || die "no key file for the new repository"
+REPO=$E craft ccccccccccccccc1 '[{"path":"planted","type":"file"}]' >/dev/null
+expect_exit 1 "$BERTH" restore ccccccccccccccc1 "$T/t7" --repo "$E"; expect_in "does not open" "$out"
+[ ! -e "$T/t7/planted" ] || die "a forged snapshot was restored"
+expect_exit 3 "$BERTH" verify --repo "$E"; expect_in "ccccccccccccccc1" "$out"
+"$BERTH" forget ccccccccccccccc1 --repo "$E" >/dev/null
+"$BERTH" verify --repo "$E" >/dev/null || die "the encrypted repository does not verify"
+grep -rqa "train.py" "$E" && die "a file name is readable in the encrypted repository"
 
 echo "== repository creation killed, then a save works; four first saves at once agree"
 R2=$T/repo2

@@ -6,6 +6,7 @@
 #include "engine/workspace.hpp"
 #include "store/remote_backend.hpp"
 #include "store/repository.hpp"
+#include "util/fs.hpp"
 #include "util/strings.hpp"
 #include "util/term.hpp"
 
@@ -63,9 +64,17 @@ void cmd_save(Context &ctx, const std::string &what, const std::vector<std::stri
         auto r = e.refresh(must(e.find(what)));
         const auto *row = must(registry(ctx).find(r.provider));
         if (!ctx.json) progress_line("'" + r.name + "' saves to " + loc.text + " itself");
-        {
-            // The laptop opens the repository first (checks the key, learns it); the machine
-            // gets the key on stdin with the rest of the request.
+        // The machine gets the repository's key on stdin with the rest of the request: from
+        // the key file here when there is one (the laptop need not reach the host at all),
+        // else from opening the repository (a passphrase).
+        const char *env_kf = std::getenv("BERTH_REPO_KEY_FILE");
+        auto kf = env_kf && *env_kf ? std::filesystem::path(env_kf)
+                                    : store::default_key_file(direct->repo_id);
+        auto key_text = direct->repo_id.empty() ? Result<std::string>(fail("no id"))
+                                                : fs::read_file(kf);
+        if (key_text && store::MasterKey::from_json(*key_text)) {
+            direct->repo_key = store::MasterKey::from_json(*key_text)->to_json();
+        } else {
             auto repo = open_repo(repo_spec(ctx), false);
             if (repo->master_key()) direct->repo_key = repo->master_key()->to_json();
         }

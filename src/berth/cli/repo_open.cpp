@@ -323,6 +323,7 @@ Result<std::string> allow_machines(const store::RepoLocation &loc,
         return fail("could not add the machines' key to " + authorized_keys + " on " + loc.host +
                     (add ? ": " + str::trim(add->err) : ""));
     nlohmann::json j{{"location", loc.text},
+                     {"repo_id", (*repo)->id()},
                      {"host", hostname},
                      {"port", std::stoi(port)},
                      {"user", user},
@@ -346,6 +347,7 @@ std::optional<DirectSave> machine_access(const store::RepoLocation &loc) {
     d.user = jsonr::text(j, "user", "", 64);
     d.port = static_cast<int>(jsonr::integer(j, "port"));
     d.known_hosts = jsonr::text(j, "known_hosts", "", 65536);
+    d.repo_id = jsonr::text(j, "repo_id", "", 64);
     d.key = *key;
     return d;
 }

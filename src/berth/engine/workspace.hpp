@@ -61,6 +61,7 @@ struct DirectSave {
     std::vector<std::string> paths; // relative to /
     std::string instance, provider;
     std::string repo_key; // the repository's master key (JSON), when it is encrypted
+    std::string repo_id;  // the laptop's note of which repository (to find its key file)
 };
 nlohmann::json direct_save_json(const DirectSave &d);
 Result<DirectSave> parse_direct_save(const std::string &line);

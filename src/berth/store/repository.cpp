@@ -288,6 +288,9 @@ Repository::open(std::unique_ptr<Backend> backend, bool create, const KeyOptions
         r->m_sealer.emplace(mk->enc);
         r->m_ids = IdHasher(mk->mac);
     }
+    // Over a network, durable every 64 MiB: a cut link is likelier than a crash, and a save
+    // after one resends little.
+    if (!r->m_backend->local_root()) r->m_batch_packs = 2;
     BERTH_TRY(r->load_index());
     return r;
 }
