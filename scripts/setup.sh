@@ -33,7 +33,11 @@ packages=(
   python3-requests python3-urllib3 python3-dateutil python3-rich python3-argcomplete
                                    # tests: Vast.ai's official client against the replica
                                    # (e2e_vast_cli, when VAST_CLI_SRC names its source tree)
+  rclone                           # tests: an independent S3 client reads the bucket berth wrote
 )
+# From the npm registry (with the machine's Node.js), into build/npm:
+#   s3rver 3.7.1   tests and bench/repo_s3.sh: an S3-compatible server (e2e_repo_s3)
+npm_packages=(s3rver@3.7.1)
 
 if [ "${1:-}" != "--no-install" ]; then
   missing=()
@@ -47,6 +51,11 @@ if [ "${1:-}" != "--no-install" ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+fi
+
+if [ "${1:-}" != "--no-install" ] && command -v npm >/dev/null; then
+  [ -x build/npm/node_modules/.bin/s3rver ] ||
+    npm install --silent --no-audit --no-fund --prefix build/npm "${npm_packages[@]}" >/dev/null
 fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -44,6 +44,7 @@ expect_exit() {
 }
 
 expect_in() { grep -qF -- "$1" <<<"$2" || die "expected '$1' in: $2"; }
+expect_not_in() { ! grep -qF -- "$1" <<<"$2" || die "did not expect '$1' in: $2"; }
 
 # start_replica [ARGS...]: starts berth-vast-replica on the recorded offers (key KEY-e2e) with
 # extra ARGS, waits for it, and exports VAST_URL and VAST_API_KEY. Sets replica_pid.

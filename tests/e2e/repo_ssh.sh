@@ -69,8 +69,10 @@ expect_exit 2 "$BERTH" snapshots --repo sftp://repohost/x
 expect_in "unknown scheme" "$out"
 expect_exit 2 "$BERTH" snapshots --repo rclone:remote:x
 expect_in "unknown scheme" "$out"
-expect_exit 2 "$BERTH" save "$T" --repo s3:https://127.0.0.1:9/bucket
-expect_in "S3 repositories are not in this berth yet" "$out"
+expect_exit 1 env -u AWS_ACCESS_KEY_ID "$BERTH" save "$T" --repo s3:https://127.0.0.1:9/bucket
+expect_in "no S3 credentials" "$out"
+expect_exit 2 "$BERTH" save "$T" --repo s3:https://127.0.0.1:9/Bad_Bucket
+expect_in "bucket name" "$out"
 expect_exit 2 "$BERTH" snapshots --repo "ssh://repohost"
 [ -z "$(ls -d "$T"/sftp* "$T"/s3* "$T"/rclone* 2>/dev/null)" ] || die "a scheme became a directory"
 expect_exit 1 "$BERTH" snapshots --repo "ssh://root@127.0.0.1:1/x"
@@ -155,6 +157,11 @@ if command -v jupyter-notebook >/dev/null; then
   cmp "$T/m1back/notebooks/proj/data.bin" <("$BERTH" ssh m1 -- cat /notebooks/proj/data.bin) \
     || die "up --from latest did not bring the notebook data back"
   [ "$("$BERTH" ssh m1 -- cat /notebooks/proj/n.ipynb)" = nb ] || die "the notebook did not come back"
+  # A restore onto the machine reads the host from the machine too.
+  "$BERTH" ssh m1 -- "echo spoiled > /notebooks/proj/n.ipynb"
+  "$BERTH" restore "$mid" m1 --repo "$R" > "$T/m1r.out" 2>&1 || die "machine-direct restore: $(cat "$T/m1r.out")"
+  expect_in "restores from $R itself" "$(cat "$T/m1r.out")"
+  [ "$("$BERTH" ssh m1 -- cat /notebooks/proj/n.ipynb)" = nb ] || die "the machine-direct restore did not put the notebook back"
   "$BERTH" destroy -y --force m1 > /dev/null
 else
   echo "SKIP machine-direct: jupyter-notebook missing (local machines need it)"

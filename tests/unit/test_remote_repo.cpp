@@ -2,10 +2,11 @@
 // ssh:// carries): every call through the protocol, what the host sees, a lying client, an
 // append-only serve, wrong keys and passphrases.
 #include "store/compress.hpp"
-#include "store/location.hpp"
 #include "store/crypto.hpp"
+#include "store/location.hpp"
 #include "store/remote_backend.hpp"
 #include "store/repository.hpp"
+#include "store/s3_backend.hpp"
 #include "store_keys.hpp"
 #include "util/fs.hpp"
 
@@ -39,6 +40,16 @@ TEST(RepoLocation, DirectoriesSshAndRefusals) {
     auto s3 = parse_repo_location("s3:https://s3.example.com/bucket/prefix");
     ASSERT_TRUE(s3);
     EXPECT_EQ(s3->kind, RepoLocation::s3);
+    EXPECT_EQ(s3->endpoint, "https://s3.example.com");
+    EXPECT_EQ(s3->bucket, "bucket");
+    EXPECT_EQ(s3->prefix, "prefix");
+    auto s3b = parse_repo_location("s3:http://127.0.0.1:9000/my-bucket/");
+    ASSERT_TRUE(s3b);
+    EXPECT_EQ(s3b->endpoint, "http://127.0.0.1:9000");
+    EXPECT_EQ(s3b->prefix, "");
+    for (const char *bad : {"s3:https://h/", "s3:https://h/Bad_Bucket", "s3:https://h/b/../x",
+                            "s3:https://h/bkt/a//b", "s3:https://h/bkt/a b", "s3:https:///bkt"})
+        EXPECT_FALSE(parse_repo_location(bad)) << bad;
 
     for (const char *bad :
          {"", "sftp://host/x", "rclone:remote:path", "b2:bucket", "s3:bucket", "ssh://host",
@@ -95,6 +106,25 @@ TEST(Crypto, ChunkNamesAreKeyedAndPassphrasesWrapTheKey) {
     auto j = *entry;
     j.replace(j.find("\"N\": 32768"), 10, "\"N\": 1073741824");
     EXPECT_FALSE(unwrap_master_key(j, "correct horse"));
+}
+
+TEST(S3Listing, KeysSizesAndPagesAreReadAndNonsenseRefused) {
+    auto l = parse_s3_listing(
+        R"(<?xml version="1.0"?><ListBucketResult><IsTruncated>true</IsTruncated>)"
+        R"(<Contents><Key>p/index/a&amp;b</Key><Size>49</Size></Contents>)"
+        R"(<Contents><Key>p/data/00/x</Key><Size>33554432</Size></Contents>)"
+        R"(<NextContinuationToken>tok/en==</NextContinuationToken></ListBucketResult>)");
+    ASSERT_TRUE(l) << l.error().what;
+    ASSERT_EQ(l->files.size(), 2u);
+    EXPECT_EQ(l->files[0].name, "p/index/a&b");
+    EXPECT_EQ(l->files[1].size, 33554432u);
+    EXPECT_TRUE(l->truncated);
+    EXPECT_EQ(l->next_token, "tok/en==");
+    EXPECT_FALSE(parse_s3_listing("<Error><Code>AccessDenied</Code></Error>"));
+    EXPECT_FALSE(parse_s3_listing(
+        "<ListBucketResult><Contents><Key>k</Key><Size>-1</Size></Contents></ListBucketResult>"));
+    EXPECT_FALSE(parse_s3_listing(
+        "<ListBucketResult><Contents><Size>1</Size></Contents></ListBucketResult>"));
 }
 
 namespace {

@@ -6,8 +6,8 @@
 #include "store/save.hpp"
 #include "util/fs.hpp"
 
-#include <fstream>
 #include "store_keys.hpp"
+#include <fstream>
 
 #include <gtest/gtest.h>
 #include <random>

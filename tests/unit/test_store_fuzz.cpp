@@ -7,9 +7,9 @@
 #include "store/save.hpp"
 #include "util/fs.hpp"
 
+#include "store_keys.hpp"
 #include <cstring>
 #include <fstream>
-#include "store_keys.hpp"
 
 #include <gtest/gtest.h>
 #include <random>

@@ -86,6 +86,28 @@ void add_agent(CLI::App &app, Context &) {
             std::printf("%s\n", out.dump().c_str());
             std::exit(0);
         });
+    a->add_subcommand("restore-direct",
+                      "restore a snapshot from an SSH repository straight onto this machine "
+                      "(request on stdin)")
+        ->callback([] {
+            std::string line;
+            int c;
+            while ((c = std::getchar()) != EOF && c != '\n' && line.size() < (1u << 20))
+                line.push_back(static_cast<char>(c));
+            auto d = parse_direct_save(line);
+            auto r = d ? restore_direct_here(*d)
+                       : Result<store::RestoreStats>(tl::unexpected(d.error()));
+            if (!r) {
+                std::fprintf(stderr, "berth: error: %s\n", r.error().line().c_str());
+                std::exit(1);
+            }
+            nlohmann::json out{{"files", r->files},
+                               {"dirs", r->dirs},
+                               {"symlinks", r->symlinks},
+                               {"bytes", r->bytes}};
+            std::printf("%s\n", out.dump().c_str());
+            std::exit(0);
+        });
     a->add_subcommand("save-stream", "chunk and send files to a client's repository (stdin/stdout)")
         ->callback([] { std::exit(store::agent_save_stream(0, 1)); });
     a->add_subcommand("restore-stream",

@@ -64,20 +64,7 @@ void cmd_save(Context &ctx, const std::string &what, const std::vector<std::stri
         auto r = e.refresh(must(e.find(what)));
         const auto *row = must(registry(ctx).find(r.provider));
         if (!ctx.json) progress_line("'" + r.name + "' saves to " + loc.text + " itself");
-        // The machine gets the repository's key on stdin with the rest of the request: from
-        // the key file here when there is one (the laptop need not reach the host at all),
-        // else from opening the repository (a passphrase).
-        const char *env_kf = std::getenv("BERTH_REPO_KEY_FILE");
-        auto kf = env_kf && *env_kf ? std::filesystem::path(env_kf)
-                                    : store::default_key_file(direct->repo_id);
-        auto key_text = direct->repo_id.empty() ? Result<std::string>(fail("no id"))
-                                                : fs::read_file(kf);
-        if (key_text && store::MasterKey::from_json(*key_text)) {
-            direct->repo_key = store::MasterKey::from_json(*key_text)->to_json();
-        } else {
-            auto repo = open_repo(repo_spec(ctx), false);
-            if (repo->master_key()) direct->repo_key = repo->master_key()->to_json();
-        }
+        fill_direct_key(*direct, repo_spec(ctx));
         res = must(save_instance_direct(*direct, r, row->capabilities, paths));
         auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
         if (!spec.is_object()) spec = nlohmann::json::object();
@@ -135,18 +122,24 @@ void cmd_restore(Context &ctx, const std::string &ref, const std::string &dest) 
     auto s = must(repo->find_snapshot(ref));
     store::RestoreStats st;
     auto colon = dest.find(':');
-    if (colon != std::string::npos && !is_path(dest.substr(0, colon))) {
+    bool onto_path = colon != std::string::npos && !is_path(dest.substr(0, colon));
+    if (onto_path || !is_path(dest)) {
         auto db = open_state();
         Engine e(db, registry(ctx), [](const std::string &) {});
-        auto r = e.refresh(must(e.find(dest.substr(0, colon))));
-        st = must(restore_instance(*repo, s, r, dest.substr(colon + 1), show_progress(ctx)));
-    } else if (is_path(dest)) {
-        st = must(restore_directory(*repo, s, dest, show_progress(ctx)));
+        auto r = e.refresh(must(e.find(onto_path ? dest.substr(0, colon) : dest)));
+        std::string target = onto_path ? dest.substr(colon + 1) : "/";
+        // A machine that may read the repository itself does: the bytes skip this computer.
+        auto loc = must(store::parse_repo_location(repo_spec(ctx)));
+        auto direct = via_laptop ? std::nullopt : machine_access(loc);
+        if (direct) {
+            fill_direct_key(*direct, repo_spec(ctx), repo.get());
+            if (!ctx.json) progress_line("'" + r.name + "' restores from " + loc.text + " itself");
+            st = must(restore_instance_direct(*direct, r, s, target));
+        } else {
+            st = must(restore_instance(*repo, s, r, target, show_progress(ctx)));
+        }
     } else {
-        auto db = open_state();
-        Engine e(db, registry(ctx), [](const std::string &) {});
-        auto r = e.refresh(must(e.find(dest)));
-        st = must(restore_instance(*repo, s, r, "/", show_progress(ctx)));
+        st = must(restore_directory(*repo, s, dest, show_progress(ctx)));
     }
     if (ctx.json)
         print_json({{"schema", "berth.restore/1"},
@@ -277,6 +270,8 @@ void add_save(CLI::App &app, Context &ctx) {
     r->add_option("TARGET", dest, "NAME (back where it was saved from), NAME:/path, or a directory")
         ->required();
     repo_opt(r);
+    r->add_flag("--via-laptop", via_laptop,
+                "pass the bytes through this computer even where the machine may read directly");
     r->callback([&ctx] { cmd_restore(ctx, ref, dest); });
 
     auto *l = command(app, "snapshots");
@@ -419,7 +414,8 @@ void add_save(CLI::App &app, Context &ctx) {
             say("  opened with " + repo->opened_with());
         }
         say("  snapshots   " + std::to_string(scan.good.size()) +
-            (scan.damaged.empty() ? "" : " (+" + std::to_string(scan.damaged.size()) + " damaged)"));
+            (scan.damaged.empty() ? ""
+                                  : " (+" + std::to_string(scan.damaged.size()) + " damaged)"));
         say("  stored      " + str::human_bytes(stored) + " in " +
             std::to_string(repo->chunk_count()) + " chunks");
     });
@@ -448,9 +444,9 @@ void add_save(CLI::App &app, Context &ctx) {
         auto repo = open_repo(repo_spec(ctx), false);
         std::string old = repo->opened_with();
         if (old.rfind("keys/", 0) != 0)
-            throw Abort(Error{"this repository was opened with a key file (" + old +
-                                  "), not a passphrase",
-                              "`berth repo key add` adds a passphrase", 2});
+            throw Abort(
+                Error{"this repository was opened with a key file (" + old + "), not a passphrase",
+                      "`berth repo key add` adds a passphrase", 2});
         auto p = new_passphrase();
         auto name = must(repo->add_passphrase(p));
         must(repo->remove_key(old));

@@ -193,8 +193,13 @@ void add_up(CLI::App &app, Context &ctx) {
             progress_for(ctx)("restoring snapshot " + snap->id + " (" +
                               std::to_string(snap->files) + " files, " +
                               str::human_bytes(snap->bytes) + ") onto '" + r.name + "'");
-            auto st =
-                restore_onto_new(*repo, *snap, r, row->capabilities, !ctx.json && ::isatty(2));
+            std::string where = !up_repo.empty() ? up_repo : ctx.config.str("repo");
+            auto loc =
+                store::parse_repo_location(where.empty() ? store::default_repo().string() : where);
+            auto direct = loc ? machine_access(*loc) : std::nullopt;
+            if (direct) fill_direct_key(*direct, where, repo.get());
+            auto st = restore_onto_new(*repo, *snap, r, row->capabilities, !ctx.json && ::isatty(2),
+                                       direct ? &*direct : nullptr);
             if (!st)
                 throw Abort(Error{"'" + r.name + "' is up, but snapshot " + snap->id +
                                       " was not restored onto it: " + st.error().what,

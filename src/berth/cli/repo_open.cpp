@@ -9,15 +9,16 @@
 #include "store/location.hpp"
 #include "store/remote_backend.hpp"
 #include "store/repository.hpp"
+#include "store/s3_backend.hpp"
 #include "util/fs.hpp"
 #include "util/hash.hpp"
 #include "util/process.hpp"
 #include "util/strings.hpp"
 
-#include <cstdlib>
-#include <nlohmann/json.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <fcntl.h>
+#include <nlohmann/json.hpp>
 #include <pwd.h>
 #include <termios.h>
 #include <unistd.h>
@@ -137,8 +138,7 @@ namespace {
 
 Result<std::optional<std::string>> passphrase_from(const std::string &var, bool confirm,
                                                    bool may_ask) {
-    if (const char *p = std::getenv(var.c_str()); p && *p)
-        return std::optional<std::string>(p);
+    if (const char *p = std::getenv(var.c_str()); p && *p) return std::optional<std::string>(p);
     if (const char *f = std::getenv((var + "_FILE").c_str()); f && *f) {
         auto text = fs::read_file(f);
         if (!text)
@@ -149,8 +149,9 @@ Result<std::optional<std::string>> passphrase_from(const std::string &var, bool 
         return std::optional<std::string>(p);
     }
     if (const char *c = std::getenv((var + "_COMMAND").c_str()); c && *c) {
-        auto out = proc::run({"sh", "-c", c},
-                             {.input = std::string(), .env = {}, .timeout = std::chrono::minutes(2)});
+        auto out =
+            proc::run({"sh", "-c", c},
+                      {.input = std::string(), .env = {}, .timeout = std::chrono::minutes(2)});
         if (!out || out->status != 0)
             return fail(var + "_COMMAND failed" +
                             (out ? " (exit " + std::to_string(out->status) + ")" : std::string()),
@@ -180,14 +181,16 @@ Result<std::string> repo_passphrase_new() {
     auto p = passphrase_from("BERTH_REPO_NEW_PASSWORD", true, true);
     if (!p) return tl::unexpected(p.error());
     if (!*p)
-        return fail("no new passphrase",
-                    "run on a terminal, or set BERTH_REPO_NEW_PASSWORD_FILE", 2);
+        return fail("no new passphrase", "run on a terminal, or set BERTH_REPO_NEW_PASSWORD_FILE",
+                    2);
     return **p;
 }
 
 store::KeyOptions key_options(bool ask_new) {
     store::KeyOptions k;
-    k.passphrase = [ask_new](bool confirm) { return repo_passphrase(confirm, !confirm || ask_new); };
+    k.passphrase = [ask_new](bool confirm) {
+        return repo_passphrase(confirm, !confirm || ask_new);
+    };
     return k;
 }
 
@@ -223,9 +226,7 @@ Result<std::unique_ptr<store::RepoStore>> try_open_repo(const store::RepoLocatio
 
 Result<std::unique_ptr<store::Backend>> open_backend(const store::RepoLocation &loc) {
     if (loc.kind == store::RepoLocation::local) return store::local_backend(loc.dir);
-    if (loc.kind == store::RepoLocation::s3)
-        return fail("repository '" + loc.text + "': S3 repositories are not in this berth yet",
-                    "use a directory or ssh://host/path for now", 2);
+    if (loc.kind == store::RepoLocation::s3) return store::s3_backend(loc);
     // One connection in the common case: serve if this build is on the host, else exit 97,
     // then upload it and connect again.
     auto bin = this_build_on_host();
@@ -322,15 +323,30 @@ Result<std::string> allow_machines(const store::RepoLocation &loc,
     if (!add || add->status != 0)
         return fail("could not add the machines' key to " + authorized_keys + " on " + loc.host +
                     (add ? ": " + str::trim(add->err) : ""));
-    nlohmann::json j{{"location", loc.text},
-                     {"repo_id", (*repo)->id()},
-                     {"host", hostname},
-                     {"port", std::stoi(port)},
-                     {"user", user},
-                     {"known_hosts", known}};
+    nlohmann::json j{{"location", loc.text}, {"repo_id", (*repo)->id()},
+                     {"host", hostname},     {"port", std::stoi(port)},
+                     {"user", user},         {"known_hosts", known}};
     BERTH_TRY(fs::write_file_atomic(base.string() + ".json", j.dump(2) + "\n", 0600));
     return "machines may now save to " + loc.text + " themselves (key " + base.string() +
            ".pub, restricted on " + loc.host + " to an append-only serve of " + loc.path + ")";
+}
+
+void fill_direct_key(DirectSave &d, const std::string &spec, store::RepoStore *open) {
+    const char *env_kf = std::getenv("BERTH_REPO_KEY_FILE");
+    auto kf =
+        env_kf && *env_kf ? std::filesystem::path(env_kf) : store::default_key_file(d.repo_id);
+    auto text = d.repo_id.empty() ? Result<std::string>(fail("no id")) : fs::read_file(kf);
+    auto key = text ? store::MasterKey::from_json(*text) : Result<store::MasterKey>(fail("none"));
+    if (key) {
+        d.repo_key = key->to_json();
+        return;
+    }
+    if (open) {
+        if (open->master_key()) d.repo_key = open->master_key()->to_json();
+        return;
+    }
+    auto repo = open_repo(spec, false);
+    if (repo->master_key()) d.repo_key = repo->master_key()->to_json();
 }
 
 std::optional<DirectSave> machine_access(const store::RepoLocation &loc) {

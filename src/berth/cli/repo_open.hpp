@@ -37,5 +37,9 @@ Result<std::string> allow_machines(const store::RepoLocation &loc,
                                    const std::string &authorized_keys);
 // What a machine needs to save to loc directly, if allow_machines was run for it.
 std::optional<DirectSave> machine_access(const store::RepoLocation &loc);
+// The repository's key for a machine-direct request (it travels on the machine's stdin): from
+// the key file here when there is one, so the laptop need not reach the host; else from `open`
+// or from opening the repository (a passphrase). Nothing for an unencrypted repository.
+void fill_direct_key(DirectSave &d, const std::string &spec, store::RepoStore *open = nullptr);
 
 } // namespace berth::cli

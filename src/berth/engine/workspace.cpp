@@ -325,7 +325,8 @@ Result<RestoreStats> restore_instance(RepoStore &repo, const Snapshot &s, const 
     if (progress) bar = std::make_unique<term::Progress>("restore " + r.name, s.bytes);
     auto st = client_restore(
         pipe->in, pipe->out, *tree, s.tree, target.empty() ? "/" : target, repo.id(), s.paths,
-        repo.ids(), [&](const ChunkId &id, std::uint32_t &raw_len) { return repo.read_stored(id, raw_len); },
+        repo.ids(),
+        [&](const ChunkId &id, std::uint32_t &raw_len) { return repo.read_stored(id, raw_len); },
         [&](std::uint64_t n) {
             if (bar) bar->add(n);
         });
@@ -338,8 +339,10 @@ Result<RestoreStats> restore_instance(RepoStore &repo, const Snapshot &s, const 
 }
 
 Result<RestoreStats> restore_onto_new(RepoStore &repo, const Snapshot &s, const InstanceRecord &r,
-                                      const Capabilities &caps, bool progress) {
-    auto st = restore_instance(repo, s, r, "/", progress);
+                                      const Capabilities &caps, bool progress,
+                                      const DirectSave *direct) {
+    auto st = direct ? restore_instance_direct(*direct, r, s, "/")
+                     : restore_instance(repo, s, r, "/", progress);
     if (!st) return st;
     // The persisted environment came back as files in the store: link it into $HOME again
     // (packages in ~/.local, keys in ~/.ssh with their modes, git and tool config).
@@ -472,7 +475,7 @@ nlohmann::json direct_save_json(const DirectSave &d) {
     return {{"host", d.host},         {"user", d.user},         {"port", d.port},
             {"location", d.location}, {"key", d.key},           {"known_hosts", d.known_hosts},
             {"paths", d.paths},       {"instance", d.instance}, {"provider", d.provider},
-            {"repo_key", d.repo_key}};
+            {"repo_key", d.repo_key}, {"snapshot", d.snapshot}, {"target", d.target}};
 }
 
 Result<DirectSave> parse_direct_save(const std::string &line) {
@@ -488,6 +491,9 @@ Result<DirectSave> parse_direct_save(const std::string &line) {
     d.instance = jsonr::text(j, "instance", "", 64);
     d.provider = jsonr::text(j, "provider", "", 64);
     d.repo_key = jsonr::text(j, "repo_key", "", 1024);
+    d.snapshot = jsonr::text(j, "snapshot", "", 64);
+    d.target = jsonr::text(j, "target", "", 4096);
+    if (!d.target.empty() && d.target[0] != '/') return fail("save-direct: a relative target");
     if (j.contains("paths") && j["paths"].is_array())
         for (const auto &p : j["paths"])
             if (p.is_string()) d.paths.push_back(p.get<std::string>());
@@ -530,7 +536,10 @@ void remove_stale_key_dirs(const std::string &base) {
 
 } // namespace
 
-Result<SaveResult> save_direct_here(const DirectSave &d) {
+namespace {
+
+// Connects from this machine to the repository with the request's key and host key.
+Result<std::unique_ptr<Repository>> open_direct(const DirectSave &d) {
     // The key and the host's key live in memory-backed files only while ssh starts; a hang-up
     // or a kill removes them, and a kill -9 leaves them only until the next save.
     std::string base = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
@@ -581,7 +590,13 @@ Result<SaveResult> save_direct_here(const DirectSave &d) {
         if (!k) return tl::unexpected(k.error());
         keys.key = *k; // in memory only: never a key file on the machine
     }
-    auto repo = store::Repository::open(std::move(*backend), false, keys);
+    return store::Repository::open(std::move(*backend), false, keys);
+}
+
+} // namespace
+
+Result<SaveResult> save_direct_here(const DirectSave &d) {
+    auto repo = open_direct(d);
     if (!repo) return tl::unexpected(repo.error());
     auto &r = **repo;
     BERTH_TRY(r.lock(true));
@@ -611,6 +626,52 @@ Result<SaveResult> save_direct_here(const DirectSave &d) {
     from.name = d.instance;
     from.provider = d.provider;
     return commit(r, sink, *stats, source, d.paths, parent, &from);
+}
+
+Result<RestoreStats> restore_direct_here(const DirectSave &d) {
+    auto repo = open_direct(d);
+    if (!repo) return tl::unexpected(repo.error());
+    auto &r = **repo;
+    BERTH_TRY(r.lock(false));
+    auto s = r.find_snapshot(d.snapshot);
+    if (!s) return tl::unexpected(s.error());
+    auto tree = r.get_tree(s->tree);
+    if (!tree) return tl::unexpected(tree.error());
+    BERTH_TRY(check_tree(*tree)); // before a thread starts reading
+    std::string target = d.target.empty() ? "/" : d.target;
+    Prefetch prefetch(r, *tree);
+    return restore_tree(
+        *tree, s->tree, target, [&](const ChunkId &id) { return prefetch.next(id); },
+        cache_file_for(r.id(), target, s->paths), nullptr);
+}
+
+Result<RestoreStats> restore_instance_direct(DirectSave d, const InstanceRecord &r,
+                                             const Snapshot &s, const std::string &target) {
+    BERTH_TRY(require_running(r));
+    d.snapshot = s.id;
+    d.target = target.empty() ? "/" : target;
+    d.paths = {"."}; // unused by a restore; the request format wants one
+    d.instance = r.name;
+    d.provider = r.provider;
+    auto out = proc::run(
+        remote_berth(r, {"agent", "restore-direct"}),
+        {.input = direct_save_json(d).dump() + "\n", .env = {}, .timeout = std::chrono::hours(12)});
+    if (!out) return tl::unexpected(out.error());
+    if (out->status != 0) {
+        auto lines = str::split(str::trim(out->err), '\n');
+        return fail(
+            "'" + r.name + "' could not restore from " + d.location + ": " +
+                (lines.empty() ? std::string("exit ") + std::to_string(out->status) : lines.back()),
+            "check that the machine reaches " + d.host + ":" + std::to_string(d.port));
+    }
+    auto j = nlohmann::json::parse(out->out, nullptr, false);
+    if (!j.is_object()) return fail("'" + r.name + "' answered the restore with something else");
+    RestoreStats st;
+    st.files = static_cast<std::uint64_t>(jsonr::integer(j, "files"));
+    st.dirs = static_cast<std::uint64_t>(jsonr::integer(j, "dirs"));
+    st.symlinks = static_cast<std::uint64_t>(jsonr::integer(j, "symlinks"));
+    st.bytes = static_cast<std::uint64_t>(jsonr::integer(j, "bytes"));
+    return st;
 }
 
 Result<SaveResult> save_instance_direct(DirectSave d, const InstanceRecord &r,

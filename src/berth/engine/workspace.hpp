@@ -60,8 +60,9 @@ struct DirectSave {
     std::string known_hosts;        // known_hosts lines for host
     std::vector<std::string> paths; // relative to /
     std::string instance, provider;
-    std::string repo_key; // the repository's master key (JSON), when it is encrypted
-    std::string repo_id;  // the laptop's note of which repository (to find its key file)
+    std::string repo_key;         // the repository's master key (JSON), when it is encrypted
+    std::string repo_id;          // the laptop's note of which repository (to find its key file)
+    std::string snapshot, target; // a restore: which snapshot, and where on the machine
 };
 nlohmann::json direct_save_json(const DirectSave &d);
 Result<DirectSave> parse_direct_save(const std::string &line);
@@ -75,7 +76,12 @@ Result<SaveResult> save_instance_direct(DirectSave d, const InstanceRecord &r,
 // were saved from, then the persisted environment linked into $HOME again.
 Result<store::RestoreStats> restore_onto_new(store::RepoStore &repo, const store::Snapshot &s,
                                              const InstanceRecord &r, const Capabilities &caps,
-                                             bool progress);
+                                             bool progress, const DirectSave *direct = nullptr);
+// A restore the machine does itself from an ssh:// repository (allow-machines run for it).
+Result<store::RestoreStats> restore_direct_here(const DirectSave &d);
+Result<store::RestoreStats> restore_instance_direct(DirectSave d, const InstanceRecord &r,
+                                                    const store::Snapshot &s,
+                                                    const std::string &target);
 
 Result<Unsaved> unsaved_work(store::RepoStore *repo, const InstanceRecord &r, Provider &p);
 

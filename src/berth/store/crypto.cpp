@@ -133,12 +133,12 @@ Result<std::string> Sealer::open(std::string_view sealed, std::string_view aad) 
     ok = ok && EVP_DecryptUpdate(ctx.c, nullptr, &len,
                                  reinterpret_cast<const unsigned char *>(aad.data()),
                                  static_cast<int>(aad.size()));
-    ok = ok && EVP_DecryptUpdate(ctx.c, reinterpret_cast<unsigned char *>(out.data()), &len,
-                                 p + 12, static_cast<int>(n));
+    ok = ok && EVP_DecryptUpdate(ctx.c, reinterpret_cast<unsigned char *>(out.data()), &len, p + 12,
+                                 static_cast<int>(n));
     ok = ok && EVP_CIPHER_CTX_ctrl(ctx.c, EVP_CTRL_GCM_SET_TAG, 16,
                                    const_cast<unsigned char *>(p + 12 + n));
-    ok = ok && EVP_DecryptFinal_ex(ctx.c, reinterpret_cast<unsigned char *>(out.data()) + len,
-                                   &len) == 1;
+    ok = ok &&
+         EVP_DecryptFinal_ex(ctx.c, reinterpret_cast<unsigned char *>(out.data()) + len, &len) == 1;
     if (!ok) {
         OPENSSL_cleanse(out.data(), out.size());
         return fail("authentication failed (damaged, or not this repository's)");

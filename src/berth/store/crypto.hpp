@@ -31,7 +31,7 @@ public:
     ChunkId operator()(const void *data, std::size_t n) const;
     ChunkId operator()(std::string_view s) const { return (*this)(s.data(), s.size()); }
     bool keyed() const { return m_keyed; }
-    std::string key_hex() const;                       // "" when not keyed
+    std::string key_hex() const;                              // "" when not keyed
     static Result<IdHasher> from_hex(const std::string &hex); // "" -> plain SHA-256
 
 private:

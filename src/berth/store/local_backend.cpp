@@ -36,7 +36,8 @@ bool valid_repo_name(std::string_view n) {
     if (strip("snapshots/", r))
         return r.size() == 21 && r.substr(16) == ".json" && hex(r.substr(0, 16), 16);
     if (strip("data/", r))
-        return r.size() == 67 && r[2] == '/' && hex(r.substr(3), 64) && r.substr(0, 2) == r.substr(3, 2);
+        return r.size() == 67 && r[2] == '/' && hex(r.substr(3), 64) &&
+               r.substr(0, 2) == r.substr(3, 2);
     return false;
 }
 
@@ -182,8 +183,7 @@ public:
                 bool known = false;
                 for (const char *d : k_folders)
                     known = known || n == d;
-                skeleton =
-                    skeleton && known && e.is_directory(ec) && stdfs::is_empty(e.path(), ec);
+                skeleton = skeleton && known && e.is_directory(ec) && stdfs::is_empty(e.path(), ec);
             }
             if (skeleton && !ec)
                 for (const char *d : k_folders)

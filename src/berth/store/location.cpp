@@ -67,6 +67,31 @@ Result<RepoLocation> parse_repo_location(const std::string &s) {
         loc.url = s.substr(3);
         if (loc.url.rfind("https://", 0) != 0 && loc.url.rfind("http://", 0) != 0)
             return tl::unexpected(bad(s, "an S3 location is s3:https://endpoint/bucket[/prefix]"));
+        auto host_start = loc.url.find("://") + 3;
+        auto slash = loc.url.find('/', host_start);
+        std::string host = loc.url.substr(
+            host_start, slash == std::string::npos ? std::string::npos : slash - host_start);
+        if (host.empty() ||
+            host.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "0123456789.-:[]") != std::string::npos)
+            return tl::unexpected(bad(s, "a bad endpoint host"));
+        loc.endpoint = loc.url.substr(0, host_start) + host;
+        std::string rest = slash == std::string::npos ? "" : loc.url.substr(slash + 1);
+        while (!rest.empty() && rest.back() == '/')
+            rest.pop_back();
+        auto cut = rest.find('/');
+        loc.bucket = rest.substr(0, cut);
+        loc.prefix = cut == std::string::npos ? "" : rest.substr(cut + 1);
+        if (loc.bucket.size() < 3 || loc.bucket.size() > 63 ||
+            loc.bucket.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-") !=
+                std::string::npos)
+            return tl::unexpected(bad(s, "no bucket, or a bucket name S3 does not allow"));
+        if (loc.prefix.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                         "0123456789/_.-") != std::string::npos ||
+            loc.prefix.find("//") != std::string::npos || loc.prefix == ".." ||
+            loc.prefix.find("../") != std::string::npos ||
+            (loc.prefix.size() >= 3 && loc.prefix.compare(loc.prefix.size() - 3, 3, "/..") == 0))
+            return tl::unexpected(bad(s, "the prefix may hold letters, digits and / _ . - only"));
         return loc;
     }
     // A scheme (letters, digits, + . -, then ':') before any '/': not a directory.

@@ -150,8 +150,9 @@ public:
         put_int(body, offset);
         put_int(body, len);
         auto b = call('R', body);
-        if (b && b->size() != len) return fail(m_where + " sent " + std::to_string(b->size()) +
-                                                " bytes of " + name + ", not " + std::to_string(len));
+        if (b && b->size() != len)
+            return fail(m_where + " sent " + std::to_string(b->size()) + " bytes of " + name +
+                        ", not " + std::to_string(len));
         return b;
     }
 
@@ -251,10 +252,10 @@ int serve_repository(int in_fd, int out_fd, const std::filesystem::path &root, b
     std::optional<Error> put_failure; // the first failed 'P', answered at the next 'Q' or 'Y'
     bool greeted = false;
     auto answer = [&](const Result<std::string> &r) {
-        std::string body = r ? *r
-                             : r.error().what + (r.error().fix.empty()
-                                                     ? std::string()
-                                                     : " (" + r.error().fix + ")");
+        std::string body =
+            r ? *r
+              : r.error().what +
+                    (r.error().fix.empty() ? std::string() : " (" + r.error().fix + ")");
         return bool(write_all(out_fd, frame_head(r ? 'K' : 'E', body.size()) + body));
     };
     auto done = [](Result<> r) -> Result<std::string> {
@@ -277,9 +278,9 @@ int serve_repository(int in_fd, int out_fd, const std::filesystem::path &root, b
         if (op == 'H') {
             auto j = json::parse(b, nullptr, false);
             if (!j.is_object() || j.value("version", 0) != k_protocol) {
-                (void)answer(fail("this berth speaks repository protocol " +
-                                      std::to_string(k_protocol),
-                                  "use the same berth version on both ends"));
+                (void)answer(
+                    fail("this berth speaks repository protocol " + std::to_string(k_protocol),
+                         "use the same berth version on both ends"));
                 return 1;
             }
             greeted = true;

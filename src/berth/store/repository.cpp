@@ -155,8 +155,8 @@ Result<std::unique_ptr<Repository>> Repository::open(const stdfs::path &root, bo
     return open(local_backend(root), create, keys);
 }
 
-Result<std::unique_ptr<Repository>>
-Repository::open(std::unique_ptr<Backend> backend, bool create, const KeyOptions &keys) {
+Result<std::unique_ptr<Repository>> Repository::open(std::unique_ptr<Backend> backend, bool create,
+                                                     const KeyOptions &keys) {
     std::unique_ptr<Repository> r(new Repository());
     r->m_backend = std::move(backend);
     std::string where = r->m_backend->location();
@@ -178,8 +178,8 @@ Repository::open(std::unique_ptr<Backend> backend, bool create, const KeyOptions
             j["version"] = 2;
             j["encryption"] = "aes-256-gcm";
             auto sealed = Sealer(mk.enc).seal(check_plain(id), "config " + id);
-            j["check"] = str::hex(reinterpret_cast<const unsigned char *>(sealed.data()),
-                                  sealed.size());
+            j["check"] =
+                str::hex(reinterpret_cast<const unsigned char *>(sealed.data()), sealed.size());
             std::optional<std::string> pass;
             if (keys.passphrase && !keys.key) {
                 auto p = keys.passphrase(true);
@@ -235,8 +235,7 @@ Repository::open(std::unique_ptr<Backend> backend, bool create, const KeyOptions
             auto k = MasterKey::from_json(*text);
             OPENSSL_cleanse(text->data(), text->size());
             if (!k || !key_opens(*k, *cfg))
-                return fail("key file " + kf.string() + " does not open the repository at " +
-                                where,
+                return fail("key file " + kf.string() + " does not open the repository at " + where,
                             "it belongs to another repository, or is damaged");
             mk = *k;
             r->m_opened_with = kf.string();
@@ -374,8 +373,8 @@ Result<> Repository::load_index() {
             entries.emplace_back(id, l);
         }
         if (!why.empty()) {
-            m_damaged.push_back("index file " + location() + "/" + f.name + " is damaged (" +
-                                why + ")");
+            m_damaged.push_back("index file " + location() + "/" + f.name + " is damaged (" + why +
+                                ")");
             continue;
         }
         m_packs.push_back(pack);
@@ -416,8 +415,8 @@ Result<std::size_t> Repository::add_plain(const ChunkId &id, std::string_view ra
     if (m_sealer) {
         m_scratch.clear();
         compress_append(raw, flags, m_scratch);
-        m_sealer->seal_append(m_scratch, chunk_aad(id, flags, static_cast<std::uint32_t>(raw.size())),
-                              m_pack_buf);
+        m_sealer->seal_append(
+            m_scratch, chunk_aad(id, flags, static_cast<std::uint32_t>(raw.size())), m_pack_buf);
     } else {
         compress_append(raw, flags, m_pack_buf);
     }
@@ -554,7 +553,8 @@ Result<Tree> Repository::get_tree(const std::string &id) {
         return fail("bad tree id '" + id + "'");
     std::string name = "trees/" + id;
     auto got = m_backend->get(name);
-    if (!got) return fail("tree " + id.substr(0, 16) + ": " + got.error().what, "run `berth verify`");
+    if (!got)
+        return fail("tree " + id.substr(0, 16) + ": " + got.error().what, "run `berth verify`");
     if (!*got) return fail("tree " + id.substr(0, 16) + " is missing", "run `berth verify`");
     auto file = open_file(**got, name);
     if (!file) return fail("tree " + id.substr(0, 16) + " is damaged", "run `berth verify`");
@@ -619,7 +619,8 @@ SnapshotScan Repository::scan_snapshots() {
         if (s && s->id != stem)
             s = fail("snapshot file is damaged: it says it is " + s->id.substr(0, 16));
         if (!s) {
-            out.damaged.push_back({stem, "snapshot " + stem + " (" + shown + "): " + s.error().what});
+            out.damaged.push_back(
+                {stem, "snapshot " + stem + " (" + shown + "): " + s.error().what});
             continue;
         }
         out.good.push_back(*s);

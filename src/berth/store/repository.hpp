@@ -74,7 +74,7 @@ class Repository {
 public:
     // Opens the repository the backend holds, creating it if `create`.
     static Result<std::unique_ptr<Repository>> open(std::unique_ptr<Backend> backend, bool create,
-                                                     const KeyOptions &keys = {});
+                                                    const KeyOptions &keys = {});
     // A directory (tests, the served side).
     static Result<std::unique_ptr<Repository>> open(const std::filesystem::path &root, bool create,
                                                     const KeyOptions &keys = {});

@@ -304,16 +304,12 @@ int agent_restore_stream(int in_fd, int out_fd) {
 Result<RestoreStats> client_restore(int to_agent, int from_agent, const Tree &t,
                                     const std::string &tree_id, const std::string &target,
                                     const std::string &repo_id,
-                                    const std::vector<std::string> &paths,
-                                    const IdHasher &ids, const StoredChunk &get_chunk,
+                                    const std::vector<std::string> &paths, const IdHasher &ids,
+                                    const StoredChunk &get_chunk,
                                     const std::function<void(std::uint64_t)> &progress) {
     BERTH_TRY(check_tree(t));
-    nlohmann::json h{{"target", target},
-                     {"tree", tree_id},
-                     {"repo_id", repo_id},
-                     {"id_key", ids.key_hex()},
-                     {"cache_root", target},
-                     {"cache_paths", paths}};
+    nlohmann::json h{{"target", target},        {"tree", tree_id},      {"repo_id", repo_id},
+                     {"id_key", ids.key_hex()}, {"cache_root", target}, {"cache_paths", paths}};
     std::string msg = h.dump() + "\n";
     put_blob(msg, serialize(t));
     BERTH_TRY(proc::write_all(to_agent, msg));

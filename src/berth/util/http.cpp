@@ -1,5 +1,6 @@
 #include "util/http.hpp"
 
+#include <cctype>
 #include <curl/curl.h>
 #include <mutex>
 
@@ -20,6 +21,20 @@ std::size_t on_body(char *p, std::size_t size, std::size_t n, void *out) {
         return 0; // curl stops with CURLE_WRITE_ERROR
     }
     s->body->append(p, size * n);
+    return size * n;
+}
+
+std::size_t on_header(char *p, std::size_t size, std::size_t n, void *out) {
+    auto *res = static_cast<Response *>(out);
+    std::string line(p, size * n);
+    auto colon = line.find(':');
+    if (colon != std::string::npos && res->headers.size() < 200) {
+        std::string name = line.substr(0, colon), value = line.substr(colon + 1);
+        for (auto &c : name)
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        auto b = value.find_first_not_of(" \t"), e = value.find_last_not_of(" \t\r\n");
+        res->headers.emplace_back(name, b == std::string::npos ? "" : value.substr(b, e - b + 1));
+    }
     return size * n;
 }
 
@@ -48,6 +63,14 @@ Result<Response> send(const Request &r) {
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "berth/0.1");
+    if (!r.aws_sigv4.empty()) {
+        curl_easy_setopt(c, CURLOPT_AWS_SIGV4, r.aws_sigv4.c_str());
+        curl_easy_setopt(c, CURLOPT_USERPWD, r.aws_credentials.c_str());
+    }
+    if (r.want_headers) {
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, &res);
+    }
     CURLcode rc = curl_easy_perform(c);
     if (rc == CURLE_OK) {
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &res.status);

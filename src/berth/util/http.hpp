@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace berth::http {
@@ -13,6 +14,7 @@ struct Response {
     long status = 0;
     std::string body;
     std::string content_type;
+    std::vector<std::pair<std::string, std::string>> headers; // lower-case names; when asked
 };
 
 struct Request {
@@ -22,6 +24,10 @@ struct Request {
     std::string body;
     std::chrono::milliseconds timeout{30000}; // the whole request, connect to last byte
     std::size_t max_body = 256u << 20;        // a larger answer is an error, not a bad_alloc
+    // AWS Signature Version 4 by libcurl ("aws:amz:REGION:s3") with credentials "KEY:SECRET"
+    // (a secret: never on a command line, never in an error).
+    std::string aws_sigv4, aws_credentials;
+    bool want_headers = false;
 };
 
 // "host:port" of a URL, for messages.
