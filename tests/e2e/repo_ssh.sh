@@ -159,8 +159,9 @@ if command -v jupyter-notebook >/dev/null; then
   [ "$("$BERTH" ssh m1 -- cat /notebooks/proj/n.ipynb)" = nb ] || die "the notebook did not come back"
   # A restore onto the machine reads the host from the machine too.
   "$BERTH" ssh m1 -- "echo spoiled > /notebooks/proj/n.ipynb"
-  "$BERTH" restore "$mid" m1 --repo "$R" > "$T/m1r.out" 2>&1 || die "machine-direct restore: $(cat "$T/m1r.out")"
-  expect_in "restores from $R itself" "$(cat "$T/m1r.out")"
+  "$BERTH" --json restore "$mid" m1 --repo "$R" > "$T/m1r.out" 2>&1 || die "machine-direct restore: $(cat "$T/m1r.out")"
+  python3 -c "import json; d=json.load(open(\"$T/m1r.out\")); assert d[\"machine_direct\"] and d[\"files\"] > 0, d" \
+    || die "the restore did not go machine-direct: $(cat "$T/m1r.out")"
   [ "$("$BERTH" ssh m1 -- cat /notebooks/proj/n.ipynb)" = nb ] || die "the machine-direct restore did not put the notebook back"
   "$BERTH" destroy -y --force m1 > /dev/null
 else

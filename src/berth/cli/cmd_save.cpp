@@ -121,6 +121,7 @@ void cmd_restore(Context &ctx, const std::string &ref, const std::string &dest) 
     auto repo = open_repo(repo_spec(ctx), false);
     auto s = must(repo->find_snapshot(ref));
     store::RestoreStats st;
+    bool machine_direct = false;
     auto colon = dest.find(':');
     bool onto_path = colon != std::string::npos && !is_path(dest.substr(0, colon));
     if (onto_path || !is_path(dest)) {
@@ -135,6 +136,7 @@ void cmd_restore(Context &ctx, const std::string &ref, const std::string &dest) 
             fill_direct_key(*direct, repo_spec(ctx), repo.get());
             if (!ctx.json) progress_line("'" + r.name + "' restores from " + loc.text + " itself");
             st = must(restore_instance_direct(*direct, r, s, target));
+            machine_direct = true;
         } else {
             st = must(restore_instance(*repo, s, r, target, show_progress(ctx)));
         }
@@ -144,6 +146,7 @@ void cmd_restore(Context &ctx, const std::string &ref, const std::string &dest) 
     if (ctx.json)
         print_json({{"schema", "berth.restore/1"},
                     {"snapshot", s.id},
+                    {"machine_direct", machine_direct},
                     {"files", st.files},
                     {"dirs", st.dirs},
                     {"symlinks", st.symlinks},

@@ -503,7 +503,7 @@ Result<DirectSave> parse_direct_save(const std::string &line) {
                                    "0123456789._-:") == std::string::npos;
     };
     if (!plain(d.host) || (!d.user.empty() && !plain(d.user)) || d.port < 1 || d.port > 65535 ||
-        d.key.empty() || d.known_hosts.empty() || d.paths.empty())
+        d.key.empty() || d.known_hosts.empty() || (d.paths.empty() && d.snapshot.empty()))
         return fail("save-direct: a malformed request");
     for (const auto &p : d.paths)
         BERTH_TRY(store::check_entry_path(p));
@@ -650,7 +650,7 @@ Result<RestoreStats> restore_instance_direct(DirectSave d, const InstanceRecord 
     BERTH_TRY(require_running(r));
     d.snapshot = s.id;
     d.target = target.empty() ? "/" : target;
-    d.paths = {"."}; // unused by a restore; the request format wants one
+    d.paths = s.paths; // for the machine's inode cache
     d.instance = r.name;
     d.provider = r.provider;
     auto out = proc::run(
