@@ -19,17 +19,23 @@ export HOME=$W/home XDG_DATA_HOME=$W/xdg XDG_CACHE_HOME=$W/cache XDG_CONFIG_HOME
 export RESTIC_PASSWORD=bench AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
 mkdir -p "$HOME" "$W/s3"
 port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-"$S3RVER" -d "$W/s3" -a 127.0.0.1 -p "$port" --silent --configure-bucket bench > "$W/s3rver.log" 2>&1 & s3pid=$!
+# TLS, as every real endpoint: restic's S3 client signs plain-HTTP uploads as aws-chunked
+# streams, which s3rver stores undecoded; over HTTPS it sends whole bodies, as berth does.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$W/key.pem" -out "$W/cert.pem" -days 1 \
+  -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null
+export AWS_CA_BUNDLE=$W/cert.pem
+"$S3RVER" -d "$W/s3" -a 127.0.0.1 -p "$port" --silent --key "$W/key.pem" --cert "$W/cert.pem" \
+  --configure-bucket bench > "$W/s3rver.log" 2>&1 & s3pid=$!
 trap 'kill $s3pid 2>/dev/null || true; rm -rf "$W"' EXIT
-for i in $(seq 1 200); do curl -s "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
+for i in $(seq 1 200); do curl -s --cacert "$W/cert.pem" "https://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
 PY=/usr/bin/python3
 echo "generating the workspace (scale $SCALE)..." >&2
 "$PY" "$SHARED/gen_workspace.py" "$W/ws" "$SCALE"
 WS_BYTES=$(du -sb "$W/ws" | cut -f1)
 now() { date +%s.%N; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
-B="s3:http://127.0.0.1:$port/bench/berth"
-RR="s3:http://127.0.0.1:$port/bench/restic"
+B="s3:https://127.0.0.1:$port/bench/berth"
+RR="s3:https://127.0.0.1:$port/bench/restic"
 grew() { du -sb "$W/s3/bench/$1" 2>/dev/null | cut -f1 || echo 0; }
 run() { # TOOL STEP -> seconds
   local tool=$1 step=$2 t0 t1
@@ -37,9 +43,9 @@ run() { # TOOL STEP -> seconds
   case $tool,$step in
     berth,restore) rm -rf "$W/out"; "$BERTH" restore latest "$W/out" --repo "$B" >/dev/null ;;
     berth,*)       "$BERTH" save "$W/ws" --repo "$B" >/dev/null 2>&1 ;;
-    restic,restore) rm -rf "$W/out"; restic -r "$RR" restore latest -q --target "$W/out" >/dev/null ;;
-    restic,*)      restic -r "$RR" cat config >/dev/null 2>&1 || restic -r "$RR" init -q >/dev/null
-                   restic -r "$RR" backup -q "$W/ws" >/dev/null ;;
+    restic,restore) rm -rf "$W/out"; restic --cacert "$W/cert.pem" -r "$RR" restore latest -q --target "$W/out" >/dev/null ;;
+    restic,*)      restic --cacert "$W/cert.pem" -r "$RR" cat config >/dev/null 2>&1 || restic --cacert "$W/cert.pem" -r "$RR" init -q >/dev/null
+                   restic --cacert "$W/cert.pem" -r "$RR" backup -q "$W/ws" >/dev/null ;;
   esac
   sync; t1=$(now)
   echo "$t1 - $t0" | bc

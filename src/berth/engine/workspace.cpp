@@ -244,6 +244,7 @@ public:
         for (const auto &e : t.entries)
             if (e.type == EntryType::file)
                 m_order.insert(m_order.end(), e.chunks.begin(), e.chunks.end());
+        repo.plan_reads(m_order);
         m_thread = std::thread([this] { run(); });
     }
     ~Prefetch() {
@@ -323,6 +324,10 @@ Result<RestoreStats> restore_instance(RepoStore &repo, const Snapshot &s, const 
     if (!pipe) return tl::unexpected(pipe.error());
     std::unique_ptr<term::Progress> bar;
     if (progress) bar = std::make_unique<term::Progress>("restore " + r.name, s.bytes);
+    std::vector<ChunkId> order; // the agent takes chunks in tree order: fetch neighbours together
+    for (const auto &e : tree->entries)
+        if (e.type == EntryType::file) order.insert(order.end(), e.chunks.begin(), e.chunks.end());
+    repo.plan_reads(std::move(order));
     auto st = client_restore(
         pipe->in, pipe->out, *tree, s.tree, target.empty() ? "/" : target, repo.id(), s.paths,
         repo.ids(),

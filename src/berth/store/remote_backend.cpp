@@ -252,11 +252,11 @@ int serve_repository(int in_fd, int out_fd, const std::filesystem::path &root, b
     std::optional<Error> put_failure; // the first failed 'P', answered at the next 'Q' or 'Y'
     bool greeted = false;
     auto answer = [&](const Result<std::string> &r) {
+        if (r) // the head, then the body where it is: an 8 MiB read is never copied again
+            return write_all(out_fd, frame_head('K', r->size())) && write_all(out_fd, *r);
         std::string body =
-            r ? *r
-              : r.error().what +
-                    (r.error().fix.empty() ? std::string() : " (" + r.error().fix + ")");
-        return bool(write_all(out_fd, frame_head(r ? 'K' : 'E', body.size()) + body));
+            r.error().what + (r.error().fix.empty() ? std::string() : " (" + r.error().fix + ")");
+        return bool(write_all(out_fd, frame_head('E', body.size()) + body));
     };
     auto done = [](Result<> r) -> Result<std::string> {
         if (!r) return tl::unexpected(r.error());

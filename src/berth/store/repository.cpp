@@ -484,7 +484,7 @@ Result<std::pair<std::uint8_t, std::string>> Repository::read_stored(const Chunk
     auto it = m_index.find(id);
     if (it != m_index.end()) {
         const Location &l = it->second;
-        auto b = m_backend->get_range(pack_name(m_packs[l.pack]), l.offset, l.stored_len);
+        auto b = read_planned(id, l);
         if (!b)
             return fail("pack " + m_packs[l.pack].substr(0, 16) + ": " + b.error().what,
                         "run `berth verify`");
@@ -510,6 +510,34 @@ Result<std::pair<std::uint8_t, std::string>> Repository::read_stored(const Chunk
                         opened.error().what + ")",
                     "run `berth verify`");
     return std::make_pair(flags, std::move(*opened));
+}
+
+Result<std::string> Repository::read_planned(const ChunkId &id, const Location &l) {
+    auto name = pack_name(m_packs[l.pack]);
+    if (m_backend->local_root()) // pread from the page cache: nothing to gain
+        return m_backend->get_range(name, l.offset, l.stored_len);
+    bool planned = m_plan_pos < m_plan.size() && m_plan[m_plan_pos] == id;
+    if (planned) ++m_plan_pos;
+    if (m_window_pack == l.pack && l.offset >= m_window_start &&
+        l.offset + l.stored_len <= m_window_start + m_window.size())
+        return m_window.substr(l.offset - m_window_start, l.stored_len);
+    std::uint64_t end = l.offset + l.stored_len;
+    // The planned chunks that follow, while they lie right after this one in the same pack.
+    constexpr std::uint64_t k_window = 8u << 20;
+    for (std::size_t j = m_plan_pos; planned && j < m_plan.size(); ++j) {
+        auto it = m_index.find(m_plan[j]);
+        if (it == m_index.end() || it->second.pack != l.pack) break;
+        const auto &n = it->second;
+        if (n.offset >= l.offset && n.offset + n.stored_len <= end) continue; // inside already
+        if (n.offset != end || n.offset + n.stored_len - l.offset > k_window) break;
+        end = n.offset + n.stored_len;
+    }
+    auto b = m_backend->get_range(name, l.offset, static_cast<std::uint32_t>(end - l.offset));
+    if (!b) return b;
+    m_window_pack = l.pack;
+    m_window_start = l.offset;
+    m_window = std::move(*b);
+    return m_window.substr(0, l.stored_len);
 }
 
 Result<std::string> Repository::read(const ChunkId &id) {
@@ -733,6 +761,10 @@ Result<VerifyReport> Repository::verify(const std::function<void(std::uint64_t)>
         return a.second.pack < b.second.pack ||
                (a.second.pack == b.second.pack && a.second.offset < b.second.offset);
     });
+    std::vector<ChunkId> order;
+    for (const auto &[id, l] : all)
+        order.push_back(id);
+    plan_reads(std::move(order));
     for (const auto &[id, l] : all) {
         auto raw = read(id);
         if (!raw)
@@ -811,6 +843,9 @@ Result<PruneReport> Repository::prune() {
     m_packs.clear();
     m_damaged.clear();
     m_trees.reset();
+    m_plan.clear();
+    m_window_pack = UINT32_MAX;
+    m_window.clear();
     BERTH_TRY(load_index());
     return rep;
 }

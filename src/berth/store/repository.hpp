@@ -115,6 +115,12 @@ public:
 
     // The chunk's plain bytes, checked against its id.
     Result<std::string> read(const ChunkId &id);
+    // The order the next reads will come in (a restore's chunks): lets a remote repository
+    // fetch neighbours together. Reads in another order still work, one request each.
+    void plan_reads(std::vector<ChunkId> order) {
+        m_plan = std::move(order);
+        m_plan_pos = 0;
+    }
     // The chunk as compressed (flags say how), opened and checked, for sending on.
     Result<std::pair<std::uint8_t, std::string>> read_stored(const ChunkId &id,
                                                              std::uint32_t &raw_len);
@@ -174,6 +180,14 @@ private:
     std::vector<Unsynced> m_unsynced; // written packs whose data is not yet known durable
     std::uint64_t m_written = 0;
     std::size_t m_batch_packs = 8;
+    // Over a network, chunks that will be read one after another (the plan) and lie one after
+    // another in a pack are fetched in one request of up to 8 MiB instead of a round trip each.
+    std::vector<ChunkId> m_plan;
+    std::size_t m_plan_pos = 0;
+    std::uint32_t m_window_pack = UINT32_MAX;
+    std::uint64_t m_window_start = 0;
+    std::string m_window;
+    Result<std::string> read_planned(const ChunkId &id, const Location &l);
 };
 
 // The repository's default place: $XDG_DATA_HOME/berth/repo.

@@ -18,7 +18,7 @@ namespace berth::store {
 namespace {
 
 struct Credentials {
-    std::string key, secret, token, region;
+    std::string key, secret, token, region, ca_bundle;
 };
 
 std::string env(const char *n) {
@@ -74,6 +74,7 @@ Result<Credentials> find_credentials() {
     if (c.region.empty()) c.region = env("AWS_DEFAULT_REGION");
     if (c.region.empty()) c.region = ini_section(cfg_file, profile)["region"];
     if (c.region.empty()) c.region = "us-east-1";
+    c.ca_bundle = env("AWS_CA_BUNDLE"); // as the AWS CLI: a private CA (MinIO, a lab server)
     if (c.region.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
         return fail("the S3 region '" + c.region + "' is malformed");
     return c;
@@ -252,6 +253,7 @@ private:
         rq.aws_sigv4 = "aws:amz:" + m_cred.region + ":s3";
         rq.aws_credentials = m_cred.key + ":" + m_cred.secret;
         rq.want_headers = want_headers;
+        rq.ca_file = m_cred.ca_bundle;
         headers.push_back("x-amz-content-sha256: " + sha256_hex(rq.body));
         if (!m_cred.token.empty()) headers.push_back("x-amz-security-token: " + m_cred.token);
         rq.headers = std::move(headers);

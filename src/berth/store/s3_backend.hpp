@@ -5,7 +5,8 @@
 // Credentials, as the AWS CLI finds them: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
 // (/ AWS_SESSION_TOKEN), else the profile AWS_PROFILE (or "default") in
 // ~/.aws/credentials (AWS_SHARED_CREDENTIALS_FILE). Region: AWS_REGION, AWS_DEFAULT_REGION, the
-// profile's region in ~/.aws/config (AWS_CONFIG_FILE), else us-east-1.
+// profile's region in ~/.aws/config (AWS_CONFIG_FILE), else us-east-1. AWS_CA_BUNDLE: the CAs to
+// trust for a private endpoint.
 #pragma once
 
 #include "store/backend.hpp"

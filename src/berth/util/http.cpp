@@ -43,8 +43,18 @@ std::size_t on_header(char *p, std::size_t size, std::size_t n, void *out) {
 Result<Response> send(const Request &r) {
     static std::once_flag once;
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-    CURL *c = curl_easy_init();
+    // One handle per thread, reset between requests: curl keeps its connections (and TLS
+    // sessions) open, so a run of requests to one host pays one handshake, not one each.
+    struct Handle {
+        CURL *c = curl_easy_init();
+        ~Handle() {
+            if (c) curl_easy_cleanup(c);
+        }
+    };
+    thread_local Handle handle;
+    CURL *c = handle.c;
     if (!c) return fail("cannot start libcurl");
+    curl_easy_reset(c);
     Response res;
     curl_slist *headers = nullptr;
     for (const auto &h : r.headers)
@@ -67,6 +77,7 @@ Result<Response> send(const Request &r) {
         curl_easy_setopt(c, CURLOPT_AWS_SIGV4, r.aws_sigv4.c_str());
         curl_easy_setopt(c, CURLOPT_USERPWD, r.aws_credentials.c_str());
     }
+    if (!r.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, r.ca_file.c_str());
     if (r.want_headers) {
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(c, CURLOPT_HEADERDATA, &res);
@@ -79,7 +90,6 @@ Result<Response> send(const Request &r) {
         if (ct) res.content_type = ct;
     }
     curl_slist_free_all(headers);
-    curl_easy_cleanup(c);
     if (sink.too_big)
         return fail(ErrorKind::malformed,
                     host_of(r.url) + " sent an answer larger than " +

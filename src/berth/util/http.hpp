@@ -28,6 +28,7 @@ struct Request {
     // (a secret: never on a command line, never in an error).
     std::string aws_sigv4, aws_credentials;
     bool want_headers = false;
+    std::string ca_file; // trust these CAs instead of the system's (AWS_CA_BUNDLE for S3)
 };
 
 // "host:port" of a URL, for messages.
