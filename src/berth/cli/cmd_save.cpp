@@ -135,7 +135,7 @@ void cmd_restore(Context &ctx, const std::string &ref, const std::string &dest) 
         if (direct) {
             fill_direct_key(*direct, repo_spec(ctx), repo.get());
             if (!ctx.json) progress_line("'" + r.name + "' restores from " + loc.text + " itself");
-            st = must(restore_instance_direct(*direct, r, s, target));
+            st = must(restore_instance_direct(*direct, r, s, target, repo.get()));
             machine_direct = true;
         } else {
             st = must(restore_instance(*repo, s, r, target, show_progress(ctx)));

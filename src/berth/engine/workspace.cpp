@@ -346,7 +346,7 @@ Result<RestoreStats> restore_instance(RepoStore &repo, const Snapshot &s, const 
 Result<RestoreStats> restore_onto_new(RepoStore &repo, const Snapshot &s, const InstanceRecord &r,
                                       const Capabilities &caps, bool progress,
                                       const DirectSave *direct) {
-    auto st = direct ? restore_instance_direct(*direct, r, s, "/")
+    auto st = direct ? restore_instance_direct(*direct, r, s, "/", &repo)
                      : restore_instance(repo, s, r, "/", progress);
     if (!st) return st;
     // The persisted environment came back as files in the store: link it into $HOME again
@@ -651,7 +651,8 @@ Result<RestoreStats> restore_direct_here(const DirectSave &d) {
 }
 
 Result<RestoreStats> restore_instance_direct(DirectSave d, const InstanceRecord &r,
-                                             const Snapshot &s, const std::string &target) {
+                                             const Snapshot &s, const std::string &target,
+                                             const RepoStore *repo) {
     BERTH_TRY(require_running(r));
     d.snapshot = s.id;
     d.target = target.empty() ? "/" : target;
@@ -676,6 +677,8 @@ Result<RestoreStats> restore_instance_direct(DirectSave d, const InstanceRecord 
     st.dirs = static_cast<std::uint64_t>(jsonr::integer(j, "dirs"));
     st.symlinks = static_cast<std::uint64_t>(jsonr::integer(j, "symlinks"));
     st.bytes = static_cast<std::uint64_t>(jsonr::integer(j, "bytes"));
+    // As after a restore through the laptop: the next save from there starts from this one.
+    if (repo && d.target == "/") remember_restore(*repo, instance_source(r, s.paths), s.id);
     return st;
 }
 

@@ -81,7 +81,8 @@ Result<store::RestoreStats> restore_onto_new(store::RepoStore &repo, const store
 Result<store::RestoreStats> restore_direct_here(const DirectSave &d);
 Result<store::RestoreStats> restore_instance_direct(DirectSave d, const InstanceRecord &r,
                                                     const store::Snapshot &s,
-                                                    const std::string &target);
+                                                    const std::string &target,
+                                                    const store::RepoStore *repo = nullptr);
 
 Result<Unsaved> unsaved_work(store::RepoStore *repo, const InstanceRecord &r, Provider &p);
 
