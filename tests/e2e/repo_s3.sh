@@ -103,4 +103,28 @@ import sys; b=bytearray(open(sys.argv[1],'rb').read()); b[len(b)//2]^=1; open(sy
 done
 rm -rf "$XDG_CACHE_HOME/berth/index"
 BERTH_REPO_PASSWORD_FILE=$T/pass run verify --repo "$P" > /dev/null || die "the repaired bucket does not verify"
+
+echo "== a machine saves to the bucket and restores from it itself, with the machines' profile"
+if [ "$(id -u)" = 0 ] && command -v jupyter-notebook >/dev/null && unshare -m true 2>/dev/null; then
+  expect_exit 2 run repo allow-machines --repo "$R"
+  expect_in "no AWS profile 'berth-machines'" "$out"
+  printf '[berth-machines]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n' >> "$HOME/.aws/credentials"
+  run repo allow-machines --repo "$R" > "$T/allow.out" || die "allow-machines: $(cat "$T/allow.out")"
+  run up m1 > "$T/up.out" 2>&1 || die "up m1: $(cat "$T/up.out")"
+  run ssh m1 -- "mkdir -p /notebooks/p && head -c 3000000 /dev/urandom > /notebooks/p/d.bin && echo nb > /notebooks/p/n.ipynb"
+  # The laptop's own credentials are broken: only the machine, with the machines' profile, can write.
+  AWS_ACCESS_KEY_ID=NOT-A-KEY AWS_SECRET_ACCESS_KEY=x run --json save m1 --repo "$R" > "$T/m1.json" 2> "$T/m1.err" \
+    || die "machine-direct save to S3: $(cat "$T/m1.err")"
+  mid=$(python3 -c "import json; d=json.load(open('$T/m1.json')); assert d['instance'] == 'm1', d; print(d['id'])")
+  [ -z "$(run ssh m1 -- "ls /dev/shm /tmp 2>/dev/null | grep berth- || true")" ] || die "credentials stayed on the machine"
+  run ssh m1 -- "echo spoiled > /notebooks/p/n.ipynb"
+  run --json restore "$mid" m1 --repo "$R" > "$T/m1r.json" || die "machine-direct restore from S3"
+  python3 -c "import json; d=json.load(open('$T/m1r.json')); assert d['machine_direct'], d"
+  [ "$(run ssh m1 -- cat /notebooks/p/n.ipynb)" = nb ] || die "the machine-direct restore from S3 did not bring the notebook back"
+  run restore "$mid" "$T/m1back" --repo "$R" > /dev/null
+  cmp "$T/m1back/notebooks/p/d.bin" <(run ssh m1 -- cat /notebooks/p/d.bin) || die "the machine's S3 save differs"
+  run destroy -y --force m1 > /dev/null
+else
+  echo "SKIP machine-direct: needs root, namespaces and jupyter-notebook (local machines)"
+fi
 echo OK

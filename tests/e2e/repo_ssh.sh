@@ -169,9 +169,11 @@ else
 fi
 
 echo "== a flipped byte on the host: verify reports it, restore refuses it as data"
-pack=$(find "$T/repo/data" -type f -size +1M | head -1)
-python3 -c "
+# Every big pack, so the snapshot restored below (which holds huge.bin) is certainly hit.
+for pack in $(find "$T/repo/data" -type f -size +1M); do
+  python3 -c "
 import sys; p=sys.argv[1]; b=bytearray(open(p,\"rb\").read()); b[len(b)//2]^=1; open(p,\"wb\").write(b)" "$pack"
+done
 expect_exit 3 "$BERTH" verify --repo "$R"
 expect_in "PROBLEMS" "$out"
 rm -rf "$T/back"

@@ -325,15 +325,17 @@ void add_save(CLI::App &app, Context &ctx) {
     });
 
     auto *am = subcommand(*rp, "repo", "allow-machines");
-    static std::string allow_repo, authorized_keys = ".ssh/authorized_keys";
+    static std::string allow_repo, allow_profile, authorized_keys = ".ssh/authorized_keys";
     am->add_option("--repo", allow_repo, "the ssh:// repository (default: config `repo`)");
+    am->add_option("--profile", allow_profile,
+                   "s3: the AWS profile whose credentials machines get (default berth-machines)");
     am->add_option("--authorized-keys", authorized_keys,
                    "the host's authorized_keys file (relative: to the login's home)")
         ->capture_default_str();
     am->callback([&ctx] {
         auto spec = allow_repo.empty() ? ctx.config.str("repo") : allow_repo;
         auto loc = must(store::parse_repo_location(spec));
-        auto said = must(allow_machines(loc, authorized_keys));
+        auto said = must(allow_machines(loc, authorized_keys, allow_profile));
         if (ctx.json)
             print_json({{"schema", "berth.allow-machines/1"}, {"repo", loc.text}});
         else

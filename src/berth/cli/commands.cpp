@@ -41,7 +41,7 @@ const std::vector<CommandInfo> &command_table() {
          "the snapshot repository's own commands",
          {{"serve", "serve a repository directory on stdin/stdout (what ssh:// repositories run)"},
           {"allow-machines",
-           "let machines save to an ssh:// repository themselves (an append-only key)"},
+           "let machines save to an ssh:// (append-only key) or s3: repository themselves"},
           {"init", "make a repository (encrypted; a passphrase or a key file holds its key)"},
           {"info", "where a repository is, its format, encryption, keys and size"},
           {"key", "a repository's keys: `key add` a passphrase, `key passwd`, `key list`"}},

@@ -265,9 +265,29 @@ std::string expand_home(const std::string &p) {
 } // namespace
 
 Result<std::string> allow_machines(const store::RepoLocation &loc,
-                                   const std::string &authorized_keys) {
+                                   const std::string &authorized_keys, const std::string &profile) {
+    if (loc.kind == store::RepoLocation::s3) {
+        // No key to make: the machines get the credentials of an AWS profile the user made for
+        // them (a key that may read and write but not delete, by the bucket's policy).
+        std::string p = profile.empty() ? "berth-machines" : profile;
+        auto c = store::s3_credentials(p);
+        if (!c)
+            return fail("no AWS profile '" + p + "' for machines: " + c.error().what,
+                        "add one to ~/.aws/credentials with a key that cannot delete, or pass "
+                        "--profile NAME",
+                        2);
+        auto repo = try_open_repo(loc, true);
+        if (!repo) return tl::unexpected(repo.error());
+        auto base = access_base(loc);
+        BERTH_TRY(fs::make_dirs(base.parent_path(), 0700));
+        nlohmann::json j{
+            {"location", loc.text}, {"kind", "s3"}, {"profile", p}, {"repo_id", (*repo)->id()}};
+        BERTH_TRY(fs::write_file_atomic(base.string() + ".json", j.dump(2) + "\n", 0600));
+        return "machines may now save to " + loc.text + " themselves, with the credentials of " +
+               "AWS profile '" + p + "' (give that key no delete rights)";
+    }
     if (loc.kind != store::RepoLocation::ssh)
-        return fail("machines save directly only to ssh:// repositories", "", 2);
+        return fail("machines save directly only to ssh:// and s3: repositories", "", 2);
     auto repo = try_open_repo(loc, true); // made now if new; berth is on the host after this
     if (!repo) return tl::unexpected(repo.error());
     auto bin = this_build_on_host();
@@ -332,6 +352,13 @@ Result<std::string> allow_machines(const store::RepoLocation &loc,
 }
 
 void fill_direct_key(DirectSave &d, const std::string &spec, store::RepoStore *open) {
+    if (!d.s3_profile.empty()) { // read at each use: a rotated key is picked up
+        auto c = must(store::s3_credentials(d.s3_profile));
+        d.s3 =
+            nlohmann::json{
+                {"key", c.key}, {"secret", c.secret}, {"token", c.token}, {"region", c.region}}
+                .dump();
+    }
     const char *env_kf = std::getenv("BERTH_REPO_KEY_FILE");
     auto kf =
         env_kf && *env_kf ? std::filesystem::path(env_kf) : store::default_key_file(d.repo_id);
@@ -350,6 +377,20 @@ void fill_direct_key(DirectSave &d, const std::string &spec, store::RepoStore *o
 }
 
 std::optional<DirectSave> machine_access(const store::RepoLocation &loc) {
+    if (loc.kind == store::RepoLocation::s3) {
+        auto text = fs::read_file(access_base(loc).string() + ".json");
+        if (!text) return std::nullopt;
+        auto j = nlohmann::json::parse(*text, nullptr, false);
+        if (!j.is_object() || jsonr::text(j, "location", "", 4096) != loc.text ||
+            jsonr::text(j, "kind", "", 8) != "s3")
+            return std::nullopt;
+        DirectSave d;
+        d.location = loc.text;
+        d.s3_profile = jsonr::text(j, "profile", "", 128);
+        d.repo_id = jsonr::text(j, "repo_id", "", 64);
+        if (d.s3_profile.empty()) return std::nullopt;
+        return d;
+    }
     if (loc.kind != store::RepoLocation::ssh) return std::nullopt;
     auto base = access_base(loc);
     auto text = fs::read_file(base.string() + ".json");

@@ -33,8 +33,11 @@ store::KeyOptions key_options(bool ask_new);
 // Lets machines save straight to an ssh:// repository: a key of their own (kept in
 // $XDG_DATA_HOME/berth/machine-keys/) that the host's authorized_keys restricts to
 // `repo serve --append-only PATH`, and the host's key as this laptop knows it. Returns what it did.
+// For an s3: repository there is no key to make: the machines get the credentials of the AWS
+// profile `profile` (default "berth-machines"), read at each save.
 Result<std::string> allow_machines(const store::RepoLocation &loc,
-                                   const std::string &authorized_keys);
+                                   const std::string &authorized_keys,
+                                   const std::string &profile = "");
 // What a machine needs to save to loc directly, if allow_machines was run for it.
 std::optional<DirectSave> machine_access(const store::RepoLocation &loc);
 // The repository's key for a machine-direct request (it travels on the machine's stdin): from

@@ -7,6 +7,7 @@
 #include "remote/ssh.hpp"
 #include "store/remote_backend.hpp"
 #include "store/repo_sink.hpp"
+#include "store/s3_backend.hpp"
 #include "store/stream.hpp"
 #include "util/fs.hpp"
 #include "util/hash.hpp"
@@ -477,10 +478,19 @@ std::string describe_unsaved(const Unsaved &u) {
 namespace berth {
 
 nlohmann::json direct_save_json(const DirectSave &d) {
-    return {{"host", d.host},         {"user", d.user},         {"port", d.port},
-            {"location", d.location}, {"key", d.key},           {"known_hosts", d.known_hosts},
-            {"paths", d.paths},       {"instance", d.instance}, {"provider", d.provider},
-            {"repo_key", d.repo_key}, {"snapshot", d.snapshot}, {"target", d.target}};
+    return {{"host", d.host},
+            {"user", d.user},
+            {"port", d.port},
+            {"location", d.location},
+            {"key", d.key},
+            {"known_hosts", d.known_hosts},
+            {"paths", d.paths},
+            {"instance", d.instance},
+            {"provider", d.provider},
+            {"repo_key", d.repo_key},
+            {"snapshot", d.snapshot},
+            {"target", d.target},
+            {"s3", d.s3}};
 }
 
 Result<DirectSave> parse_direct_save(const std::string &line) {
@@ -498,6 +508,7 @@ Result<DirectSave> parse_direct_save(const std::string &line) {
     d.repo_key = jsonr::text(j, "repo_key", "", 1024);
     d.snapshot = jsonr::text(j, "snapshot", "", 64);
     d.target = jsonr::text(j, "target", "", 4096);
+    d.s3 = jsonr::text(j, "s3", "", 8192);
     if (!d.target.empty() && d.target[0] != '/') return fail("save-direct: a relative target");
     if (j.contains("paths") && j["paths"].is_array())
         for (const auto &p : j["paths"])
@@ -507,9 +518,12 @@ Result<DirectSave> parse_direct_save(const std::string &line) {
                s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                    "0123456789._-:") == std::string::npos;
     };
-    if (!plain(d.host) || (!d.user.empty() && !plain(d.user)) || d.port < 1 || d.port > 65535 ||
-        d.key.empty() || d.known_hosts.empty() || (d.paths.empty() && d.snapshot.empty()))
+    bool s3 = !d.s3.empty();
+    if (s3 ? d.location.rfind("s3:", 0) != 0
+           : (!plain(d.host) || (!d.user.empty() && !plain(d.user)) || d.port < 1 ||
+              d.port > 65535 || d.key.empty() || d.known_hosts.empty()))
         return fail("save-direct: a malformed request");
+    if (d.paths.empty() && d.snapshot.empty()) return fail("save-direct: a malformed request");
     for (const auto &p : d.paths)
         BERTH_TRY(store::check_entry_path(p));
     return d;
@@ -544,7 +558,27 @@ void remove_stale_key_dirs(const std::string &base) {
 namespace {
 
 // Connects from this machine to the repository with the request's key and host key.
+Result<std::unique_ptr<Repository>> open_direct_s3(const DirectSave &d) {
+    auto loc = store::parse_repo_location(d.location);
+    if (!loc || loc->kind != store::RepoLocation::s3)
+        return fail("save-direct: not an S3 location");
+    auto j = nlohmann::json::parse(d.s3, nullptr, false);
+    if (!j.is_object()) return fail("save-direct: malformed S3 credentials");
+    store::S3Credentials c{jsonr::text(j, "key", "", 256), jsonr::text(j, "secret", "", 256),
+                           jsonr::text(j, "token", "", 4096), jsonr::text(j, "region", "", 64), ""};
+    auto backend = store::s3_backend(*loc, c);
+    if (!backend) return tl::unexpected(backend.error());
+    store::KeyOptions keys;
+    if (!d.repo_key.empty()) {
+        auto k = store::MasterKey::from_json(d.repo_key);
+        if (!k) return tl::unexpected(k.error());
+        keys.key = *k;
+    }
+    return store::Repository::open(std::move(*backend), false, keys);
+}
+
 Result<std::unique_ptr<Repository>> open_direct(const DirectSave &d) {
+    if (!d.s3.empty()) return open_direct_s3(d); // credentials in memory only
     // The key and the host's key live in memory-backed files only while ssh starts; a hang-up
     // or a kill removes them, and a kill -9 leaves them only until the next save.
     std::string base = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
@@ -668,7 +702,8 @@ Result<RestoreStats> restore_instance_direct(DirectSave d, const InstanceRecord 
         return fail(
             "'" + r.name + "' could not restore from " + d.location + ": " +
                 (lines.empty() ? std::string("exit ") + std::to_string(out->status) : lines.back()),
-            "check that the machine reaches " + d.host + ":" + std::to_string(d.port));
+            "check that the machine reaches " +
+                (d.s3.empty() ? d.host + ":" + std::to_string(d.port) : d.location));
     }
     auto j = nlohmann::json::parse(out->out, nullptr, false);
     if (!j.is_object()) return fail("'" + r.name + "' answered the restore with something else");
@@ -699,7 +734,8 @@ Result<SaveResult> save_instance_direct(DirectSave d, const InstanceRecord &r,
         return fail(
             "'" + r.name + "' could not save to " + d.location + ": " +
                 (lines.empty() ? std::string("exit ") + std::to_string(out->status) : lines.back()),
-            "check that the machine reaches " + d.host + ":" + std::to_string(d.port));
+            "check that the machine reaches " +
+                (d.s3.empty() ? d.host + ":" + std::to_string(d.port) : d.location));
     }
     auto j = nlohmann::json::parse(out->out, nullptr, false);
     if (!j.is_object() || !j.contains("snapshot") || !j["snapshot"].is_object())

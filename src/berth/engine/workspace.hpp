@@ -63,6 +63,9 @@ struct DirectSave {
     std::string repo_key;         // the repository's master key (JSON), when it is encrypted
     std::string repo_id;          // the laptop's note of which repository (to find its key file)
     std::string snapshot, target; // a restore: which snapshot, and where on the machine
+    // An S3 repository instead of SSH: the credentials for machines (JSON key, secret, token,
+    // region), from the AWS profile `repo allow-machines --profile` named.
+    std::string s3, s3_profile;
 };
 nlohmann::json direct_save_json(const DirectSave &d);
 Result<DirectSave> parse_direct_save(const std::string &line);

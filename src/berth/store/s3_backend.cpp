@@ -17,9 +17,7 @@ namespace berth::store {
 
 namespace {
 
-struct Credentials {
-    std::string key, secret, token, region, ca_bundle;
-};
+using Credentials = S3Credentials;
 
 std::string env(const char *n) {
     const char *v = std::getenv(n);
@@ -47,16 +45,18 @@ std::map<std::string, std::string> ini_section(const std::string &path, const st
     return out;
 }
 
-Result<Credentials> find_credentials() {
+Result<Credentials> find_credentials(const std::string &named) {
     Credentials c;
-    std::string profile = env("AWS_PROFILE").empty() ? "default" : env("AWS_PROFILE");
+    std::string profile = !named.empty()               ? named
+                          : env("AWS_PROFILE").empty() ? "default"
+                                                       : env("AWS_PROFILE");
     auto home = paths::home();
     std::string cred_file = env("AWS_SHARED_CREDENTIALS_FILE").empty()
                                 ? (home / ".aws" / "credentials").string()
                                 : env("AWS_SHARED_CREDENTIALS_FILE");
     std::string cfg_file = env("AWS_CONFIG_FILE").empty() ? (home / ".aws" / "config").string()
                                                           : env("AWS_CONFIG_FILE");
-    if (!env("AWS_ACCESS_KEY_ID").empty()) {
+    if (named.empty() && !env("AWS_ACCESS_KEY_ID").empty()) {
         c.key = env("AWS_ACCESS_KEY_ID");
         c.secret = env("AWS_SECRET_ACCESS_KEY");
         c.token = env("AWS_SESSION_TOKEN");
@@ -352,10 +352,22 @@ Result<S3Listing> parse_s3_listing(const std::string &xml) {
     return l;
 }
 
+Result<S3Credentials> s3_credentials(const std::string &profile) {
+    return find_credentials(profile);
+}
+
 Result<std::unique_ptr<Backend>> s3_backend(const RepoLocation &loc) {
-    auto c = find_credentials();
+    auto c = find_credentials("");
     if (!c) return tl::unexpected(c.error());
     return std::unique_ptr<Backend>(new S3Backend(loc, std::move(*c)));
+}
+
+Result<std::unique_ptr<Backend>> s3_backend(const RepoLocation &loc, S3Credentials c) {
+    if (c.key.empty() || c.secret.empty()) return fail("S3 credentials without a key");
+    if (c.region.empty()) c.region = "us-east-1";
+    if (c.region.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
+        return fail("the S3 region '" + c.region + "' is malformed");
+    return std::unique_ptr<Backend>(new S3Backend(loc, std::move(c)));
 }
 
 } // namespace berth::store

@@ -16,7 +16,15 @@
 
 namespace berth::store {
 
+struct S3Credentials {
+    std::string key, secret, token, region, ca_bundle;
+};
+// As the AWS CLI finds them; `profile` overrides AWS_PROFILE (and then the AWS_* keys are not
+// used: a named profile is what was asked for).
+Result<S3Credentials> s3_credentials(const std::string &profile = "");
+
 Result<std::unique_ptr<Backend>> s3_backend(const RepoLocation &loc);
+Result<std::unique_ptr<Backend>> s3_backend(const RepoLocation &loc, S3Credentials c);
 
 // The parts of ListObjectsV2's XML answer berth uses (exposed for tests).
 struct S3Listing {
