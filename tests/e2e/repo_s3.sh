@@ -112,6 +112,8 @@ if [ "$(id -u)" = 0 ] && command -v jupyter-notebook >/dev/null && unshare -m tr
   run repo allow-machines --repo "$R" > "$T/allow.out" || die "allow-machines: $(cat "$T/allow.out")"
   run up m1 > "$T/up.out" 2>&1 || die "up m1: $(cat "$T/up.out")"
   run ssh m1 -- "mkdir -p /notebooks/p && head -c 3000000 /dev/urandom > /notebooks/p/d.bin && echo nb > /notebooks/p/n.ipynb"
+  # What a request killed with -9 would leave (credentials in a private directory): cleared.
+  run ssh m1 -- "mkdir -p /dev/shm/berth-http-4000000-killed && echo secret > /dev/shm/berth-http-4000000-killed/config"
   # The laptop's own credentials are broken: only the machine, with the machines' profile, can write.
   AWS_ACCESS_KEY_ID=NOT-A-KEY AWS_SECRET_ACCESS_KEY=x run --json save m1 --repo "$R" > "$T/m1.json" 2> "$T/m1.err" \
     || die "machine-direct save to S3: $(cat "$T/m1.err")"

@@ -66,14 +66,18 @@ void add_agent(CLI::App &app, Context &) {
         std::printf("%s\n", arr.dump().c_str());
         std::exit(0);
     });
+    // A machine-direct request: one JSON line on stdin (it holds keys: never argv).
+    auto request_line = [] {
+        std::string line;
+        int c;
+        while ((c = std::getchar()) != EOF && c != '\n' && line.size() < (1u << 20))
+            line.push_back(static_cast<char>(c));
+        return line;
+    };
     a->add_subcommand("save-direct",
                       "save this machine's files straight to an SSH repository (request on stdin)")
-        ->callback([] {
-            std::string line;
-            int c;
-            while ((c = std::getchar()) != EOF && c != '\n' && line.size() < (1u << 20))
-                line.push_back(static_cast<char>(c));
-            auto d = parse_direct_save(line);
+        ->callback([request_line] {
+            auto d = parse_direct_save(request_line());
             auto r = d ? save_direct_here(*d) : Result<SaveResult>(tl::unexpected(d.error()));
             if (!r) {
                 std::fprintf(stderr, "berth: error: %s\n", r.error().line().c_str());
@@ -89,12 +93,8 @@ void add_agent(CLI::App &app, Context &) {
     a->add_subcommand("restore-direct",
                       "restore a snapshot from an SSH repository straight onto this machine "
                       "(request on stdin)")
-        ->callback([] {
-            std::string line;
-            int c;
-            while ((c = std::getchar()) != EOF && c != '\n' && line.size() < (1u << 20))
-                line.push_back(static_cast<char>(c));
-            auto d = parse_direct_save(line);
+        ->callback([request_line] {
+            auto d = parse_direct_save(request_line());
             auto r = d ? restore_direct_here(*d)
                        : Result<store::RestoreStats>(tl::unexpected(d.error()));
             if (!r) {

@@ -557,6 +557,19 @@ void remove_stale_key_dirs(const std::string &base) {
 
 namespace {
 
+// Opens the repository with the key the request carries (in memory only: never a key file on
+// the machine).
+Result<std::unique_ptr<Repository>> open_with_request_key(std::unique_ptr<store::Backend> b,
+                                                          const DirectSave &d) {
+    store::KeyOptions keys;
+    if (!d.repo_key.empty()) {
+        auto k = store::MasterKey::from_json(d.repo_key);
+        if (!k) return tl::unexpected(k.error());
+        keys.key = *k;
+    }
+    return store::Repository::open(std::move(b), false, keys);
+}
+
 // Connects from this machine to the repository with the request's key and host key.
 Result<std::unique_ptr<Repository>> open_direct_s3(const DirectSave &d) {
     auto loc = store::parse_repo_location(d.location);
@@ -568,13 +581,7 @@ Result<std::unique_ptr<Repository>> open_direct_s3(const DirectSave &d) {
                            jsonr::text(j, "token", "", 4096), jsonr::text(j, "region", "", 64), ""};
     auto backend = store::s3_backend(*loc, c);
     if (!backend) return tl::unexpected(backend.error());
-    store::KeyOptions keys;
-    if (!d.repo_key.empty()) {
-        auto k = store::MasterKey::from_json(d.repo_key);
-        if (!k) return tl::unexpected(k.error());
-        keys.key = *k;
-    }
-    return store::Repository::open(std::move(*backend), false, keys);
+    return open_with_request_key(std::move(*backend), d);
 }
 
 Result<std::unique_ptr<Repository>> open_direct(const DirectSave &d) {
@@ -623,13 +630,7 @@ Result<std::unique_ptr<Repository>> open_direct(const DirectSave &d) {
     auto backend = store::connect_remote_backend(*pipe, d.location);
     forget_key(); // ssh has read it; nothing of it stays on the machine
     if (!backend) return tl::unexpected(backend.error());
-    store::KeyOptions keys;
-    if (!d.repo_key.empty()) {
-        auto k = store::MasterKey::from_json(d.repo_key);
-        if (!k) return tl::unexpected(k.error());
-        keys.key = *k; // in memory only: never a key file on the machine
-    }
-    return store::Repository::open(std::move(*backend), false, keys);
+    return open_with_request_key(std::move(*backend), d);
 }
 
 } // namespace
@@ -684,6 +685,31 @@ Result<RestoreStats> restore_direct_here(const DirectSave &d) {
         cache_file_for(r.id(), target, s->paths), nullptr);
 }
 
+namespace {
+
+// Runs `berth agent VERB` on the machine with the request on stdin (it holds keys: never on a
+// command line) and returns its one JSON answer.
+Result<nlohmann::json> run_direct(const InstanceRecord &r, const char *verb, const DirectSave &d,
+                                  const std::string &what) {
+    auto out = proc::run(
+        remote_berth(r, {"agent", verb}),
+        {.input = direct_save_json(d).dump() + "\n", .env = {}, .timeout = std::chrono::hours(12)});
+    if (!out) return tl::unexpected(out.error());
+    if (out->status != 0) {
+        auto lines = str::split(str::trim(out->err), '\n');
+        return fail(
+            "'" + r.name + "' could not " + what + " " + d.location + ": " +
+                (lines.empty() ? std::string("exit ") + std::to_string(out->status) : lines.back()),
+            "check that the machine reaches " +
+                (d.s3.empty() ? d.host + ":" + std::to_string(d.port) : d.location));
+    }
+    auto j = nlohmann::json::parse(out->out, nullptr, false);
+    if (!j.is_object()) return fail("'" + r.name + "' answered with something else");
+    return j;
+}
+
+} // namespace
+
 Result<RestoreStats> restore_instance_direct(DirectSave d, const InstanceRecord &r,
                                              const Snapshot &s, const std::string &target,
                                              const RepoStore *repo) {
@@ -693,20 +719,9 @@ Result<RestoreStats> restore_instance_direct(DirectSave d, const InstanceRecord 
     d.paths = s.paths; // for the machine's inode cache
     d.instance = r.name;
     d.provider = r.provider;
-    auto out = proc::run(
-        remote_berth(r, {"agent", "restore-direct"}),
-        {.input = direct_save_json(d).dump() + "\n", .env = {}, .timeout = std::chrono::hours(12)});
-    if (!out) return tl::unexpected(out.error());
-    if (out->status != 0) {
-        auto lines = str::split(str::trim(out->err), '\n');
-        return fail(
-            "'" + r.name + "' could not restore from " + d.location + ": " +
-                (lines.empty() ? std::string("exit ") + std::to_string(out->status) : lines.back()),
-            "check that the machine reaches " +
-                (d.s3.empty() ? d.host + ":" + std::to_string(d.port) : d.location));
-    }
-    auto j = nlohmann::json::parse(out->out, nullptr, false);
-    if (!j.is_object()) return fail("'" + r.name + "' answered the restore with something else");
+    auto answer = run_direct(r, "restore-direct", d, "restore from");
+    if (!answer) return tl::unexpected(answer.error());
+    const auto &j = *answer;
     RestoreStats st;
     st.files = static_cast<std::uint64_t>(jsonr::integer(j, "files"));
     st.dirs = static_cast<std::uint64_t>(jsonr::integer(j, "dirs"));
@@ -724,21 +739,10 @@ Result<SaveResult> save_instance_direct(DirectSave d, const InstanceRecord &r,
     d.paths = paths;
     d.instance = r.name;
     d.provider = r.provider;
-    // The request goes on stdin (it holds a key): never on a command line.
-    auto out = proc::run(
-        remote_berth(r, {"agent", "save-direct"}),
-        {.input = direct_save_json(d).dump() + "\n", .env = {}, .timeout = std::chrono::hours(12)});
-    if (!out) return tl::unexpected(out.error());
-    if (out->status != 0) {
-        auto lines = str::split(str::trim(out->err), '\n');
-        return fail(
-            "'" + r.name + "' could not save to " + d.location + ": " +
-                (lines.empty() ? std::string("exit ") + std::to_string(out->status) : lines.back()),
-            "check that the machine reaches " +
-                (d.s3.empty() ? d.host + ":" + std::to_string(d.port) : d.location));
-    }
-    auto j = nlohmann::json::parse(out->out, nullptr, false);
-    if (!j.is_object() || !j.contains("snapshot") || !j["snapshot"].is_object())
+    auto answer = run_direct(r, "save-direct", d, "save to");
+    if (!answer) return tl::unexpected(answer.error());
+    const auto &j = *answer;
+    if (!j.contains("snapshot") || !j["snapshot"].is_object())
         return fail("'" + r.name + "' answered the save with something else");
     auto snap = store::parse_snapshot(j["snapshot"].dump());
     if (!snap) return tl::unexpected(snap.error());

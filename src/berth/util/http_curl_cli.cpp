@@ -9,6 +9,7 @@
 #include "util/strings.hpp"
 
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <unistd.h>
@@ -27,11 +28,25 @@ std::string quoted(const std::string &v) {
     return out + "\"";
 }
 
+// A berth killed with -9 mid-request could not remove its directory (it holds credentials):
+// directories are named by their process, and those of dead processes go at the next request.
+void remove_stale(const std::string &base) {
+    std::error_code ec;
+    for (const auto &e : std::filesystem::directory_iterator(base, ec)) {
+        auto name = e.path().filename().string();
+        if (name.rfind("berth-http-", 0) != 0) continue;
+        int pid = std::atoi(name.c_str() + 11);
+        if (pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM)) continue;
+        std::filesystem::remove_all(e.path(), ec);
+    }
+}
+
 } // namespace
 
 Result<Response> send(const Request &r) {
     std::string base = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    std::string tmpl = base + "/berth-http-XXXXXX";
+    remove_stale(base);
+    std::string tmpl = base + "/berth-http-" + std::to_string(::getpid()) + "-XXXXXX";
     if (!::mkdtemp(tmpl.data())) return fail_errno("a private directory in " + base, errno);
     std::filesystem::path dir = tmpl;
     struct Gone {
