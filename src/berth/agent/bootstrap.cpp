@@ -2,6 +2,7 @@
 
 #include "agent/machine.hpp"
 #include "agent/persist.hpp"
+#include "agent/watch.hpp"
 #include "util/fs.hpp"
 #include "util/hash.hpp"
 #include "util/net.hpp"
@@ -141,61 +142,35 @@ Result<nlohmann::json> bootstrap_machine(const BootstrapOptions &o) {
     out["jupyter_port"] = (*j)["port"];
     out["jupyter_token"] = (*j)["token"];
     out["jupyter_reused"] = (*j)["reused"];
-    // 3. The watchdog: one per machine, replaced at every bootstrap (the deadline counts from
-    // this boot, as the local provider's does).
-    auto pid_file = state_dir() / "watchdog.pid";
-    if (auto text = fs::read_file(pid_file)) {
-        pid_t old = std::atoi(text->c_str());
-        if (alive_with(old, "watchdog")) ::kill(old, SIGTERM);
-        ::unlink(pid_file.c_str());
+    // 3. The watcher (idle stop and the max-hours deadline): one per machine, replaced at
+    // every bootstrap (the deadline counts from this boot, as the local provider's does).
+    auto files = idle::machine_files();
+    idle::Setting setting;
+    setting.policy.idle_seconds = o.idle_seconds;
+    setting.policy.deadline =
+        o.max_hours > 0 ? static_cast<double>(std::time(nullptr) +
+                                              static_cast<long long>(o.max_hours * 3600))
+                        : 0;
+    setting.thresholds = o.thresholds;
+    BERTH_TRY(idle::write_setting(files, setting));
+    auto pid_file = state_dir() / "watch.pid";
+    for (const char *old_file : {"watch.pid", "watchdog.pid"}) {
+        if (auto text = fs::read_file(state_dir() / old_file)) {
+            pid_t old = std::atoi(text->c_str());
+            if (alive_with(old, "watch")) ::kill(old, SIGTERM);
+            ::unlink((state_dir() / old_file).c_str());
+        }
     }
-    out["deadline"] = 0;
-    if (o.max_hours > 0) {
-        long long deadline = std::time(nullptr) + static_cast<long long>(o.max_hours * 3600);
-        auto self = stdfs::read_symlink("/proc/self/exe");
-        auto pid = spawn_detached({self.string(), "agent", "watchdog", "--deadline",
-                                   std::to_string(deadline), "--provider", o.provider, "--api-url",
-                                   o.api_url},
-                                  state_dir() / "watchdog.log", "/");
-        if (!pid) return tl::unexpected(pid.error());
-        BERTH_TRY(fs::write_file_atomic(pid_file, std::to_string(*pid) + "\n", 0600));
-        out["deadline"] = deadline;
-    }
+    auto self = stdfs::read_symlink("/proc/self/exe");
+    auto pid = spawn_detached({self.string(), "agent", "watch", "--stop", "provider", "--provider",
+                               o.provider, "--api-url", o.api_url, "--label", o.label},
+                              state_dir() / "watch.log", "/");
+    if (!pid) return tl::unexpected(pid.error());
+    BERTH_TRY(fs::write_file_atomic(pid_file, std::to_string(*pid) + "\n", 0600));
+    out["deadline"] = setting.policy.deadline;
+    out["idle_seconds"] = setting.policy.idle_seconds;
     out["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return out;
-}
-
-namespace {
-
-void log_line(const std::string &s) {
-    std::time_t t = std::time(nullptr);
-    char ts[32];
-    std::strftime(ts, sizeof ts, "%F %T", std::localtime(&t));
-    std::fprintf(stderr, "%s watchdog: %s\n", ts, s.c_str());
-    std::fflush(stderr);
-}
-
-} // namespace
-
-int run_watchdog(long long deadline, const std::function<Result<>()> &stop_self) {
-    log_line("stopping this machine at " + std::to_string(deadline));
-    while (std::time(nullptr) < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(
-            std::min<long long>(1000, (deadline - std::time(nullptr)) * 1000 + 50)));
-    if (!stop_self) {
-        log_line("max-hours reached but this provider has no way to stop a machine from inside");
-        return 1;
-    }
-    for (int attempt = 0; attempt < 20; ++attempt) {
-        auto r = stop_self();
-        if (r) {
-            log_line("max-hours reached: asked the provider to stop this machine");
-            return 0;
-        }
-        log_line(r.error().line());
-        std::this_thread::sleep_for(std::chrono::seconds(std::min(30, 1 << attempt)));
-    }
-    return 1;
 }
 
 } // namespace berth

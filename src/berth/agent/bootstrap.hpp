@@ -5,14 +5,14 @@
 //   1. persistence: links the store's paths into $HOME (init on a new store, restore after);
 //   2. Jupyter on 127.0.0.1 with a token, rooted at the work directory, detached from the SSH
 //      session (reused if the one from this boot still answers);
-//   3. with --max-hours, a watchdog that stops the machine through the provider's API when
-//      the time is up, with no client anywhere (`berth agent watchdog`).
+//   3. the watcher (`berth agent watch`, agent/watch.hpp): idle stop and the --max-hours
+//      deadline, stopping the machine through the provider's API with no client anywhere.
 // It prints one JSON line (schema berth.bootstrap/1) the client reads.
 #pragma once
 
+#include "agent/idle.hpp"
 #include "util/result.hpp"
 
-#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -22,14 +22,13 @@ struct BootstrapOptions {
     std::string workdir = "/workspace";
     std::string store; // "": <workdir>/.berth/storage
     double max_hours = 0;
-    std::string api_url;  // where the watchdog asks the provider to stop this machine
-    std::string provider; // whose self-stop the watchdog runs (the registry's row)
+    long idle_seconds = 0; // 0: idle stop off
+    idle::Thresholds thresholds;
+    std::string api_url;  // where the watcher asks the provider to stop this machine
+    std::string provider; // whose self-stop the watcher runs (the registry's row)
+    std::string label;    // the machine's provider label ("berth:NAME"), for the stop's note
 };
 
 Result<nlohmann::json> bootstrap_machine(const BootstrapOptions &o);
-
-// Sleeps until `deadline` (epoch seconds), then stops this machine with `stop_self` (the
-// provider's own request, from its registry row), retrying with backoff. Logs to stderr.
-int run_watchdog(long long deadline, const std::function<Result<>()> &stop_self);
 
 } // namespace berth

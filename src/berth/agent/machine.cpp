@@ -2,6 +2,7 @@
 
 #include "agent/hooks.hpp"
 #include "agent/persist.hpp"
+#include "agent/watch.hpp"
 #include "util/fs.hpp"
 #include "util/hash.hpp"
 #include "util/net.hpp"
@@ -245,6 +246,34 @@ std::optional<Service> jupyter_service(int port, const std::string &token) {
     return Service{"jupyter", argv, "/notebooks", {{"JUPYTER_TOKEN", token}}};
 }
 
+// The idle watcher (agent/watch.hpp), on machines with berth installed: its setting from
+// spec.json's "idle" ({"seconds", "cpu_percent", ...}), Jupyter's port and token where it
+// reads them, and it stops the machine by signalling PID 1 with its reason left in
+// /run/berth/stop-reason.
+std::optional<Service> watch_service(const nlohmann::json &spec, const std::string &token,
+                                     int jupyter_port, std::time_t deadline, const Shape &shape) {
+    if (!shape.install_berth || !stdfs::exists("/usr/local/bin/berth")) return std::nullopt;
+    auto files = idle::machine_files();
+    (void)fs::make_dirs(files.dir, 0700);
+    idle::Setting s;
+    const auto &i = spec.contains("idle") && spec["idle"].is_object() ? spec["idle"]
+                                                                      : nlohmann::json::object();
+    auto number = [&](const char *k, double d) {
+        return i.contains(k) && i[k].is_number() ? i[k].get<double>() : d;
+    };
+    s.policy.idle_seconds = static_cast<long>(number("seconds", 0));
+    s.policy.deadline = static_cast<double>(deadline);
+    s.thresholds.cpu_percent = number("cpu_percent", s.thresholds.cpu_percent);
+    s.thresholds.network_kbps = number("network_kbps", s.thresholds.network_kbps);
+    s.thresholds.gpu_percent = number("gpu_percent", s.thresholds.gpu_percent);
+    if (!idle::write_setting(files, s)) return std::nullopt;
+    if (jupyter_port > 0)
+        (void)fs::write_file_atomic(
+            files.jupyter(),
+            nlohmann::json{{"port", jupyter_port}, {"token", token}}.dump() + "\n", 0600);
+    return Service{"watch", {"/usr/local/bin/berth", "agent", "watch", "--stop", "pid1"}, "/"};
+}
+
 bool wait_ready(int ssh_port, int jupyter_port, const std::string &token,
                 const std::vector<Service> &svcs) {
     // jupyter_port 0: a bare machine, only sshd to wait for.
@@ -270,7 +299,13 @@ bool wait_ready(int ssh_port, int jupyter_port, const std::string &token,
 // PID 1's loop: reap everything, restart a dead service, stop at SIGTERM or the deadline.
 std::string supervise(std::vector<Service> &svcs, std::time_t deadline, double max_hours) {
     for (;;) {
-        if (g_stop) return "stopped";
+        if (g_stop) {
+            // The watcher leaves its reason before it signals PID 1 (an idle stop); a stop
+            // from outside (`berth stop`) leaves none.
+            auto why = fs::read_file("/run/berth/stop-reason");
+            if (why && !str::trim(*why).empty()) return str::trim(*why).substr(0, 300);
+            return "stopped";
+        }
         if (deadline && std::time(nullptr) >= deadline) {
             char msg[64];
             std::snprintf(msg, sizeof msg, "max-hours %.4g reached: stopped itself", max_hours);
@@ -344,6 +379,9 @@ int pid1(const InstanceDir &dir, const stdfs::path &store, const nlohmann::json 
     }
     std::vector<Service> svcs = {*sshd};
     if (jup) svcs.push_back(*jup);
+    std::time_t deadline =
+        max_hours > 0 ? std::time(nullptr) + static_cast<std::time_t>(max_hours * 3600) : 0;
+    if (auto w = watch_service(spec, token, *jup_port, deadline, shape)) svcs.push_back(*w);
     st.set("loading", "starting sshd on 127.0.0.1:" + std::to_string(*ssh_port) +
                           (jup ? " and Jupyter on 127.0.0.1:" + std::to_string(*jup_port) : ""));
     for (auto &s : svcs)
@@ -363,8 +401,6 @@ int pid1(const InstanceDir &dir, const stdfs::path &store, const nlohmann::json 
         }
         if (fd >= 0) ::close(fd);
     }
-    std::time_t deadline =
-        max_hours > 0 ? std::time(nullptr) + static_cast<std::time_t>(max_hours * 3600) : 0;
     st.j["ssh_port"] = *ssh_port;
     st.j["jupyter_port"] = *jup_port;
     st.j["jupyter_token"] = token;

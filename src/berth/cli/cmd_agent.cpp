@@ -1,10 +1,16 @@
 // berth agent boot: the process that is the machine (see agent/machine.hpp). Not for users.
 #include "agent/bootstrap.hpp"
 #include "agent/machine.hpp"
+#include "agent/watch.hpp"
 #include "cli/commands.hpp"
 #include "engine/workspace.hpp"
 #include "provider/registry.hpp"
 #include "store/stream.hpp"
+#include "util/fs.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <ctime>
 
 #include <cstdio>
 #include <cstdlib>
@@ -20,13 +26,18 @@ void add_agent(CLI::App &app, Context &) {
     boot->add_option("--storage", storage)->required();
     boot->callback([] { std::exit(run_machine_agent(InstanceDir{dir}, storage)); });
     auto *bs = a->add_subcommand(
-        "bootstrap", "prepare a rented machine: persistence, Jupyter, the max-hours watchdog");
+        "bootstrap", "prepare a rented machine: persistence, Jupyter, the idle watcher");
     static BootstrapOptions bo;
     bs->add_option("--workdir", bo.workdir, "the machine's kept work directory");
     bs->add_option("--store", bo.store, "the persistence store (default <workdir>/.berth/storage)");
     bs->add_option("--max-hours", bo.max_hours, "stop the machine after H hours (0: never)");
-    bs->add_option("--api-url", bo.api_url, "the provider API the watchdog calls");
-    bs->add_option("--provider", bo.provider, "whose self-stop the watchdog runs");
+    bs->add_option("--api-url", bo.api_url, "the provider API the watcher calls");
+    bs->add_option("--provider", bo.provider, "whose self-stop the watcher runs");
+    bs->add_option("--label", bo.label, "the machine's label at the provider");
+    bs->add_option("--idle-seconds", bo.idle_seconds, "stop after this long idle (0: off)");
+    bs->add_option("--cpu-percent", bo.thresholds.cpu_percent, "CPU busy threshold");
+    bs->add_option("--network-kbps", bo.thresholds.network_kbps, "network busy threshold");
+    bs->add_option("--gpu-percent", bo.thresholds.gpu_percent, "GPU busy threshold");
     bs->callback([] {
         auto r = bootstrap_machine(bo);
         if (!r) {
@@ -36,18 +47,71 @@ void add_agent(CLI::App &app, Context &) {
         std::printf("%s\n", r->dump().c_str());
         std::exit(0);
     });
-    auto *wd =
-        a->add_subcommand("watchdog", "stop this machine through the provider at a deadline");
-    static long long deadline = 0;
-    static std::string api_url, provider;
-    wd->add_option("--deadline", deadline)->required();
+    auto *wd = a->add_subcommand("watch", "the machine's idle watcher (see agent/watch.hpp)");
+    static std::string how = "provider", api_url, provider, label;
+    wd->add_option("--stop", how, "pid1 (the local machine's PID 1) or provider (its API)");
     wd->add_option("--api-url", api_url);
     wd->add_option("--provider", provider);
+    wd->add_option("--label", label);
     wd->callback([] {
-        std::function<Result<>()> stop;
-        auto row = builtin_registry().find(provider);
-        if (row && (*row)->self_stop) stop = [f = (*row)->self_stop] { return f(api_url); };
-        std::exit(run_watchdog(deadline, stop));
+        idle::StopFn stop;
+        if (how == "pid1") {
+            stop = [](const std::string &reason) -> Result<> {
+                BERTH_TRY(fs::write_file_atomic("/run/berth/stop-reason", reason + "\n", 0600));
+                if (::kill(1, SIGTERM) != 0) return fail_errno("signal PID 1", errno);
+                return {};
+            };
+        } else {
+            auto row = builtin_registry().find(provider);
+            if (row && (*row)->self_stop)
+                stop = [f = (*row)->self_stop](const std::string &reason) {
+                    return f(api_url, label, reason);
+                };
+            else
+                stop = [](const std::string &) -> Result<> {
+                    return fail("this provider has no way to stop a machine from inside");
+                };
+        }
+        std::exit(idle::run_watch(idle::machine_files(), stop));
+    });
+    // What `berth idle`, `berth hold` and `berth status` ask the machine.
+    auto *id = a->add_subcommand("idle", "the idle watcher's view (status) or setting (set)");
+    id->require_subcommand(1);
+    id->add_subcommand("status", "the watcher's view now, as JSON")->callback([] {
+        auto f = idle::machine_files();
+        auto text = fs::read_file(f.status());
+        if (!text) {
+            std::fprintf(stderr, "berth: error: no idle watcher has run on this machine\n");
+            std::exit(1);
+        }
+        auto j = nlohmann::json::parse(*text, nullptr, false);
+        if (!j.is_object()) {
+            std::fprintf(stderr, "berth: error: %s is damaged\n", f.status().c_str());
+            std::exit(1);
+        }
+        j["now"] = static_cast<double>(std::time(nullptr));
+        std::printf("%s\n", j.dump().c_str());
+        std::exit(0);
+    });
+    auto *set = id->add_subcommand("set", "change the idle time of this machine");
+    static long set_seconds = -1;
+    set->add_option("--seconds", set_seconds, "0: off")->required();
+    set->callback([] {
+        auto f = idle::machine_files();
+        auto s = idle::read_setting(f);
+        if (!s || set_seconds < 0) {
+            std::fprintf(stderr, "berth: error: %s\n",
+                         s ? "bad --seconds" : s.error().line().c_str());
+            std::exit(1);
+        }
+        s->policy.idle_seconds = set_seconds;
+        auto w = idle::write_setting(f, *s);
+        if (!w) {
+            std::fprintf(stderr, "berth: error: %s\n", w.error().line().c_str());
+            std::exit(1);
+        }
+        std::printf("{\"idle_seconds\":%ld}\n", set_seconds);
+        std::exit(0);
     });
     auto *sc = a->add_subcommand("scan", "sizes and mtimes of paths, as JSON (the destroy guard)");
     static std::string scan_root = "/";

@@ -2,6 +2,7 @@
 #include "cli/commands.hpp"
 #include "cli/providers.hpp"
 #include "core/paths.hpp"
+#include "engine/idle.hpp"
 #include "engine/lifecycle.hpp"
 #include "util/fs.hpp"
 #include "util/net.hpp"
@@ -13,6 +14,7 @@
 #include <cstdio>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 #include <unistd.h>
 
@@ -20,6 +22,7 @@ namespace berth::cli {
 
 StateDb open_state();
 nlohmann::json instance_json(const InstanceRecord &r);
+void say_idle_status(const nlohmann::json &st);
 
 namespace {
 
@@ -48,10 +51,16 @@ void cmd_ls(Context &ctx) {
     std::vector<InstanceRecord> live;
     for (auto &r : all)
         if (r.status != Status::destroyed) live.push_back(e.refresh(r));
+    // Each running machine's watcher, asked at once (it decides; this only reads).
+    auto idle = idle_status_all(live);
     if (ctx.json) {
         nlohmann::json arr = nlohmann::json::array();
-        for (const auto &r : live)
-            arr.push_back(instance_json(r));
+        for (std::size_t i = 0; i < live.size(); ++i) {
+            auto j = instance_json(live[i]);
+            j["stops_in"] = idle[i] ? stops_in(*idle[i]) : "";
+            j["idle"] = idle[i] ? *idle[i] : nlohmann::json();
+            arr.push_back(j);
+        }
         print_json({{"schema", "berth.ls/1"}, {"instances", arr}});
         return;
     }
@@ -59,15 +68,17 @@ void cmd_ls(Context &ctx) {
         say("no instances (create one with `berth up`)");
         return;
     }
-    std::printf("%-16s %-9s %-10s %-22s %-6s %s\n", "NAME", "PROVIDER", "STATUS", "SSH", "AGE",
-                "MESSAGE");
-    for (const auto &r : live) {
+    std::printf("%-16s %-9s %-10s %-22s %-6s %-12s %s\n", "NAME", "PROVIDER", "STATUS", "SSH",
+                "AGE", "STOPS IN", "MESSAGE");
+    for (std::size_t i = 0; i < live.size(); ++i) {
+        const auto &r = live[i];
         std::string st = status_name(r.status);
         st.resize(std::max<std::size_t>(st.size(), 10), ' ');
         std::string ssh = r.ssh_port ? r.ssh_host + ":" + std::to_string(r.ssh_port) : "-";
-        std::printf("%-16s %-9s %s %-22s %-6s %s\n", r.name.c_str(), r.provider.c_str(),
+        std::string stops = r.status != Status::running ? "-" : idle[i] ? stops_in(*idle[i]) : "?";
+        std::printf("%-16s %-9s %s %-22s %-6s %-12s %s\n", r.name.c_str(), r.provider.c_str(),
                     term::paint(st, color_of(r.status)).c_str(), ssh.c_str(),
-                    age(r.created_at).c_str(), r.message.c_str());
+                    age(r.created_at).c_str(), stops.c_str(), r.message.c_str());
     }
 }
 
@@ -76,9 +87,20 @@ void cmd_status(Context &ctx, const std::string &name) {
     Engine e(db, registry(ctx), [](const std::string &) {});
     auto r = e.refresh(must(e.find(name)));
     auto intents = must(db.intents(name));
+    std::optional<nlohmann::json> idle;
+    std::string idle_error;
+    if (r.status == Status::running) {
+        auto st = idle_status(r);
+        if (st)
+            idle = *st;
+        else
+            idle_error = st.error().what;
+    }
     if (ctx.json) {
         auto j = instance_json(r);
         j["schema"] = "berth.status/1";
+        j["idle"] = idle ? *idle : nlohmann::json();
+        if (!idle_error.empty()) j["idle_error"] = idle_error;
         nlohmann::json arr = nlohmann::json::array();
         for (const auto &i : intents)
             arr.push_back({{"action", i.action},
@@ -96,6 +118,8 @@ void cmd_status(Context &ctx, const std::string &name) {
         say("  ssh       " + r.ssh_user + "@" + r.ssh_host + ":" + std::to_string(r.ssh_port) +
             " (berth-" + r.name + ")");
     if (r.tunnel_port && r.status == Status::running) say("  jupyter   " + Engine::jupyter_url(r));
+    if (idle) say_idle_status(*idle);
+    if (!idle_error.empty()) say("  idle      the machine did not say: " + idle_error);
     say("  intents:");
     for (const auto &i : intents) {
         std::time_t t = static_cast<std::time_t>(i.created_at);

@@ -1,5 +1,7 @@
 // berth up | start | stop | destroy: the life of a machine.
 #include "cli/commands.hpp"
+#include "core/json_read.hpp"
+#include "engine/idle.hpp"
 #include "cli/providers.hpp"
 #include "cli/repo_open.hpp"
 #include "core/cost.hpp"
@@ -39,6 +41,7 @@ nlohmann::json instance_json(const InstanceRecord &r) {
         {"jupyter",
          {{"url", r.tunnel_port ? Engine::jupyter_url(r) : ""}, {"remote_port", r.jupyter_port}}},
         {"max_hours", spec.is_object() ? spec.value("max_hours", 0.0) : 0.0},
+        {"idle_seconds", jsonr::integer(idle_spec(r), "seconds")},
         {"provider_id", r.provider_id},
         {"created_at", r.created_at},
         {"updated_at", r.updated_at}};
@@ -87,6 +90,10 @@ void print_ready(const Context &ctx, const InstanceRecord &r, const char *verb, 
         std::snprintf(buf, sizeof buf, "  stops     by itself after %.4g h (--max-hours)", h);
         say(buf);
     }
+    long idle_s = static_cast<long>(jsonr::integer(idle_spec(r), "seconds"));
+    if (idle_s > 0)
+        say("  idle      stops itself after " + idle::format_duration(idle_s) +
+            " without activity (`berth idle " + r.name + " off`, `berth hold " + r.name + "`)");
     say("  stop      berth stop " + r.name + "        destroy: berth destroy " + r.name);
 }
 
@@ -153,6 +160,10 @@ void add_up(CLI::App &app, Context &ctx) {
         ->check(CLI::NonNegativeNumber);
     up->add_option("--timeout", timeout, "seconds to wait for it to be ready")
         ->capture_default_str();
+    static std::string idle_arg;
+    up->add_option("--idle", idle_arg,
+                   "stop it after this long without activity: 45m, 2h, off (default: config "
+                   "`idle`, else 60m where billed, off on local)");
     static std::string from, up_repo;
     up->add_option("--from", from,
                    "restore this snapshot's work and environment onto the new machine (an id, "
@@ -179,6 +190,11 @@ void add_up(CLI::App &app, Context &ctx) {
         }
         UpRequest req{name, prov, max_hours, std::chrono::seconds(static_cast<long>(timeout)),
                       provider_options(ctx, *row, flags)};
+        std::string idle_text = !idle_arg.empty() ? idle_arg : ctx.config.str("idle");
+        if (!idle_text.empty()) req.idle_seconds = must(idle::parse_duration(idle_text));
+        req.idle_thresholds.cpu_percent = ctx.config.number("idle.cpu_percent");
+        req.idle_thresholds.network_kbps = ctx.config.number("idle.network_kbps");
+        req.idle_thresholds.gpu_percent = ctx.config.number("idle.gpu_percent");
         auto db = open_state();
         interrupt::install(); // from here an interrupt finishes or undoes, then exits 130
         Engine e(db, reg, progress_for(ctx));

@@ -34,6 +34,7 @@ void add_doctor(CLI::App &, Context &);
 void add_perms(CLI::App &, Context &);
 void add_up(CLI::App &, Context &);
 void add_ls(CLI::App &, Context &);
+void add_idle(CLI::App &, Context &);
 void add_agent(CLI::App &, Context &);
 void add_save(CLI::App &, Context &);
 void add_offers(CLI::App &, Context &);

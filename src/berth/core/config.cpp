@@ -26,6 +26,15 @@ std::vector<ConfigKey> &key_table() {
         {"restore.timeout_s", ConfigType::number, "60",
          "the boot hook gives up after this many seconds so the machine still boots"},
         {"provider", ConfigType::string, "local", "where `berth up` creates machines by default"},
+        {"idle", ConfigType::string, "",
+         "stop a machine after this long without activity (45m, 2h, off; empty: 60m where "
+         "billed, off on local)"},
+        {"idle.cpu_percent", ConfigType::number, "10",
+         "CPU use (percent of one core) above which a machine is busy"},
+        {"idle.network_kbps", ConfigType::number, "50",
+         "network traffic (kB/s, loopback excluded) above which a machine is busy"},
+        {"idle.gpu_percent", ConfigType::number, "5",
+         "GPU utilisation (percent) above which a machine is busy"},
         {"repo", ConfigType::string, "",
          "where snapshots go: a directory or ssh://[user@]host[:port]/path (empty: "
          "$XDG_DATA_HOME/berth/repo)"},

@@ -78,14 +78,22 @@ Result<Bootstrapped> bootstrap_over_ssh(const ssh::Target &t, const BootstrapPla
         remote_path = parts.back();
         out.uploaded = true;
     }
-    progress("bootstrapping: persistence, Jupyter" +
-             std::string(plan.max_hours > 0 ? ", the max-hours watchdog" : ""));
-    char hours[32];
-    std::snprintf(hours, sizeof hours, "%.6g", plan.max_hours);
-    std::string cmd =
-        remote_path + " agent bootstrap --workdir '" + plan.workdir + "' --max-hours " + hours;
-    if (!plan.api_url.empty()) cmd += " --api-url '" + plan.api_url + "'";
-    if (!plan.provider.empty()) cmd += " --provider '" + plan.provider + "'";
+    progress("bootstrapping: persistence, Jupyter, the idle watcher");
+    auto num = [](double v) {
+        char b[32];
+        std::snprintf(b, sizeof b, "%.6g", v);
+        return std::string(b);
+    };
+    // Every value here is berth's own (numbers, a URL and names it checked), quoted anyway.
+    std::string cmd = remote_path + " agent bootstrap --workdir " + str::shell_quote(plan.workdir) +
+                      " --max-hours " + num(plan.max_hours) + " --idle-seconds " +
+                      std::to_string(plan.idle_seconds) + " --cpu-percent " +
+                      num(plan.thresholds.cpu_percent) + " --network-kbps " +
+                      num(plan.thresholds.network_kbps) + " --gpu-percent " +
+                      num(plan.thresholds.gpu_percent);
+    if (!plan.api_url.empty()) cmd += " --api-url " + str::shell_quote(plan.api_url);
+    if (!plan.provider.empty()) cmd += " --provider " + str::shell_quote(plan.provider);
+    if (!plan.label.empty()) cmd += " --label " + str::shell_quote(plan.label);
     auto run =
         proc::run(ssh_argv(t, cmd), {.input = {}, .env = {}, .timeout = std::chrono::seconds(180)});
     if (!run) return tl::unexpected(run.error());

@@ -3,6 +3,7 @@
 // the machine (persistence, Jupyter, the max-hours watchdog; see agent/bootstrap.hpp).
 #pragma once
 
+#include "agent/idle.hpp"
 #include "remote/ssh.hpp"
 #include "util/result.hpp"
 
@@ -15,8 +16,11 @@ namespace berth {
 struct BootstrapPlan {
     std::string workdir = "/workspace";
     double max_hours = 0;
-    std::string api_url;  // for the watchdog
-    std::string provider; // whose self-stop the watchdog runs
+    long idle_seconds = 0;
+    idle::Thresholds thresholds;
+    std::string api_url;  // for the watcher
+    std::string provider; // whose self-stop the watcher runs
+    std::string label;    // "berth:NAME"
 };
 
 struct Bootstrapped {

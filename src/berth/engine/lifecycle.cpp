@@ -1,4 +1,5 @@
 #include "engine/lifecycle.hpp"
+#include "engine/idle.hpp"
 
 #include "core/exit_codes.hpp"
 #include "core/json_read.hpp"
@@ -241,8 +242,20 @@ void Engine::close_tunnel(InstanceRecord &r) {
 
 Result<InstanceRecord> Engine::bootstrap(InstanceRecord r, Provider &p) {
     auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
-    BootstrapPlan plan{p.capabilities().workdir, jsonr::num(spec, "max_hours"), p.api_url(),
-                       p.name()};
+    BootstrapPlan plan;
+    plan.workdir = p.capabilities().workdir;
+    plan.max_hours = jsonr::num(spec, "max_hours");
+    plan.api_url = p.api_url();
+    plan.provider = p.name();
+    plan.label = berth_label(r.name);
+    if (spec.is_object() && spec.contains("idle") && spec["idle"].is_object()) {
+        const auto &i = spec["idle"];
+        plan.idle_seconds = static_cast<long>(jsonr::num(i, "seconds"));
+        plan.thresholds.cpu_percent = jsonr::num(i, "cpu_percent", plan.thresholds.cpu_percent);
+        plan.thresholds.network_kbps =
+            jsonr::num(i, "network_kbps", plan.thresholds.network_kbps);
+        plan.thresholds.gpu_percent = jsonr::num(i, "gpu_percent", plan.thresholds.gpu_percent);
+    }
     auto b = bootstrap_over_ssh(target_of(r), plan, m_progress);
     if (!b) return tl::unexpected(b.error());
     r.jupyter_port = b->jupyter_port;
@@ -397,7 +410,7 @@ Result<InstanceRecord> Engine::rollback(InstanceRecord r, Provider &p, const Err
                         "run `berth ls` again later: it finishes the undo");
         auto all = m_db.list();
         for (const auto &m : *machines) {
-            if (m.label != berth_label(r.name) || m.state == MachineState::gone) continue;
+            if (name_from_label(m.label) != r.name || m.state == MachineState::gone) continue;
             bool other = false; // a reconciled namesake ("NAME-ID") owns it
             if (all)
                 for (const auto &o : *all)
@@ -465,7 +478,14 @@ Result<InstanceRecord> Engine::up(const UpRequest &req, const PlanFn &on_plan) {
     if (!p) return tl::unexpected(p.error());
     auto pub = ssh::ensure_key();
     if (!pub) return tl::unexpected(pub.error());
-    InstanceSpec spec{req.name, req.max_hours, "", *pub + "\n"};
+    InstanceSpec spec;
+    spec.name = req.name;
+    spec.max_hours = req.max_hours;
+    spec.authorized_keys = *pub + "\n";
+    spec.idle_seconds = req.idle_seconds >= 0                 ? req.idle_seconds
+                        : (*p)->capabilities().billed ? 3600
+                                                       : 0;
+    spec.idle_thresholds = req.idle_thresholds;
     spec.label = berth_label(req.name);
     auto plan = (*p)->plan(spec, req.options);
     if (!plan) return tl::unexpected(plan.error());
@@ -476,7 +496,13 @@ Result<InstanceRecord> Engine::up(const UpRequest &req, const PlanFn &on_plan) {
     r.name = req.name;
     r.provider = req.provider;
     r.status = Status::creating;
-    nlohmann::json spec_json{{"max_hours", req.max_hours}, {"label", plan->spec.label}};
+    nlohmann::json spec_json{{"max_hours", req.max_hours},
+                             {"label", plan->spec.label},
+                             {"idle",
+                              {{"seconds", plan->spec.idle_seconds},
+                               {"cpu_percent", plan->spec.idle_thresholds.cpu_percent},
+                               {"network_kbps", plan->spec.idle_thresholds.network_kbps},
+                               {"gpu_percent", plan->spec.idle_thresholds.gpu_percent}}}};
     if (!plan->spec.offer_id.empty()) spec_json["offer_id"] = plan->spec.offer_id;
     if (!plan->spec.image.empty()) spec_json["image"] = plan->spec.image;
     if (plan->spec.disk_gb > 0) spec_json["disk_gb"] = plan->spec.disk_gb;
@@ -569,6 +595,14 @@ Result<InstanceRecord> Engine::start(const std::string &name, std::chrono::secon
     }
     auto ready = wait_running(refreshed, **p, timeout);
     (void)m_db.finish(*intent, bool(ready), ready ? "" : ready.error().what);
+    if (ready) {
+        // An idle time changed with `berth idle` outlives the stop: apply it again.
+        auto i = idle_spec(*ready);
+        if (i.value("changed", false)) {
+            auto set = set_idle(m_db, *ready, static_cast<long>(jsonr::num(i, "seconds")));
+            if (!set) m_progress("could not apply the idle time again: " + set.error().what);
+        }
+    }
     if (!ready) {
         auto m = (*p)->describe(refreshed.provider_id);
         if (m) refreshed.status = status_from(m->state);

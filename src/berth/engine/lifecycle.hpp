@@ -32,7 +32,9 @@ struct UpRequest {
     std::string provider;
     double max_hours = 0;
     std::chrono::seconds timeout{180};
-    Options options; // the provider's own (flags over its config section)
+    Options options;        // the provider's own (flags over its config section)
+    long idle_seconds = -1; // -1: the default (60 min where billed, off where not); 0: off
+    idle::Thresholds idle_thresholds;
 };
 
 // Reaching a machine the provider says runs: pin its host key, check SSH, bootstrap it if it

@@ -40,6 +40,18 @@ std::vector<std::string> default_instance_paths(const Capabilities &caps) {
     return paths;
 }
 
+std::vector<std::string> remote_berth(const InstanceRecord &r,
+                                      const std::vector<std::string> &args) {
+    auto t = Engine::target_of(r);
+    std::vector<std::string> argv = {"ssh", "-T", "-o", "BatchMode=yes"};
+    auto opts = ssh::options(t);
+    argv.insert(argv.end(), opts.begin(), opts.end());
+    argv.push_back(t.host);
+    argv.push_back("berth");
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+}
+
 namespace {
 
 // Microseconds, so snapshots taken within one second still sort in the order they were taken.
@@ -133,17 +145,6 @@ Result<SaveResult> commit(RepoStore &repo, RepoSink &sink, const SaveStats &stat
     return res;
 }
 
-std::vector<std::string> remote_berth(const InstanceRecord &r,
-                                      const std::vector<std::string> &args) {
-    auto t = Engine::target_of(r);
-    std::vector<std::string> argv = {"ssh", "-T", "-o", "BatchMode=yes"};
-    auto opts = ssh::options(t);
-    argv.insert(argv.end(), opts.begin(), opts.end());
-    argv.push_back(t.host);
-    argv.push_back("berth");
-    argv.insert(argv.end(), args.begin(), args.end());
-    return argv;
-}
 
 // The paths a save of an instance covers: the given ones, relative and checked, or the
 // provider's default.

@@ -6,6 +6,7 @@
 // above it owns waiting, progress, retries, state transitions and money.
 #pragma once
 
+#include "agent/idle.hpp"
 #include "util/result.hpp"
 
 #include <chrono>
@@ -84,6 +85,10 @@ struct Capabilities {
 struct InstanceSpec {
     std::string name;
     double max_hours = 0; // 0: no auto-shutdown
+    // Idle stop (agent/idle.hpp): the machine's watcher stops it after this long without
+    // activity; 0: off.
+    long idle_seconds = 0;
+    idle::Thresholds idle_thresholds;
     std::string offer_id;
     std::string authorized_keys; // public keys allowed to log in (berth's own, at least)
     // What a rented machine is made of; a provider maps what it can and ignores the rest.

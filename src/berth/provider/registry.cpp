@@ -32,7 +32,15 @@ std::string berth_label(const std::string &name) {
 }
 
 std::string name_from_label(const std::string &label) {
-    return label.rfind("berth:", 0) == 0 ? label.substr(6) : std::string();
+    if (label.rfind("berth:", 0) != 0) return {};
+    return label.substr(6, label.find(" | ") == std::string::npos ? std::string::npos
+                                                                  : label.find(" | ") - 6);
+}
+
+std::string label_note(const std::string &label) {
+    auto at = label.find(" | ");
+    return label.rfind("berth:", 0) == 0 && at != std::string::npos ? label.substr(at + 3)
+                                                                    : std::string();
 }
 
 ProviderRegistry::ProviderRegistry(std::vector<ProviderRow> rows, HttpSender send,

@@ -31,9 +31,12 @@ struct ProviderRow {
     Capabilities capabilities; // the same as its providers' capabilities()
     std::vector<OptionSpec> options;
     std::function<Result<std::unique_ptr<Provider>>(const ProviderContext &)> make;
-    // On the machine, at its deadline: asks the provider to stop this machine, with the
-    // machine's own credential (capability self_stop "api"). Null: the agent ends it itself.
-    std::function<Result<>(const std::string &api_url)> self_stop;
+    // On the machine, when its watcher decides: asks the provider to stop this machine, with
+    // the machine's own credential (capability self_stop "api"), leaving `reason` where
+    // `berth ls` finds it (Vast: the label, "berth:NAME | reason"). Null: the agent ends it.
+    std::function<Result<>(const std::string &api_url, const std::string &label,
+                           const std::string &reason)>
+        self_stop;
 };
 
 class ProviderRegistry {
@@ -57,8 +60,11 @@ private:
 std::vector<ProviderRow> builtin_provider_rows();
 const ProviderRegistry &builtin_registry();
 
-// "berth:NAME", the label berth gives its machines, and back ("" when not berth's).
+// "berth:NAME", the label berth gives its machines, and back ("" when not berth's). A label
+// may carry a note after " | " (why the machine stopped itself): name_from_label ignores it,
+// label_note returns it.
 std::string berth_label(const std::string &name);
 std::string name_from_label(const std::string &label);
+std::string label_note(const std::string &label);
 
 } // namespace berth

@@ -123,4 +123,69 @@ Result<int> http_status(const std::string &host, int port, const std::string &pa
     return std::atoi(buf + 9);
 }
 
+Result<HttpAnswer> http_get(const std::string &host, int port, const std::string &path,
+                            const std::vector<std::string> &headers,
+                            std::chrono::milliseconds timeout, std::size_t limit) {
+    for (const auto &h : headers)
+        if (h.find_first_of("\r\n") != std::string::npos) return fail("bad HTTP header line");
+    if (path.find_first_of(" \r\n") != std::string::npos) return fail("bad HTTP path");
+    int err = 0;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    int fd = connect_fd(host, port, timeout, &err);
+    if (fd < 0) return fail_errno(host + ":" + std::to_string(port), err);
+    std::string req = "GET " + path + " HTTP/1.0\r\nHost: " + host + ":" + std::to_string(port) +
+                      "\r\nAccept: application/json\r\n";
+    for (const auto &h : headers)
+        req += h + "\r\n";
+    req += "\r\n";
+    std::size_t off = 0;
+    std::string in;
+    bool ok = true;
+    while (ok) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        deadline - std::chrono::steady_clock::now())
+                        .count();
+        if (left <= 0) {
+            ok = false;
+            break;
+        }
+        pollfd p{fd, static_cast<short>(off < req.size() ? POLLOUT : POLLIN), 0};
+        if (::poll(&p, 1, static_cast<int>(left)) != 1) {
+            ok = false;
+            break;
+        }
+        if (off < req.size()) {
+            ssize_t n = ::send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
+            if (n <= 0) {
+                ok = false;
+                break;
+            }
+            off += static_cast<std::size_t>(n);
+            continue;
+        }
+        char buf[16384];
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n == 0) break;
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) continue;
+            ok = false;
+            break;
+        }
+        in.append(buf, static_cast<std::size_t>(n));
+        if (in.size() > limit) {
+            ::close(fd);
+            return fail("the answer from port " + std::to_string(port) + " is too large");
+        }
+    }
+    ::close(fd);
+    if (!ok) return fail("no complete HTTP answer from port " + std::to_string(port) + " in time");
+    if (in.size() < 12 || in.compare(0, 7, "HTTP/1.") != 0)
+        return fail("no HTTP answer from port " + std::to_string(port));
+    HttpAnswer a;
+    a.status = std::atoi(in.c_str() + 9);
+    auto sep = in.find("\r\n\r\n");
+    if (sep != std::string::npos) a.body = in.substr(sep + 4);
+    return a;
+}
+
 } // namespace berth::net

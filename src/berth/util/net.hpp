@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace berth::net {
 
@@ -29,5 +30,17 @@ bool wait_ssh(const std::string &host, int port, std::chrono::milliseconds limit
 // GET http://host:port/path; returns the status code, or fails if nothing answers.
 Result<int> http_status(const std::string &host, int port, const std::string &path,
                         std::chrono::milliseconds timeout);
+
+struct HttpAnswer {
+    int status = 0;
+    std::string body;
+};
+
+// GET http://host:port/path with extra header lines ("Authorization: token X"), HTTP/1.0,
+// reading at most `limit` bytes of answer; fails if nothing answers in time or the answer is
+// not HTTP. For the machine's own loopback services (Jupyter's REST API).
+Result<HttpAnswer> http_get(const std::string &host, int port, const std::string &path,
+                            const std::vector<std::string> &headers,
+                            std::chrono::milliseconds timeout, std::size_t limit = 4u << 20);
 
 } // namespace berth::net

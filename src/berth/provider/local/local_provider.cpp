@@ -149,6 +149,11 @@ Result<MachineInfo> LocalProvider::create(const InstanceSpec &spec) {
         env[k] = v;
     nlohmann::json j{{"name", spec.name},
                      {"max_hours", spec.max_hours},
+                     {"idle",
+                      {{"seconds", spec.idle_seconds},
+                       {"cpu_percent", spec.idle_thresholds.cpu_percent},
+                       {"network_kbps", spec.idle_thresholds.network_kbps},
+                       {"gpu_percent", spec.idle_thresholds.gpu_percent}}},
                      {"created", std::time(nullptr)},
                      {"jupyter", spec.jupyter},
                      {"workdir", spec.workdir},

@@ -1,4 +1,5 @@
 #include "provider/vast/vast_api.hpp"
+#include "provider/registry.hpp"
 
 #include "core/cost.hpp"
 #include "core/json_read.hpp"
@@ -239,6 +240,10 @@ MachineInfo parse_instance(const nlohmann::json &row, double now) {
     if (m.state == MachineState::exited)
         m.message = "actual_status " + (actual.empty() ? std::string("null") : actual) +
                     (msg.empty() ? "" : ": " + msg);
+    // A machine that stopped itself left its reason in its label ("berth:NAME | idle 1m: ...").
+    if ((m.state == MachineState::stopped || m.state == MachineState::exited) &&
+        !label_note(m.label).empty())
+        m.message = "stopped itself: " + label_note(m.label);
     if (m.state == MachineState::running) m.ssh = ssh_endpoint(row);
     m.ssh.user = "root";
     m.rent_per_hour = num_of("dph_base");

@@ -153,7 +153,7 @@ Result<MachineInfo> VastProvider::create(const InstanceSpec &spec) {
             auto mine = list();
             if (!mine) return tl::unexpected(mine.error());
             for (const auto &m : *mine)
-                if (!spec.label.empty() && m.label == spec.label) return m;
+                if (!spec.label.empty() && name_from_label(m.label) == spec.name) return m;
         }
         auto r = m_send_once(vast::api_request(m_creds, "PUT", path, body));
         if (!r) {
@@ -185,7 +185,7 @@ Result<MachineInfo> VastProvider::create(const InstanceSpec &spec) {
             auto mine = list();
             if (mine)
                 for (const auto &m : *mine)
-                    if (!spec.label.empty() && m.label == spec.label) (void)destroy(m.id);
+                    if (!spec.label.empty() && name_from_label(m.label) == spec.name) (void)destroy(m.id);
             return tl::unexpected(id.error());
         }
         MachineInfo m;
@@ -239,6 +239,12 @@ Result<> VastProvider::stop(const std::string &id) {
 }
 
 Result<> VastProvider::start(const std::string &id) {
+    // A machine that stopped itself carries the reason in its label: clear it as it starts.
+    if (auto m = describe(id); m && !label_note(m->label).empty()) {
+        auto l = call("PUT", "/api/v0/instances/" + id + "/",
+                      {{"label", berth_label(name_from_label(m->label))}}, "relabelling " + id);
+        if (!l) return tl::unexpected(l.error());
+    }
     auto j = call("PUT", "/api/v0/instances/" + id + "/", {{"state", "running"}},
                   "starting instance " + id);
     if (!j) return tl::unexpected(j.error());
@@ -425,8 +431,10 @@ ProviderRow vast_provider_row() {
         if (!c) return tl::unexpected(c.error());
         return std::unique_ptr<Provider>(new VastProvider(*c, ctx.send, ctx.send_once));
     };
-    row.self_stop = [](const std::string &api_url) {
-        return vast_self_stop(api_url, (paths::home() / ".berth" / "vast.env").string());
+    row.self_stop = [](const std::string &api_url, const std::string &label,
+                       const std::string &reason) {
+        return vast_self_stop(api_url, (paths::home() / ".berth" / "vast.env").string(), label,
+                              reason);
     };
     return row;
 }
@@ -442,7 +450,8 @@ std::string env_value(const std::string &text, const std::string &key) {
 
 } // namespace
 
-Result<> vast_self_stop(const std::string &api_url, const std::string &env_file) {
+Result<> vast_self_stop(const std::string &api_url, const std::string &env_file,
+                        const std::string &label, const std::string &reason) {
     std::string env_text = fs::read_file(env_file).value_or("");
     std::string id = env_value(env_text, "CONTAINER_ID");
     std::string key = env_value(env_text, "CONTAINER_API_KEY");
@@ -457,22 +466,34 @@ Result<> vast_self_stop(const std::string &api_url, const std::string &env_file)
     opt.timeout = std::chrono::seconds(30);
     // The machine's own client: curl, else its Python (images for deep learning have one).
     // Either way the key arrives on stdin, never on a command line.
-    Result<proc::Output> r = fail("neither curl nor python3 on this machine");
-    if (proc::which("curl"))
-        r = proc::run({"curl", "-fsS", "-X", "PUT", "-H", "@-", "-H",
-                       "Content-Type: application/json", "--data", R"({"state":"stopped"})", url},
-                      opt);
-    else if (proc::which("python3"))
-        r = proc::run({"python3", "-c",
-                       "import sys,urllib.request\n"
-                       "h=sys.stdin.readline().strip().split(': ',1)\n"
-                       "q=urllib.request.Request(sys.argv[1],data=b'{\"state\":\"stopped\"}',"
-                       "method='PUT',headers={h[0]:h[1],'Content-Type':'application/json'})\n"
-                       "urllib.request.urlopen(q,timeout=30).read()",
-                       url},
-                      opt);
-    if (!r) return tl::unexpected(r.error());
-    if (r->status != 0) return fail("stop request failed: " + str::trim(r->err));
+    auto put = [&](const std::string &body) -> Result<> {
+        Result<proc::Output> r = fail("neither curl nor python3 on this machine");
+        if (proc::which("curl"))
+            r = proc::run({"curl", "-fsS", "-X", "PUT", "-H", "@-", "-H",
+                           "Content-Type: application/json", "--data", body, url},
+                          opt);
+        else if (proc::which("python3"))
+            r = proc::run({"python3", "-c",
+                           "import sys,urllib.request\n"
+                           "h=sys.stdin.readline().strip().split(': ',1)\n"
+                           "q=urllib.request.Request(sys.argv[1],data=sys.argv[2].encode(),"
+                           "method='PUT',headers={h[0]:h[1],'Content-Type':'application/json'})\n"
+                           "urllib.request.urlopen(q,timeout=30).read()",
+                           url, body},
+                          opt);
+        if (!r) return tl::unexpected(r.error());
+        if (r->status != 0) return fail("request failed: " + str::trim(r->err));
+        return {};
+    };
+    // The reason first, where `berth ls` reads it (best effort: the stop matters more).
+    std::string name = name_from_label(label);
+    if (!name.empty() && !reason.empty()) {
+        std::string note = berth_label(name) + " | " + reason;
+        if (note.size() > 1000) note.resize(1000);
+        (void)put(nlohmann::json{{"label", note}}.dump());
+    }
+    auto r = put(R"({"state":"stopped"})");
+    if (!r) return fail("stop " + r.error().what);
     return {};
 }
 

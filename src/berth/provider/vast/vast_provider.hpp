@@ -50,9 +50,11 @@ Capabilities vast_capabilities();
 // The registry row: options, construction, and the machine's own stop request.
 ProviderRow vast_provider_row();
 
-// On the machine: PUT {"state":"stopped"} for $CONTAINER_ID with $CONTAINER_API_KEY, read
-// from `env_file` (kept there by berth's onstart, since SSH sessions do not inherit the
-// container's environment), through the machine's curl or python3, the key on stdin.
-Result<> vast_self_stop(const std::string &api_url, const std::string &env_file);
+// On the machine: PUT {"label":"berth:NAME | reason"} then {"state":"stopped"} for
+// $CONTAINER_ID with $CONTAINER_API_KEY, read from `env_file` (kept there by berth's onstart,
+// since SSH sessions do not inherit the container's environment), through the machine's curl
+// or python3, the key on stdin.
+Result<> vast_self_stop(const std::string &api_url, const std::string &env_file,
+                        const std::string &label, const std::string &reason);
 
 } // namespace berth
