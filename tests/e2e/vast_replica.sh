@@ -108,24 +108,35 @@ status, out = call("GET", "/api/v0/instances/?api_key=wrong")
 assert status == 401 and out["error"] == "auth_error"
 print("ok: state machine, meters, errors")
 PY
-echo "== the machine's max-hours watchdog stops its instance through the API: curl, or python3 alone"
+echo "== the machine's watcher stops its instance through the API at max-hours: curl, or python3 alone"
 PY3=/usr/bin/python3; [ -x "$PY3" ] || PY3=$(command -v python3) # not a pyenv shim: it needs bash on PATH
 mkdir -p "$T/pyonly"; ln -s "$PY3" "$T/pyonly/python3"
 for client in curl python3; do
   iid=$(curl -sS -X PUT -H "Authorization: Bearer KEY123" -H "Content-Type: application/json" \
-    --data '{"image":"x","disk":10}' "http://127.0.0.1:$port/api/v0/asks/13489095/" |
+    --data '{"image":"x","disk":10,"label":"berth:wd"}' "http://127.0.0.1:$port/api/v0/asks/13489095/" |
     python3 -c "import json,sys; print(json.load(sys.stdin)['new_contract'])")
-  # Where berth's onstart keeps the container's environment: ~/.berth/vast.env.
+  # Where berth's onstart keeps the container's environment: ~/.berth/vast.env; the watcher's
+  # setting (a deadline now, idle off): ~/.berth/idle.json.
   mkdir -p "$T/wdhome/.berth"
   printf 'CONTAINER_ID=%s\nCONTAINER_API_KEY=KEY123\n' "$iid" > "$T/wdhome/.berth/vast.env"
+  echo "{\"idle_seconds\": 0, \"deadline\": $(date +%s)}" > "$T/wdhome/.berth/idle.json"
   path=$PATH; [ "$client" = python3 ] && path=$T/pyonly
-  env -u CONTAINER_ID -u CONTAINER_API_KEY HOME="$T/wdhome" PATH="$path" "$BERTH" agent watchdog --deadline "$(date +%s)" \
-    --provider vast --api-url "http://127.0.0.1:$port" 2> "$T/wd.log" || die "watchdog ($client): $(cat "$T/wd.log")"
-  st=$(curl -sS -H "Authorization: Bearer KEY123" "http://127.0.0.1:$port/api/v0/instances/$iid/" |
-    python3 -c "import json,sys; print(json.load(sys.stdin)['instances']['intended_status'])")
-  [ "$st" = stopped ] || die "the watchdog ($client) did not stop instance $iid: $st"
-  grep -q "asked the provider to stop" "$T/wd.log" || die "watchdog log: $(cat "$T/wd.log")"
-  ! grep -q KEY123 "$T/wd.log" || die "the watchdog logged the key"
+  env -u CONTAINER_ID -u CONTAINER_API_KEY HOME="$T/wdhome" PATH="$path" "$BERTH" agent watch --stop provider \
+    --provider vast --api-url "http://127.0.0.1:$port" --label berth:wd 2> "$T/wd.log" & wpid=$!
+  for i in $(seq 1 100); do
+    st=$(curl -sS -H "Authorization: Bearer KEY123" "http://127.0.0.1:$port/api/v0/instances/$iid/" |
+      python3 -c "import json,sys; print(json.load(sys.stdin)['instances']['intended_status'])")
+    [ "$st" = stopped ] && break; sleep 0.1
+  done
+  kill $wpid; wait $wpid 2>/dev/null || true
+  [ "$st" = stopped ] || die "the watcher ($client) did not stop instance $iid: $st; $(cat "$T/wd.log")"
+  grep -q "stopping: max-hours reached" "$T/wd.log" || die "watcher log: $(cat "$T/wd.log")"
+  ! grep -q KEY123 "$T/wd.log" || die "the watcher logged the key"
+  label=$(curl -sS -H "Authorization: Bearer KEY123" "http://127.0.0.1:$port/api/v0/instances/$iid/" |
+    python3 -c "import json,sys; print(json.load(sys.stdin)['instances']['label'])")
+  [ "$label" = "berth:wd | max-hours reached (the hard limit set at up)" ] || die "the reason is not in the label: $label"
+  grep -q "max-hours reached" "$T/wdhome/.berth/stops.log" || die "the stop is not in the machine's stops.log"
+  rm -f "$T/wdhome/.berth/stops.log"
   # Destroyed, the offer is for rent again (a rented one is not: Vast answers 404 no_such_ask).
   curl -sS -X DELETE -H "Authorization: Bearer KEY123" "http://127.0.0.1:$port/api/v0/instances/$iid/" >/dev/null
 done

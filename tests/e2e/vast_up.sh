@@ -130,15 +130,15 @@ out=$("$BERTH" account)
 expect_in "credit      \$" "$out"
 expect_in "hours left" "$out"
 
-echo "== --max-hours: the machine's watchdog stops it through the API, no client involved"
+echo "== --max-hours: the machine's watcher stops it through the API, no client involved"
 "$BERTH" up w1 --provider vast --query 'gpu_name=RTX_3090' --max-hours 0.0015 > /dev/null 2> "$T/w1.err" \
   || die "up w1: $(cat "$T/w1.err")"
-expect_in "the max-hours watchdog" "$(cat "$T/w1.err")"
+expect_in "the idle watcher" "$(cat "$T/w1.err")"
 idw=$(pid_of w1)
 for i in $(seq 1 60); do [ "$(row "$idw" actual_status)" = "stopped" ] && break; sleep 0.5; done
 [ "$(row "$idw" actual_status)" = "stopped" ] || die "the watchdog did not stop instance $idw"
 [ "$(row "$idw" intended_status)" = "stopped" ] || die "stopped, but not through the API"
-"$BERTH" ls | grep -E "^w1 .*stopped" >/dev/null || die "berth ls does not show w1 stopped"
+"$BERTH" ls | grep -E "^w1 .*stopped .*stopped itself: max-hours reached" >/dev/null || die "berth ls does not show w1 stopped by max-hours: $("$BERTH" ls)"
 # The machine's own key (CONTAINER_API_KEY) reaches its own instance and nothing else.
 ckey=$(python3 -c "import json; print(json.load(open('$MACHINES/instances/vast-$idw/spec.json'))['env']['CONTAINER_API_KEY'])")
 [ -n "$ckey" ] || die "the machine got no CONTAINER_API_KEY"

@@ -21,7 +21,8 @@ namespace {
 
 std::string ago(double now, double t) {
     if (t <= 0) return "never";
-    return str::human_duration(std::max(0.0, now - t)) + " ago";
+    long s = std::lround(std::max(0.0, now - t));
+    return (s < 1 ? std::string("0s") : format_duration(s)) + " ago";
 }
 
 Reading make(const char *name, Level l, std::string value, double last = 0) {

@@ -90,6 +90,23 @@ void add_agent(CLI::App &app, Context &) {
             std::exit(1);
         }
         j["now"] = static_cast<double>(std::time(nullptr));
+        // A hold or setting changed since the watcher's last look shows at once (it applies it at
+        // its next tick, within seconds).
+        if (auto s = idle::read_setting(f);
+            s && s->policy.idle_seconds != j.value("idle_seconds", 0L)) {
+            long idle_s = s->policy.idle_seconds;
+            double last = j.value("last_busy", 0.0), dl = s->policy.deadline;
+            double at = idle_s > 0 ? last + static_cast<double>(idle_s) : 0;
+            bool idle_kind = at > 0 && (dl <= 0 || at < dl);
+            j["idle_seconds"] = idle_s;
+            j["stops_at"] = idle_kind ? at : dl;
+            j["stop_kind"] = idle_kind ? "idle" : dl > 0 ? "max-hours" : "";
+            j["warning"] = "";
+        }
+        auto hold = idle::read_hold(f);
+        bool held = hold.in_force(j["now"].get<double>());
+        j["hold"] = {{"active", held}, {"until", hold.until}};
+        if (held) j["warning"] = "";
         std::printf("%s\n", j.dump().c_str());
         std::exit(0);
     });

@@ -41,7 +41,8 @@ void say_idle_status(const nlohmann::json &st) {
     std::string line = "  idle      " + (idle_s > 0 ? idle::format_duration(idle_s) : "off");
     double idle_for = st.value("idle_for", 0.0);
     if (idle_s > 0)
-        line += ", quiet for " + str::human_duration(idle_for) +
+        line += ", quiet for " +
+                (idle_for < 1 ? std::string("0s") : idle::format_duration(std::lround(idle_for))) +
                 (st.value("busy_by", std::string()).empty()
                      ? ""
                      : " (last activity: " + st.value("busy_by", std::string()) + ")");
@@ -70,7 +71,7 @@ void say_idle_status(const nlohmann::json &st) {
         say("  " + term::paint("problem   " + st.value("error", std::string()), term::Color::red));
     if (now - st.value("updated", now) > 60)
         say("  " + term::paint("the watcher has been silent for " +
-                                   str::human_duration(now - st.value("updated", now)),
+                                   idle::format_duration(std::lround(now - st.value("updated", now))),
                                term::Color::red));
     say("  signals:");
     if (st.contains("signals") && st["signals"].is_array())
