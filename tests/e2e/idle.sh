@@ -147,5 +147,6 @@ out=$("$BERTH" ls); echo "$out"
 for n in b c d e f; do
   grep -E "^$n +$PROVIDER +stopped .*idle 1m: no " <<<"$out" >/dev/null || die "ls does not say why $n stopped"
 done
-kill "$sshpid" 2>/dev/null; sshpid=
+kill "$sshpid" 2>/dev/null || true; sshpid=
+[ $((AT[f] - released)) -ge 50 ] || die "f stopped $((AT[f] - released)) s after its idle time was set to 1m: the change must restart the clock"
 echo "idle ($PROVIDER): all checks passed"

@@ -393,6 +393,12 @@ TEST(IdleWatcher, StopsWithTheReasonLogsItAndWritesItsView) {
     ASSERT_TRUE(write_setting(f, s));
     EXPECT_FALSE(w.tick(2000));
     EXPECT_EQ(stops.size(), 1u);
+    // Back to 1m on a machine quiet for long: the clock starts again from the change.
+    s.policy.idle_seconds = 60;
+    ASSERT_TRUE(write_setting(f, s));
+    EXPECT_FALSE(w.tick(3000));
+    EXPECT_DOUBLE_EQ(w.last_status()["stops_at"].get<double>(), 3060);
+    EXPECT_EQ(w.last_status()["busy_by"], "setting");
     stdfs::remove_all(dir);
 }
 

@@ -117,6 +117,13 @@ bool Watcher::tick(double now) {
         readings.push_back(Reading{"setting", Level::unreadable, 0, setting.error().what});
         setting = Setting{};
     }
+    // A new idle time is the user's doing: the clock starts again from it (no surprise stop
+    // of a machine that was quiet under the old setting).
+    if (m_seen_idle >= 0 && setting->policy.idle_seconds != m_seen_idle) {
+        m_clock.last_busy = now;
+        m_clock.busy_by = "setting";
+    }
+    m_seen_idle = setting->policy.idle_seconds;
     Hold hold = read_hold(m_files);
     Verdict v = decide(setting->policy, m_clock, readings, hold, now);
     nlohmann::json sig = nlohmann::json::array();

@@ -69,6 +69,7 @@ private:
     Clock m_clock;
     nlohmann::json m_status;
     double m_next_save = 0, m_next_stop = 0;
+    long m_seen_idle = -1;
     std::string m_error;
 };
 
