@@ -46,10 +46,13 @@ state() { # NAME: the machine's state as its provider has it (never through bert
   fi
 }
 stopped() { case "$(state "$1")" in stopped|exited) return 0 ;; *) return 1 ;; esac; }
-no_client() { # no berth process but the machines themselves (their agents)
-  local left
-  left=$(pgrep -af "$BERTH" | grep -v " agent " | grep -v "pgrep" | grep -v "berth-vast-replica" || true)
-  [ -z "$left" ] || die "a berth client is alive while the machines decide: $left"
+no_client() { # no berth process of this test but the machines themselves (their agents)
+  local p
+  for p in $(pgrep -f "$BERTH" || true); do
+    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qxF "XDG_DATA_HOME=$XDG_DATA_HOME" || continue
+    grep -qE " agent |berth-vast-replica" <(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null) && continue
+    die "a berth client is alive while the machines decide: $(tr '\0' ' ' < "/proc/$p/cmdline")"
+  done
 }
 up() {
   "$BERTH" up "$1" --idle 1m "${UP[@]}" > "$T/up.$1" 2>&1 || die "up $1: $(cat "$T/up.$1")"
@@ -149,4 +152,15 @@ for n in b c d e f; do
 done
 kill "$sshpid" 2>/dev/null || true; sshpid=
 [ $((AT[f] - released)) -ge 50 ] || die "f stopped $((AT[f] - released)) s after its idle time was set to 1m: the change must restart the clock"
+echo "== a stopped machine starts clean, and a changed idle time outlives stop/start"
+"$BERTH" start a > /dev/null 2>&1 || die "start a failed"
+out=$("$BERTH" ls | grep '^a ')
+expect_not_in "stopped itself" "$out"
+expect_in "running" "$out"
+"$BERTH" idle a 3m > /dev/null
+"$BERTH" stop a > /dev/null 2>&1
+"$BERTH" start a > /dev/null 2>&1 || die "start a (again) failed"
+expect_in "idle      3m" "$("$BERTH" status a)"
+"$BERTH" --json ls | "$PY" -c "import json,sys; a=[i for i in json.load(sys.stdin)['instances'] if i['name']=='a'][0]; assert a['idle_seconds']==180 and a['idle']['idle_seconds']==180, a" \
+  || die "ls --json does not carry a's idle time"
 echo "idle ($PROVIDER): all checks passed"

@@ -89,7 +89,8 @@ TEST(IdleRule, BusyAndUnreadableSignalsKeepItUpAbsentOnesDoNot) {
     }
     Clock c2;
     for (double t = 0; t <= 600; t += 10) {
-        auto v = decide(p, c2, {Reading{"jupyter", Level::unreadable, 0, "no answer"}}, {}, 1000 + t);
+        auto v =
+            decide(p, c2, {Reading{"jupyter", Level::unreadable, 0, "no answer"}}, {}, 1000 + t);
         ASSERT_NE(v.action, Action::stop) << "a signal that cannot be read is never idle";
     }
     Clock c3;
@@ -163,8 +164,7 @@ TEST(IdleRule, WarnsOnceAheadOfEachStopAtMostHalfTheIdleTime) {
     Clock c2;
     double first_warn = 0;
     for (double t = 0; t < 60 && first_warn == 0; t += 1)
-        if (decide(shortp, c2, {quiet("ssh")}, {}, 1000 + t).action == Action::warn)
-            first_warn = t;
+        if (decide(shortp, c2, {quiet("ssh")}, {}, 1000 + t).action == Action::warn) first_warn = t;
     EXPECT_DOUBLE_EQ(first_warn, 30);
 }
 
@@ -315,8 +315,8 @@ TEST(IdleSignals, JupyterAbsentUnreachableRefusedBusyQuiet) {
     auto file = dir / "jupyter.json";
     EXPECT_EQ(jupyter_reader(file)->read(1000).level, Level::absent);
     auto point = [&](int port) {
-        ASSERT_TRUE(fs::write_file_atomic(
-            file, nlohmann::json{{"port", port}, {"token", "tok"}}.dump()));
+        ASSERT_TRUE(
+            fs::write_file_atomic(file, nlohmann::json{{"port", port}, {"token", "tok"}}.dump()));
     };
     {
         CannedServer s(http(200, "[]"));
@@ -330,13 +330,15 @@ TEST(IdleSignals, JupyterAbsentUnreachableRefusedBusyQuiet) {
         EXPECT_EQ(jupyter_reader(file)->read(1000).level, Level::unreadable);
     }
     {
-        CannedServer s(http(200, R"([{"execution_state":"busy","last_activity":"1970-01-01T00:10:00Z"}])"));
+        CannedServer s(
+            http(200, R"([{"execution_state":"busy","last_activity":"1970-01-01T00:10:00Z"}])"));
         point(s.port);
         auto b = jupyter_reader(file)->read(1000);
         EXPECT_EQ(b.level, Level::busy) << b.value;
     }
     {
-        CannedServer s(http(200, R"([{"execution_state":"idle","last_activity":"1970-01-01T00:10:00Z"}])"));
+        CannedServer s(
+            http(200, R"([{"execution_state":"idle","last_activity":"1970-01-01T00:10:00Z"}])"));
         point(s.port);
         auto q = jupyter_reader(file)->read(1000);
         EXPECT_EQ(q.level, Level::quiet) << q.value;
@@ -368,12 +370,13 @@ TEST(IdleWatcher, StopsWithTheReasonLogsItAndWritesItsView) {
     r->next = next;
     readers.push_back(std::move(r));
     std::vector<std::string> stops, warns;
-    Watcher w(f, std::move(readers),
-              [&](const std::string &why) -> Result<> {
-                  stops.push_back(why);
-                  return {};
-              },
-              [&](const std::string &m) { warns.push_back(m); });
+    Watcher w(
+        f, std::move(readers),
+        [&](const std::string &why) -> Result<> {
+            stops.push_back(why);
+            return {};
+        },
+        [&](const std::string &m) { warns.push_back(m); });
     double t = 1000;
     for (; t < 1059; t += 10)
         ASSERT_FALSE(w.tick(t));
@@ -445,10 +448,12 @@ TEST(IdleWatcher, DamagedFilesNeverStopAMachine) {
     ASSERT_FALSE(read_setting(f));
     std::vector<std::unique_ptr<SignalReader>> readers;
     int stops = 0;
-    Watcher w(f, std::move(readers), [&](const std::string &) -> Result<> {
-        ++stops;
-        return {};
-    }, {});
+    Watcher w(f, std::move(readers),
+              [&](const std::string &) -> Result<> {
+                  ++stops;
+                  return {};
+              },
+              {});
     for (double t = 1000; t < 1000 + 86400; t += 600)
         w.tick(t);
     EXPECT_EQ(stops, 0);

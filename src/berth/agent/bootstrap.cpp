@@ -148,9 +148,9 @@ Result<nlohmann::json> bootstrap_machine(const BootstrapOptions &o) {
     idle::Setting setting;
     setting.policy.idle_seconds = o.idle_seconds;
     setting.policy.deadline =
-        o.max_hours > 0 ? static_cast<double>(std::time(nullptr) +
-                                              static_cast<long long>(o.max_hours * 3600))
-                        : 0;
+        o.max_hours > 0
+            ? static_cast<double>(std::time(nullptr) + static_cast<long long>(o.max_hours * 3600))
+            : 0;
     setting.thresholds = o.thresholds;
     BERTH_TRY(idle::write_setting(files, setting));
     auto pid_file = state_dir() / "watch.pid";

@@ -13,9 +13,9 @@ class SmiProbe : public GpuProbe {
 public:
     Result<std::optional<std::vector<double>>> utilisation() override {
         if (!proc::which("nvidia-smi")) return std::optional<std::vector<double>>{};
-        auto r = proc::run({"nvidia-smi", "--query-gpu=utilization.gpu",
-                            "--format=csv,noheader,nounits"},
-                           {.input = {}, .env = {}, .timeout = std::chrono::seconds(20)});
+        auto r = proc::run(
+            {"nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"},
+            {.input = {}, .env = {}, .timeout = std::chrono::seconds(20)});
         if (!r) return tl::unexpected(r.error());
         if (r->status != 0) return fail("nvidia-smi failed: " + str::trim(r->err));
         std::vector<double> out;

@@ -9,8 +9,7 @@ namespace berth::idle {
 
 Result<long> parse_duration(const std::string &text) {
     auto bad = [&] {
-        return fail(ErrorKind::user,
-                    "'" + text.substr(0, 40) + "' is not a duration",
+        return fail(ErrorKind::user, "'" + text.substr(0, 40) + "' is not a duration",
                     "write it like 45m, 2h, 90s, 1h30m, or off", 2);
     };
     if (text == "off" || text == "0" || text == "never") return 0L;
@@ -20,8 +19,8 @@ Result<long> parse_duration(const std::string &text) {
     bool any = false;
     while (i < text.size()) {
         std::size_t j = i;
-        while (j < text.size() && (std::isdigit(static_cast<unsigned char>(text[j])) ||
-                                   text[j] == '.'))
+        while (j < text.size() &&
+               (std::isdigit(static_cast<unsigned char>(text[j])) || text[j] == '.'))
             ++j;
         if (j == i || j >= text.size()) return bad();
         double n = 0;
@@ -32,11 +31,20 @@ Result<long> parse_duration(const std::string &text) {
         }
         double unit = 0;
         switch (text[j]) {
-        case 's': unit = 1; break;
-        case 'm': unit = 60; break;
-        case 'h': unit = 3600; break;
-        case 'd': unit = 86400; break;
-        default: return bad();
+        case 's':
+            unit = 1;
+            break;
+        case 'm':
+            unit = 60;
+            break;
+        case 'h':
+            unit = 3600;
+            break;
+        case 'd':
+            unit = 86400;
+            break;
+        default:
+            return bad();
         }
         total += n * unit;
         any = true;
@@ -69,10 +77,14 @@ std::string format_duration(long s) {
 
 const char *level_name(Level l) {
     switch (l) {
-    case Level::quiet: return "quiet";
-    case Level::busy: return "busy";
-    case Level::absent: return "absent";
-    case Level::unreadable: return "unreadable";
+    case Level::quiet:
+        return "quiet";
+    case Level::busy:
+        return "busy";
+    case Level::absent:
+        return "absent";
+    case Level::unreadable:
+        return "unreadable";
     }
     return "?";
 }
@@ -83,8 +95,8 @@ Verdict decide(const Policy &policy, Clock &clock, const std::vector<Reading> &r
     if (clock.last_busy == 0) clock.last_busy = now; // the clock starts when watching starts
     for (const auto &r : readings) {
         double at = r.level == Level::busy || r.level == Level::unreadable ? now
-                    : r.level == Level::quiet                               ? r.last_active
-                                                                            : 0;
+                    : r.level == Level::quiet                              ? r.last_active
+                                                                           : 0;
         at = std::min(at, now); // a clock ahead of ours never makes the future busy
         if (r.level == Level::busy || r.level == Level::unreadable) v.busy = true;
         if (at > 0 && at >= clock.last_busy) {

@@ -54,8 +54,8 @@ struct Hold {
 
 // What the watcher remembers between ticks.
 struct Clock {
-    double last_busy = 0; // epoch seconds
-    std::string busy_by;  // the signal that last saw activity
+    double last_busy = 0;  // epoch seconds
+    std::string busy_by;   // the signal that last saw activity
     double warned_for = 0; // the stop time a warning went out for
 };
 
@@ -63,7 +63,7 @@ enum class Action { none, warn, stop };
 
 struct Verdict {
     Action action = Action::none;
-    double stops_at = 0; // 0: no stop ahead (idle off and no deadline)
+    double stops_at = 0;    // 0: no stop ahead (idle off and no deadline)
     bool idle_stop = false; // stops_at is the idle clock's (else the deadline's)
     bool busy = false;      // some signal (or a hold) is active now
     double idle_for = 0;    // seconds since the last activity

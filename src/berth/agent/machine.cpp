@@ -256,8 +256,8 @@ std::optional<Service> watch_service(const nlohmann::json &spec, const std::stri
     auto files = idle::machine_files();
     (void)fs::make_dirs(files.dir, 0700);
     idle::Setting s;
-    const auto &i = spec.contains("idle") && spec["idle"].is_object() ? spec["idle"]
-                                                                      : nlohmann::json::object();
+    const auto &i =
+        spec.contains("idle") && spec["idle"].is_object() ? spec["idle"] : nlohmann::json::object();
     auto number = [&](const char *k, double d) {
         return i.contains(k) && i[k].is_number() ? i[k].get<double>() : d;
     };
@@ -269,8 +269,8 @@ std::optional<Service> watch_service(const nlohmann::json &spec, const std::stri
     if (!idle::write_setting(files, s)) return std::nullopt;
     if (jupyter_port > 0)
         (void)fs::write_file_atomic(
-            files.jupyter(),
-            nlohmann::json{{"port", jupyter_port}, {"token", token}}.dump() + "\n", 0600);
+            files.jupyter(), nlohmann::json{{"port", jupyter_port}, {"token", token}}.dump() + "\n",
+            0600);
     return Service{"watch", {"/usr/local/bin/berth", "agent", "watch", "--stop", "pid1"}, "/"};
 }
 

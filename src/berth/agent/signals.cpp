@@ -40,8 +40,8 @@ std::optional<double> parse_iso_time(const std::string &text) {
     double sec;
     char tail[16] = {};
     if (text.size() < 19 || text.size() > 40) return std::nullopt;
-    if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%lf%15s", &y, &mo, &d, &h, &mi, &sec,
-                    tail) < 6)
+    if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%lf%15s", &y, &mo, &d, &h, &mi, &sec, tail) <
+        6)
         return std::nullopt;
     std::string z = tail;
     if (!(z.empty() || z == "Z" || z == "+00:00")) return std::nullopt;
@@ -69,7 +69,8 @@ Result<JupyterActivity> parse_jupyter_list(const std::string &body) {
             if (st == "busy" || st == "starting") ++a.executing;
         }
         if (k.contains("last_activity") && k["last_activity"].is_string())
-            if (auto t = parse_iso_time(k["last_activity"])) a.last_active = std::max(a.last_active, *t);
+            if (auto t = parse_iso_time(k["last_activity"]))
+                a.last_active = std::max(a.last_active, *t);
     }
     return a;
 }
@@ -126,14 +127,15 @@ public:
         if (port <= 0 || port > 65535 || token.find_first_of("\r\n ") != std::string::npos)
             return make("jupyter", Level::unreadable, "bad " + m_file.string());
         std::vector<std::string> auth = {"Authorization: token " + token};
-        auto k = net::http_get("127.0.0.1", port, "/api/kernels", auth,
-                               std::chrono::milliseconds(5000));
+        auto k =
+            net::http_get("127.0.0.1", port, "/api/kernels", auth, std::chrono::milliseconds(5000));
         if (!k)
             return make("jupyter", Level::unreadable,
                         "no answer on port " + std::to_string(port) + " (counts as busy)");
         if (k->status != 200)
             return make("jupyter", Level::unreadable,
-                        "HTTP " + std::to_string(k->status) + " from /api/kernels (counts as busy)");
+                        "HTTP " + std::to_string(k->status) +
+                            " from /api/kernels (counts as busy)");
         auto kernels = parse_jupyter_list(k->body);
         if (!kernels) return make("jupyter", Level::unreadable, kernels.error().what);
         JupyterActivity terms;
@@ -147,8 +149,8 @@ public:
             return make("jupyter", Level::unreadable, "/api/terminals does not answer");
         }
         double last = std::max(kernels->last_active, terms.last_active);
-        std::string v = std::to_string(kernels->items) + " kernel" +
-                        (kernels->items == 1 ? "" : "s");
+        std::string v =
+            std::to_string(kernels->items) + " kernel" + (kernels->items == 1 ? "" : "s");
         if (kernels->executing) v += " (" + std::to_string(kernels->executing) + " executing)";
         v += ", " + std::to_string(terms.items) + " terminal" + (terms.items == 1 ? "" : "s");
         v += "; last activity " + ago(now, last);

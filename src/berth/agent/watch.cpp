@@ -51,15 +51,17 @@ Result<Setting> read_setting(const WatchFiles &f) {
     auto text = fs::read_file(f.config());
     if (!text) return s;
     auto j = nlohmann::json::parse(*text, nullptr, false);
-    if (!j.is_object()) return fail(f.config().string() + " is damaged", "set it again with `berth idle`");
+    if (!j.is_object())
+        return fail(f.config().string() + " is damaged", "set it again with `berth idle`");
     double idle = num(j, "idle_seconds", 0), dl = num(j, "deadline", 0);
     s.thresholds.cpu_percent = num(j, "cpu_percent", s.thresholds.cpu_percent);
     s.thresholds.network_kbps = num(j, "network_kbps", s.thresholds.network_kbps);
     s.thresholds.gpu_percent = num(j, "gpu_percent", s.thresholds.gpu_percent);
-    for (double v : {idle, dl, s.thresholds.cpu_percent, s.thresholds.network_kbps,
-                     s.thresholds.gpu_percent})
+    for (double v :
+         {idle, dl, s.thresholds.cpu_percent, s.thresholds.network_kbps, s.thresholds.gpu_percent})
         if (std::isnan(v) || v < 0)
-            return fail(f.config().string() + " holds a bad value", "set it again with `berth idle`");
+            return fail(f.config().string() + " holds a bad value",
+                        "set it again with `berth idle`");
     if (idle > 366.0 * 86400) return fail(f.config().string() + ": idle_seconds too large");
     s.policy.idle_seconds = std::lround(idle);
     s.policy.deadline = dl;
@@ -102,8 +104,8 @@ Result<> release_hold(const WatchFiles &f) {
     return {};
 }
 
-Watcher::Watcher(WatchFiles files, std::vector<std::unique_ptr<SignalReader>> readers,
-                 StopFn stop, WarnFn warn, SaveFn save)
+Watcher::Watcher(WatchFiles files, std::vector<std::unique_ptr<SignalReader>> readers, StopFn stop,
+                 WarnFn warn, SaveFn save)
     : m_files(std::move(files)), m_readers(std::move(readers)), m_stop(std::move(stop)),
       m_warn(std::move(warn)), m_save(std::move(save)) {}
 
@@ -137,7 +139,9 @@ bool Watcher::tick(double now) {
                 {"idle_seconds", setting->policy.idle_seconds},
                 {"deadline", setting->policy.deadline},
                 {"stops_at", v.stops_at},
-                {"stop_kind", v.stops_at == 0 ? "" : v.idle_stop ? "idle" : "max-hours"},
+                {"stop_kind", v.stops_at == 0 ? ""
+                              : v.idle_stop   ? "idle"
+                                              : "max-hours"},
                 {"idle_for", v.idle_for},
                 {"last_busy", m_clock.last_busy},
                 {"busy_by", m_clock.busy_by},
@@ -223,7 +227,8 @@ int run_watch(const WatchFiles &files, const StopFn &stop, double tick_seconds) 
     log_line("watching this machine (" + files.config().string() + ")");
     for (;;) {
         w.tick(wall_now());
-        std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long>(tick_seconds * 1000)));
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(static_cast<long>(tick_seconds * 1000)));
     }
 }
 

@@ -62,17 +62,18 @@ void say_idle_status(const nlohmann::json &st) {
     double dl = st.value("deadline", 0.0);
     if (dl > 0 && kind == "idle") say("  deadline  " + clock_time(dl) + " (max-hours)");
     if (!st.value("warning", std::string()).empty())
-        say("  " + term::paint("warning   " + st.value("warning", std::string()),
-                               term::Color::yellow));
+        say("  " +
+            term::paint("warning   " + st.value("warning", std::string()), term::Color::yellow));
     if (!st.value("stopping", std::string()).empty())
-        say("  " + term::paint("stopping  " + st.value("stopping", std::string()),
-                               term::Color::yellow));
+        say("  " +
+            term::paint("stopping  " + st.value("stopping", std::string()), term::Color::yellow));
     if (!st.value("error", std::string()).empty())
         say("  " + term::paint("problem   " + st.value("error", std::string()), term::Color::red));
     if (now - st.value("updated", now) > 60)
-        say("  " + term::paint("the watcher has been silent for " +
-                                   idle::format_duration(std::lround(now - st.value("updated", now))),
-                               term::Color::red));
+        say("  " +
+            term::paint("the watcher has been silent for " +
+                            idle::format_duration(std::lround(now - st.value("updated", now))),
+                        term::Color::red));
     say("  signals:");
     if (st.contains("signals") && st["signals"].is_array())
         for (const auto &s : st["signals"]) {
@@ -133,8 +134,8 @@ void add_idle(CLI::App &app, Context &ctx) {
                 must(idle::release_hold(f));
                 if (!ctx.json) say("hold released: the idle clock counts again");
             } else {
-                idle::Hold hold{true, seconds > 0 ? static_cast<double>(std::time(nullptr) + seconds)
-                                                  : 0.0};
+                idle::Hold hold{
+                    true, seconds > 0 ? static_cast<double>(std::time(nullptr) + seconds) : 0.0};
                 must(idle::write_hold(f, hold));
                 if (!ctx.json)
                     say(seconds > 0 ? "held until " + clock_time(hold.until) +
@@ -143,7 +144,8 @@ void add_idle(CLI::App &app, Context &ctx) {
                                       "applies)");
             }
             if (ctx.json)
-                print_json({{"schema", "berth.hold/1"}, {"released", release}, {"seconds", seconds}});
+                print_json(
+                    {{"schema", "berth.hold/1"}, {"released", release}, {"seconds", seconds}});
             return;
         }
         auto db = open_state();

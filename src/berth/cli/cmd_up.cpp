@@ -1,10 +1,10 @@
 // berth up | start | stop | destroy: the life of a machine.
 #include "cli/commands.hpp"
-#include "core/json_read.hpp"
-#include "engine/idle.hpp"
 #include "cli/providers.hpp"
 #include "cli/repo_open.hpp"
 #include "core/cost.hpp"
+#include "core/json_read.hpp"
+#include "engine/idle.hpp"
 #include "engine/ledger.hpp"
 #include "engine/lifecycle.hpp"
 #include "engine/workspace.hpp"

@@ -22,7 +22,9 @@ const std::vector<CommandInfo> &command_table() {
         {"ssh-config", "let `ssh berth-NAME` and VS Code reach instances", {}, nullptr},
         {"jupyter", "tunnel to an instance's Jupyter; print or --open the URL", {}, nullptr},
         {"start", "start a stopped instance", {}, nullptr},
-        {"idle", "change when a machine stops itself for want of activity (45m, 2h, off)", {},
+        {"idle",
+         "change when a machine stops itself for want of activity (45m, 2h, off)",
+         {},
          add_idle},
         {"hold",
          "keep a machine up whatever its idle clock says (--for 3h; --release); on the "

@@ -71,7 +71,8 @@ Result<> set_idle(StateDb &db, InstanceRecord r, long seconds) {
     if (!out) return tl::unexpected(out.error());
     auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
     if (!spec.is_object()) spec = nlohmann::json::object();
-    if (!spec.contains("idle") || !spec["idle"].is_object()) spec["idle"] = nlohmann::json::object();
+    if (!spec.contains("idle") || !spec["idle"].is_object())
+        spec["idle"] = nlohmann::json::object();
     spec["idle"]["seconds"] = seconds;
     spec["idle"]["changed"] = true; // applied again after a start (see Engine::start)
     r.spec_json = spec.dump();

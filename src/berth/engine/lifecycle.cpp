@@ -252,8 +252,7 @@ Result<InstanceRecord> Engine::bootstrap(InstanceRecord r, Provider &p) {
         const auto &i = spec["idle"];
         plan.idle_seconds = static_cast<long>(jsonr::num(i, "seconds"));
         plan.thresholds.cpu_percent = jsonr::num(i, "cpu_percent", plan.thresholds.cpu_percent);
-        plan.thresholds.network_kbps =
-            jsonr::num(i, "network_kbps", plan.thresholds.network_kbps);
+        plan.thresholds.network_kbps = jsonr::num(i, "network_kbps", plan.thresholds.network_kbps);
         plan.thresholds.gpu_percent = jsonr::num(i, "gpu_percent", plan.thresholds.gpu_percent);
     }
     auto b = bootstrap_over_ssh(target_of(r), plan, m_progress);
@@ -482,9 +481,9 @@ Result<InstanceRecord> Engine::up(const UpRequest &req, const PlanFn &on_plan) {
     spec.name = req.name;
     spec.max_hours = req.max_hours;
     spec.authorized_keys = *pub + "\n";
-    spec.idle_seconds = req.idle_seconds >= 0                 ? req.idle_seconds
+    spec.idle_seconds = req.idle_seconds >= 0         ? req.idle_seconds
                         : (*p)->capabilities().billed ? 3600
-                                                       : 0;
+                                                      : 0;
     spec.idle_thresholds = req.idle_thresholds;
     spec.label = berth_label(req.name);
     auto plan = (*p)->plan(spec, req.options);

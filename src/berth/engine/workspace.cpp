@@ -145,7 +145,6 @@ Result<SaveResult> commit(RepoStore &repo, RepoSink &sink, const SaveStats &stat
     return res;
 }
 
-
 // The paths a save of an instance covers: the given ones, relative and checked, or the
 // provider's default.
 Result<> instance_paths(const Capabilities &caps, std::vector<std::string> &paths) {

@@ -20,7 +20,8 @@ struct SaveResult {
 };
 
 // The command line that runs `berth ARGS...` on a machine over SSH (BatchMode, pinned key).
-std::vector<std::string> remote_berth(const InstanceRecord &r, const std::vector<std::string> &args);
+std::vector<std::string> remote_berth(const InstanceRecord &r,
+                                      const std::vector<std::string> &args);
 
 // What the default save of an instance covers: its work and its persisted environment.
 std::vector<std::string> default_instance_paths(const Capabilities &caps);

@@ -185,7 +185,8 @@ Result<MachineInfo> VastProvider::create(const InstanceSpec &spec) {
             auto mine = list();
             if (mine)
                 for (const auto &m : *mine)
-                    if (!spec.label.empty() && name_from_label(m.label) == spec.name) (void)destroy(m.id);
+                    if (!spec.label.empty() && name_from_label(m.label) == spec.name)
+                        (void)destroy(m.id);
             return tl::unexpected(id.error());
         }
         MachineInfo m;
