@@ -177,7 +177,9 @@ void run(Context &ctx, const OffersArgs &a) {
     if (!a.explain.empty()) sr.query += " id=" + a.explain;
     auto body = must(offers::build_search(sr));
     auto rows = collect(ctx, a, body);
-    if (a.provider == "all") rank(rows, a.sort);
+    // Across providers, and for a provider that does not search server-side, berth ranks.
+    if (a.provider == "all" || !must(registry(ctx).find(a.provider))->capabilities.filters_offers)
+        rank(rows, a.sort);
     if (a.limit > 0 && rows.size() > static_cast<std::size_t>(a.limit)) rows.resize(a.limit);
     if (!a.explain.empty()) {
         auto it = std::find_if(rows.begin(), rows.end(),

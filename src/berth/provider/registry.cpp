@@ -3,6 +3,7 @@
 
 #include "core/json_read.hpp"
 #include "provider/local/local_provider.hpp"
+#include "provider/paperspace/paperspace_provider.hpp"
 #include "provider/vast/vast_provider.hpp"
 #include "util/http_retry.hpp"
 #include "util/strings.hpp"
@@ -80,7 +81,7 @@ Result<std::unique_ptr<Provider>> ProviderRegistry::make(const std::string &name
 }
 
 std::vector<ProviderRow> builtin_provider_rows() {
-    return {local_provider_row(), vast_provider_row()};
+    return {local_provider_row(), vast_provider_row(), paperspace_provider_row()};
 }
 
 const ProviderRegistry &builtin_registry() {
