@@ -1,5 +1,7 @@
 #include "account.hpp"
 
+#include "provider/local/local_provider.hpp"
+#include "util/fs.hpp"
 #include "util/hash.hpp"
 
 #include <algorithm>
@@ -147,6 +149,72 @@ Account::Account(const std::string &dir, double boot) : m_boot(boot) {
     }
 }
 
+Account::~Account() = default;
+
+void Account::use_machines(const std::string &root, const std::string &berth_binary) {
+    m_local = std::make_unique<berth::LocalProvider>(root);
+    m_local->set_agent_binary(berth_binary);
+    m_local_root = root;
+}
+
+// The VM behind a machine: made at its first boot, started again at every start with its
+// current public IP (dynamic IPs change), its startup script run as root at boot (a run-once
+// script only once: the kept disk remembers).
+void Account::real_boot(Machine &m) {
+    if (!m_local) return;
+    std::string name = "ps-" + m.id;
+    std::string onstart = "mkdir -p /var/lib/paperspace-replica\n";
+    auto it = m_scripts.find(m.startup_script);
+    if (it != m_scripts.end() && it->second.deleted == 0 && it->second.enabled) {
+        const auto &sc = it->second;
+        std::string marker = "PS_SCRIPT_" + berth::random_hex(8);
+        std::string file = "/var/lib/paperspace-replica/startup-" + sc.id + ".sh";
+        std::string done = "/var/lib/paperspace-replica/ran-" + sc.id;
+        onstart += "cat > " + file + " <<'" + marker + "'\n" + sc.script + "\n" + marker + "\n";
+        onstart += sc.run_once
+                       ? "[ -e " + done + " ] || { bash " + file + " && touch " + done + "; }\n"
+                       : "bash " + file + "\n";
+    }
+    if (!m.real) {
+        berth::InstanceSpec spec;
+        spec.name = name;
+        spec.jupyter = false;
+        spec.storage = false;
+        spec.install_berth = false;
+        spec.workdir = "/home/paperspace";
+        spec.keep_disk = true;
+        spec.user = "paperspace";
+        spec.ssh_listen = m.public_ip;
+        spec.ssh_port = 22;
+        spec.onstart = onstart;
+        auto c = m_local->create(spec);
+        if (c) m.real = true;
+        return;
+    }
+    // Started again: the new address and the current startup script.
+    auto file = std::filesystem::path(m_local_root) / "instances" / name / "spec.json";
+    if (auto text = berth::fs::read_file(file)) {
+        auto j = json::parse(*text, nullptr, false);
+        if (j.is_object()) {
+            j["ssh_listen"] = m.public_ip;
+            j["onstart"] = onstart;
+            (void)berth::fs::write_file_atomic(file, j.dump() + "\n", 0600);
+        }
+    }
+    (void)m_local->start(name);
+}
+
+void Account::real_stop(Machine &m) {
+    if (m_local && m.real) (void)m_local->stop("ps-" + m.id);
+}
+
+bool Account::real_running(const Machine &m) {
+    if (!m_local) return true;
+    if (!m.real) return false;
+    auto d = m_local->describe("ps-" + m.id);
+    return d && d->state == berth::MachineState::running;
+}
+
 json Account::session(const std::string &key) const {
     return {{"team",
              {{"id", "te1rep1c"},
@@ -220,9 +288,10 @@ Account::Event &Account::new_event(double now, const std::string &machine, const
 }
 
 void Account::meter(Machine &m, double until) {
-    // Rent while the machine runs (ready, restarting, stopping); compute while off only with
-    // the billing switch (SPEC §8: unsettled; off bills disk and a static IP by default).
-    bool running = m.state == "ready" || m.state == "restarting" || m.state == "stopping";
+    // Rent while the machine runs (ready, restarting), until the stop is asked for; compute
+    // while off only with the billing switch (SPEC §8: unsettled; off bills disk and a static
+    // IP by default).
+    bool running = m.state == "ready" || m.state == "restarting";
     const auto &t = type_of(m.type);
     if (m.running_since > 0 && until > m.running_since) {
         double h = (until - m.running_since) / 3600.0;
@@ -238,6 +307,10 @@ void Account::meter(Machine &m, double until) {
 void Account::settle(Machine &m, double now) {
     while (m.next_at > 0 && m.next_at <= now) {
         double at = m.next_at;
+        if (m.next_state == "ready" && !real_running(m)) {
+            m.next_at = now + 0.2; // ready once the VM's sshd answers
+            break;
+        }
         meter(m, at);
         m.state = m.next_state;
         m.modified = at;
@@ -245,7 +318,10 @@ void Account::settle(Machine &m, double now) {
             m.ready_since = at;
             if (m.public_ip_type == "dynamic" && m.public_ip.empty()) m.public_ip = fresh_ip();
         }
-        if (m.state == "off" && m.public_ip_type == "dynamic") m.public_ip.clear();
+        if (m.state == "off") {
+            real_stop(m);
+            if (m.public_ip_type == "dynamic") m.public_ip.clear();
+        }
         m.next_state = m.then_state;
         m.next_at = m.then_at;
         m.then_state.clear();
@@ -431,6 +507,8 @@ json Account::create(double now, const json &b) {
         m.next_at = now + m_boot / 2;
         m.then_state = "ready";
         m.then_at = now + m_boot;
+        if (m.public_ip_type == "dynamic") m.public_ip = fresh_ip();
+        real_boot(m);
     }
     auto &e = new_event(now, m.id, "create", no_capacity ? m_boot / 2 : m_boot, no_capacity);
     m_machines[m.id] = m;
@@ -474,6 +552,10 @@ json Account::start(double now, const std::string &id) {
     m.modified = now;
     m.next_state = no_capacity ? "off" : "ready";
     m.next_at = now + m_boot / 2;
+    if (!no_capacity) {
+        if (m.public_ip_type == "dynamic") m.public_ip = fresh_ip();
+        real_boot(m);
+    }
     auto &e = new_event(now, m.id, "start", m_boot / 2, no_capacity);
     return {{"data", machine_json(m)}, {"event", event_json(e)}};
 }
@@ -514,6 +596,7 @@ json Account::remove(double now, const std::string &id) {
     if (m.state != "off")
         refuse(409, "Machine must be off before it can be deleted. Current state: " + m.state);
     meter(m, now);
+    if (m_local && m.real) (void)m_local->destroy("ps-" + m.id);
     m.deleted = now;
     json before = machine_json(m);
     auto &e = new_event(now, m.id, "deactivate", 0);

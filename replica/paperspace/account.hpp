@@ -5,11 +5,16 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
+
+namespace berth {
+class LocalProvider;
+}
 
 namespace ps {
 
@@ -38,6 +43,10 @@ public:
     // data: the recorded machine_types.csv and os_templates.json; boot: seconds a machine
     // spends provisioning + starting.
     Account(const std::string &data_dir, double boot_seconds);
+    ~Account();
+    // Makes machines real: local-provider VMs under `root` (a kept disk, the user
+    // `paperspace`, sshd on the machine's public IP, port 22, startup scripts run as root).
+    void use_machines(const std::string &root, const std::string &berth_binary);
 
     std::mutex mu; // every call below holds it
 
@@ -102,6 +111,7 @@ private:
         double rent = 0, disk = 0, ip = 0; // dollars
         double running_since = 0, exists_since = 0;
         double ready_since = 0; // for the auto-shutdown deadline
+        bool real = false;      // a VM exists behind it (use_machines)
     };
     struct Script {
         std::string id, name, script, description;
@@ -131,6 +141,12 @@ private:
     std::vector<MachineType> m_types;
     std::vector<json> m_templates;
     std::vector<std::pair<double, double>> m_disk_tiers; // size GB, $/h
+    // Real machines (use_machines): boots, stops and deletes the VM behind a machine.
+    void real_boot(Machine &m);
+    void real_stop(Machine &m);
+    bool real_running(const Machine &m);
+    std::unique_ptr<berth::LocalProvider> m_local;
+    std::string m_local_root;
     double m_ip_rate = 0.0045;
     double m_boot;
     bool m_good_standing = true, m_bill_off = false;

@@ -6,6 +6,8 @@
 // public-ips (claim, list, assign, release), with the API's pagination and error shapes.
 //
 // usage: berth-paperspace-replica --data DIR [--port N] [--api-key KEY] [--boot-seconds S]
+//        [--machines DIR --berth PATH]   (real machines: VMs with a kept disk, the user
+//        `paperspace`, sshd on the machine's public IP port 22, startup scripts run as root)
 // Prints "listening on 127.0.0.1:PORT" once it accepts connections.
 // Test control:
 //   POST /_replica/faults  {"next": [429, 500, ...]}  the next answers fail so, unhandled
@@ -116,10 +118,16 @@ int main(int argc, char **argv) {
     app.add_option("--port", port, "0: any free port");
     app.add_option("--api-key", api_key, "the key clients must send");
     app.add_option("--boot-seconds", boot, "seconds a machine takes from provisioning to ready");
+    std::string machines, berth_binary;
+    app.add_option("--machines", machines,
+                   "make machines real: VMs (local-provider machines) under this directory (root)");
+    app.add_option("--berth", berth_binary, "the berth binary that boots machines")
+        ->check(CLI::ExistingFile);
     CLI11_PARSE(app, argc, argv);
     std::unique_ptr<ps::Account> account;
     try {
         account = std::make_unique<ps::Account>(data, boot);
+        if (!machines.empty()) account->use_machines(machines, berth_binary);
     } catch (const std::exception &e) {
         std::cerr << "berth-paperspace-replica: " << e.what() << std::endl;
         return 1;

@@ -90,6 +90,12 @@ struct Shape {
     bool jupyter = true, storage = true, install_berth = true;
     std::string workdir = "/notebooks", onstart;
     std::vector<std::pair<std::string, std::string>> env;
+    // A virtual machine (the Paperspace replica's): its whole disk kept across stop and start
+    // (DIR/disk), a login user with sudo, and sshd on a given address and port.
+    bool keep_disk = false;
+    std::string user;       // "paperspace": created on the first boot
+    std::string ssh_listen; // "127.10.0.5"; empty: 127.0.0.1
+    int ssh_port = 0;       // 0: a free port
 };
 
 Shape shape_of(const nlohmann::json &spec) {
@@ -101,6 +107,13 @@ Shape shape_of(const nlohmann::json &spec) {
     if (s.workdir.empty() || s.workdir[0] != '/' || str::contains(s.workdir, ".."))
         s.workdir = "/notebooks";
     s.onstart = spec.value("onstart", std::string());
+    s.keep_disk = spec.value("keep_disk", false);
+    s.user = spec.value("user", std::string());
+    if (s.user.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") != std::string::npos)
+        s.user.clear();
+    s.ssh_listen = spec.value("ssh_listen", std::string());
+    if (s.ssh_listen.find_first_not_of("0123456789.") != std::string::npos) s.ssh_listen.clear();
+    s.ssh_port = spec.value("ssh_port", 0);
     if (spec.contains("env") && spec["env"].is_object())
         for (const auto &[k, v] : spec["env"].items())
             if (v.is_string()) s.env.emplace_back(k, v.get<std::string>());
@@ -114,12 +127,20 @@ bool build_root(const InstanceDir &dir, const stdfs::path &store, const std::str
     ::sethostname(name.c_str(), name.size());
     auto mnt = dir.mnt();
     ::mkdir(mnt.c_str(), 0700);
-    // The ephemeral layer: tmpfs, so it is gone when the namespace is.
+    // The ephemeral layer: tmpfs, so it is gone when the namespace is. A VM keeps its layer
+    // in DIR/disk instead (its whole disk survives stop and start).
     if (!do_mount("berth-ephemeral", mnt, "tmpfs", 0, "mode=0700")) return false;
     for (const char *d : {"upper", "work", "root"})
         ::mkdir((mnt / d).c_str(), 0755);
-    std::string opts =
-        "lowerdir=/,upperdir=" + (mnt / "upper").string() + ",workdir=" + (mnt / "work").string();
+    auto upper = mnt / "upper", work = mnt / "work";
+    if (shape.keep_disk) {
+        upper = dir.root / "disk" / "upper";
+        work = dir.root / "disk" / "work";
+        std::error_code ec;
+        stdfs::create_directories(upper, ec);
+        stdfs::create_directories(work, ec);
+    }
+    std::string opts = "lowerdir=/,upperdir=" + upper.string() + ",workdir=" + work.string();
     auto root = mnt / "root";
     if (!do_mount("berth-root", root, "overlay", 0, opts.c_str())) return false;
     for (const char *d : {"proc", "dev", "sys", "tmp", "run", "root"})
@@ -132,9 +153,10 @@ bool build_root(const InstanceDir &dir, const stdfs::path &store, const std::str
               do_mount("/sys", root / "sys", nullptr, MS_BIND | MS_REC) &&
               do_mount("tmpfs", root / "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") &&
               do_mount("tmpfs", root / "run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") &&
-              do_mount("tmpfs", root / "root", "tmpfs", 0, "mode=0700") &&
+              (shape.keep_disk || do_mount("tmpfs", root / "root", "tmpfs", 0, "mode=0700")) &&
               (!shape.storage || do_mount(store.c_str(), root / "storage", nullptr, MS_BIND)) &&
-              do_mount(dir.notebooks().c_str(), root / shape.workdir.substr(1), nullptr, MS_BIND);
+              (shape.keep_disk ||
+               do_mount(dir.notebooks().c_str(), root / shape.workdir.substr(1), nullptr, MS_BIND));
     if (!ok) return false;
     // Keys added while the machine runs (the replica's `attach ssh`) land in DIR/keys.
     if (stdfs::is_directory(dir.root / "keys")) {
@@ -148,6 +170,42 @@ bool build_root(const InstanceDir &dir, const stdfs::path &store, const std::str
         return false;
     }
     return true;
+}
+
+// A VM's login user, as its image ships it: a home from /etc/skel, sudo without a password.
+// Written on the first boot only (the disk keeps it).
+void add_user(const std::string &user) {
+    auto passwd = fs::read_file("/etc/passwd").value_or("");
+    if (passwd.find("\n" + user + ":") != std::string::npos || passwd.rfind(user + ":", 0) == 0)
+        return;
+    int uid = 1000;
+    for (bool taken = true; taken && uid < 60000;) {
+        taken = false;
+        for (const auto &line : str::split(passwd, '\n')) {
+            auto f = str::split(line, ':');
+            if (f.size() > 3 && (f[2] == std::to_string(uid) || f[3] == std::to_string(uid)))
+                taken = true;
+        }
+        if (taken) ++uid;
+    }
+    std::string id = std::to_string(uid), home = "/home/" + user;
+    (void)fs::write_file_atomic(
+        "/etc/passwd", passwd + user + ":x:" + id + ":" + id + "::" + home + ":/bin/bash\n", 0644);
+    auto group = fs::read_file("/etc/group").value_or("");
+    (void)fs::write_file_atomic("/etc/group", group + user + ":x:" + id + ":\n", 0644);
+    auto shadow = fs::read_file("/etc/shadow").value_or("");
+    (void)fs::write_file_atomic("/etc/shadow", shadow + user + ":*:19000:0:99999:7:::\n", 0640);
+    std::error_code ec;
+    stdfs::create_directories(home, ec);
+    for (const auto &e : stdfs::directory_iterator("/etc/skel", ec))
+        stdfs::copy(e.path(), home / e.path().filename(), stdfs::copy_options::recursive, ec);
+    for (const auto &e : stdfs::recursive_directory_iterator(home, ec))
+        (void)::lchown(e.path().c_str(), uid, uid);
+    (void)::chown(home.c_str(), uid, uid);
+    ::chmod(home.c_str(), 0750);
+    if (stdfs::is_directory("/etc/sudoers.d"))
+        (void)fs::write_file_atomic("/etc/sudoers.d/90-" + user, user + " ALL=(ALL) NOPASSWD:ALL\n",
+                                    0440);
 }
 
 void prepare_system(const std::string &name, const std::string &berth_binary, const Shape &shape) {
@@ -172,6 +230,7 @@ void prepare_system(const std::string &name, const std::string &berth_binary, co
              "/root/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
     for (const auto &[k, v] : shape.env)
         if (!k.empty() && k[0] != '-') ::setenv(k.c_str(), v.c_str(), 1);
+    if (!shape.user.empty()) add_user(shape.user);
 }
 
 void restore_persistence(StateFile &st) {
@@ -215,7 +274,7 @@ struct Service {
 };
 
 std::optional<Service> sshd_service(const std::string &host_key, const std::string &auth_keys,
-                                    int port) {
+                                    int port, const std::string &listen) {
     auto sshd = proc::which("sshd");
     if (!sshd && stdfs::exists("/usr/sbin/sshd")) sshd = "/usr/sbin/sshd";
     if (!sshd) return std::nullopt;
@@ -224,8 +283,9 @@ std::optional<Service> sshd_service(const std::string &host_key, const std::stri
     (void)fs::write_file_atomic("/run/berth/ssh_host_ed25519_key", host_key, 0600);
     (void)fs::write_file_atomic("/run/berth/authorized_keys", auth_keys, 0600);
     std::string cfg =
-        "Port " + std::to_string(port) +
-        "\nListenAddress 127.0.0.1\n"
+        "Port " + std::to_string(port) + "\nListenAddress " +
+        (listen.empty() ? std::string("127.0.0.1") : listen) +
+        "\n"
         "HostKey /run/berth/ssh_host_ed25519_key\n"
         "AuthorizedKeysFile /run/berth/authorized_keys /run/berth-keys/authorized_keys "
         ".ssh/authorized_keys\n"
@@ -274,8 +334,8 @@ std::optional<Service> watch_service(const nlohmann::json &spec, const std::stri
     return Service{"watch", {"/usr/local/bin/berth", "agent", "watch", "--stop", "pid1"}, "/"};
 }
 
-bool wait_ready(int ssh_port, int jupyter_port, const std::string &token,
-                const std::vector<Service> &svcs) {
+bool wait_ready(const std::string &ssh_host, int ssh_port, int jupyter_port,
+                const std::string &token, const std::vector<Service> &svcs) {
     // jupyter_port 0: a bare machine, only sshd to wait for.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (std::chrono::steady_clock::now() < deadline && !g_stop) {
@@ -286,7 +346,7 @@ bool wait_ready(int ssh_port, int jupyter_port, const std::string &token,
                 return false;
             }
         }
-        bool ssh = net::connectable("127.0.0.1", ssh_port, std::chrono::milliseconds(200));
+        bool ssh = net::connectable(ssh_host, ssh_port, std::chrono::milliseconds(200));
         if (ssh && jupyter_port == 0) return true;
         auto http = net::http_status("127.0.0.1", jupyter_port, "/api/status?token=" + token,
                                      std::chrono::milliseconds(500));
@@ -363,14 +423,14 @@ int pid1(const InstanceDir &dir, const stdfs::path &store, const nlohmann::json 
     }
     prepare_system(name, berth_binary, shape);
     if (shape.storage) restore_persistence(st);
-    auto ssh_port = net::free_loopback_port();
+    auto ssh_port = shape.ssh_port > 0 ? Result<int>(shape.ssh_port) : net::free_loopback_port();
     auto jup_port = shape.jupyter ? net::free_loopback_port() : Result<int>(0);
     if (!ssh_port || !jup_port) {
         st.set("stopped", "no free port on 127.0.0.1");
         return 1;
     }
     std::string token = shape.jupyter ? random_hex(24) : "";
-    auto sshd = sshd_service(*host_key, *auth, *ssh_port);
+    auto sshd = sshd_service(*host_key, *auth, *ssh_port, shape.ssh_listen);
     auto jup = shape.jupyter ? jupyter_service(*jup_port, token) : std::optional<Service>();
     if (!sshd || (shape.jupyter && !jup)) {
         st.set("stopped", !sshd ? "sshd not found in the machine (install openssh-server)"
@@ -405,7 +465,8 @@ int pid1(const InstanceDir &dir, const stdfs::path &store, const nlohmann::json 
     st.j["jupyter_port"] = *jup_port;
     st.j["jupyter_token"] = token;
     st.j["deadline"] = static_cast<long long>(deadline);
-    if (!wait_ready(*ssh_port, *jup_port, token, svcs)) {
+    if (!wait_ready(shape.ssh_listen.empty() ? "127.0.0.1" : shape.ssh_listen, *ssh_port, *jup_port,
+                    token, svcs)) {
         shutdown_all(svcs);
         st.set("stopped", "sshd or Jupyter did not come up (see " + dir.log().string() + ")");
         return 1;

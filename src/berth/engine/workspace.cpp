@@ -47,6 +47,9 @@ std::vector<std::string> remote_berth(const InstanceRecord &r,
     auto opts = ssh::options(t);
     argv.insert(argv.end(), opts.begin(), opts.end());
     argv.push_back(t.host);
+    // The agent is in /usr/local/bin, or ~/.local/bin where the login user cannot write there
+    // (a Paperspace VM's `paperspace`): non-interactive shells do not have the latter on PATH.
+    argv.push_back("PATH=\"$HOME/.local/bin:$PATH\"");
     argv.push_back("berth");
     argv.insert(argv.end(), args.begin(), args.end());
     return argv;

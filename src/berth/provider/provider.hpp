@@ -105,6 +105,12 @@ struct InstanceSpec {
     std::string workdir = "/notebooks";
     bool storage = true;
     bool install_berth = true; // a rented machine has no berth until the client uploads it
+    // A virtual machine (the Paperspace replica makes them): its whole disk kept across stop
+    // and start, a login user with sudo, sshd on this address and port.
+    bool keep_disk = false;
+    std::string user;
+    std::string ssh_listen;
+    int ssh_port = 0;
 };
 
 struct SshEndpoint {

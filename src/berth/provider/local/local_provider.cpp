@@ -160,7 +160,11 @@ Result<MachineInfo> LocalProvider::create(const InstanceSpec &spec) {
                      {"storage", spec.storage},
                      {"onstart", spec.onstart},
                      {"env", env},
-                     {"install_berth", spec.install_berth}};
+                     {"install_berth", spec.install_berth},
+                     {"keep_disk", spec.keep_disk},
+                     {"user", spec.user},
+                     {"ssh_listen", spec.ssh_listen},
+                     {"ssh_port", spec.ssh_port}};
     BERTH_TRY(fs::write_file_atomic(dir.spec(), j.dump() + "\n", 0600));
     BERTH_TRY(start(spec.name));
     MachineInfo m;

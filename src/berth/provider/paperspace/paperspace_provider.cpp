@@ -354,13 +354,42 @@ Result<MachineInfo> PaperspaceProvider::describe(const std::string &id) {
 }
 
 Result<> PaperspaceProvider::stop(const std::string &id) {
-    auto r = call("PATCH", "/machines/" + id + "/stop", nullptr, "stopping machine " + id);
-    if (!r && r.error().kind == ErrorKind::conflict) return {}; // already off or stopping
-    if (!r) return tl::unexpected(r.error());
-    return {};
+    // Returns once the machine is off (it bills compute until then), as `berth stop` says.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+    bool asked = false;
+    for (;;) {
+        auto j = call("GET", "/machines/" + id, nullptr, "machine " + id);
+        if (!j && j.error().kind == ErrorKind::not_found) return {};
+        if (!j) return tl::unexpected(j.error());
+        std::string st = jsonr::text(*j, "state", "", 40);
+        if (st == "off") return {};
+        if (!asked && st != "stopping") {
+            auto r = call("PATCH", "/machines/" + id + "/stop", nullptr, "stopping machine " + id);
+            // A conflict: starting (asked again below) or already stopping.
+            if (!r && r.error().kind != ErrorKind::conflict) return tl::unexpected(r.error());
+            asked = bool(r);
+        }
+        if (std::chrono::steady_clock::now() > deadline)
+            return fail("machine " + id + " did not turn off within 10 minutes (" + st + ")",
+                        "retry `berth stop`; it bills until it is off");
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
 }
 
 Result<> PaperspaceProvider::start(const std::string &id) {
+    // A machine still stopping cannot start yet ("This machine is currently stopping."):
+    // wait for it to be off first.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+    for (;;) {
+        auto j = call("GET", "/machines/" + id, nullptr, "machine " + id);
+        if (!j) return tl::unexpected(j.error());
+        std::string st = jsonr::text(*j, "state", "", 40);
+        if (st == "ready" || st == "starting" || st == "provisioning") return {};
+        if (st != "stopping") break;
+        if (std::chrono::steady_clock::now() > deadline)
+            return fail("machine " + id + " is still stopping after 5 minutes", "retry later");
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
     auto r = call("PATCH", "/machines/" + id + "/start", nullptr, "starting machine " + id);
     // "This machine is currently starting." (or already running): it is on its way.
     if (!r && r.error().kind == ErrorKind::conflict) return {};
@@ -391,7 +420,11 @@ Result<> PaperspaceProvider::destroy(const std::string &id) {
         name = jsonr::text(*j, "name", "", 80);
         std::string st = jsonr::text(*j, "state", "", 40);
         if (st == "off") break;
-        if (st == "ready" || st == "serviceready" || st == "restarting") BERTH_TRY(stop(id));
+        if (st == "ready" || st == "serviceready" || st == "restarting")
+            BERTH_TRY(stop(id));
+        else if (st == "starting" || st == "provisioning") {
+            // Stopped as soon as it can be (a start cannot be interrupted).
+        }
         if (std::chrono::steady_clock::now() > deadline)
             return fail("machine " + id + " did not turn off within 10 minutes (" + st + ")",
                         "retry `berth destroy`; it bills until it is deleted");
