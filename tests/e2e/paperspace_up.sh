@@ -80,7 +80,7 @@ expect_in "ran-" "$out"
 sleep 10 # a session long enough that a request's latency is not a percent of it
 echo "== the ledger matches the replica's bill within 1%"
 "$BERTH" stop p1 > /dev/null 2>&1
-ledger=$("$BERTH" --json account --provider paperspace | python3 -c "import json,sys; print(json.load(sys.stdin)['ledger_total'])")
+ledger=$("$BERTH" --json account | python3 -c "import json,sys; print(json.load(sys.stdin)['ledger_total'])")
 billed=$(curl -sS "http://127.0.0.1:$port/_replica/bill" | python3 -c "import json,sys; print(json.load(sys.stdin)['total'])")
 python3 -c "
 l, b = $ledger, $billed

@@ -146,21 +146,26 @@ TEST(Paperspace, AnErrorBodyIsAnErrorEvenUnder200) {
     namespace pss = berth::paperspace;
     berth::http::Response ok{200, R"({"items":[],"hasMore":false})", "application/json"};
     EXPECT_TRUE(pss::parse(ok, "x"));
-    berth::http::Response hidden{200, R"({"code":"CONFLICT","message":"This machine is currently starting."})",
-                                 "application/json"};
+    berth::http::Response hidden{
+        200, R"({"code":"CONFLICT","message":"This machine is currently starting."})",
+        "application/json"};
     auto r = pss::parse(hidden, "starting machine m1");
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().what.find("This machine is currently starting."), std::string::npos);
-    berth::http::Response conflict{409, R"({"code":"CONFLICT","message":"busy"})", "application/json"};
+    berth::http::Response conflict{409, R"({"code":"CONFLICT","message":"busy"})",
+                                   "application/json"};
     EXPECT_EQ(pss::parse(conflict, "x").error().kind, berth::ErrorKind::conflict);
-    berth::http::Response missing{404, R"({"code":"NOT_FOUND","message":"Not found"})", "application/json"};
+    berth::http::Response missing{404, R"({"code":"NOT_FOUND","message":"Not found"})",
+                                  "application/json"};
     EXPECT_EQ(pss::parse(missing, "x").error().kind, berth::ErrorKind::not_found);
-    berth::http::Response busy{429, R"({"code":"TOO_MANY_REQUESTS","message":"slow down"})", "application/json"};
+    berth::http::Response busy{429, R"({"code":"TOO_MANY_REQUESTS","message":"slow down"})",
+                               "application/json"};
     EXPECT_TRUE(berth::transient(pss::parse(busy, "x").error()));
     berth::http::Response junk{200, "<html>", "text/html"};
     EXPECT_EQ(pss::parse(junk, "x").error().kind, berth::ErrorKind::malformed);
     // A machine whose fields happen to include code and message is not an error (4+ keys).
-    berth::http::Response big{200, R"({"code":"a","message":"b","id":"c","name":"d"})", "application/json"};
+    berth::http::Response big{200, R"({"code":"a","message":"b","id":"c","name":"d"})",
+                              "application/json"};
     EXPECT_TRUE(pss::parse(big, "x"));
 }
 
@@ -175,10 +180,14 @@ TEST(Paperspace, SpellingsStatesAndMoney) {
     EXPECT_EQ(pss::find_type("TPU"), nullptr);
     EXPECT_DOUBLE_EQ(pss::disk_per_hour(50), 0.0074);
     EXPECT_DOUBLE_EQ(pss::disk_per_hour(51), 0.0104);
-    nlohmann::json m{{"id", "psabc"},          {"name", "berth-w1"},
-                     {"state", "ready"},       {"publicIp", "1.2.3.4"},
-                     {"usageRate", 0.51},      {"storageRate", 0.0074},
-                     {"publicIpType", "dynamic"}, {"dtCreated", "2026-12-02T00:00:00.000Z"},
+    nlohmann::json m{{"id", "psabc"},
+                     {"name", "berth-w1"},
+                     {"state", "ready"},
+                     {"publicIp", "1.2.3.4"},
+                     {"usageRate", 0.51},
+                     {"storageRate", 0.0074},
+                     {"publicIpType", "dynamic"},
+                     {"dtCreated", "2026-12-02T00:00:00.000Z"},
                      {"dtModified", "2026-12-02T00:01:00.500Z"}};
     auto i = pss::to_machine(m);
     EXPECT_EQ(i.state, berth::MachineState::running);
@@ -206,16 +215,20 @@ TEST(Paperspace, CredentialsInTheOrderTheCLIsKeepThem) {
     ::unsetenv("PAPERSPACE_API_KEY");
     EXPECT_FALSE(pss::load_credentials(""));
     std::filesystem::create_directories(home / ".paperspace");
-    ASSERT_TRUE(berth::fs::write_file_atomic(home / ".paperspace" / "config.json", R"({"apiKey":"legacy"})"));
+    ASSERT_TRUE(berth::fs::write_file_atomic(home / ".paperspace" / "config.json",
+                                             R"({"apiKey":"legacy"})"));
     EXPECT_EQ(pss::load_credentials("")->api_key, "legacy");
-    ASSERT_TRUE(berth::fs::write_file_atomic(home / ".paperspace" / "credentials.toml",
-                                             "version = 1\n[keys]\na = \"key-a\"\nb = \"key-b\"\n"));
-    ASSERT_TRUE(berth::fs::write_file_atomic(home / ".paperspace" / "config.toml", "team = \"b\"\n"));
+    ASSERT_TRUE(
+        berth::fs::write_file_atomic(home / ".paperspace" / "credentials.toml",
+                                     "version = 1\n[keys]\na = \"key-a\"\nb = \"key-b\"\n"));
+    ASSERT_TRUE(
+        berth::fs::write_file_atomic(home / ".paperspace" / "config.toml", "team = \"b\"\n"));
     EXPECT_EQ(pss::load_credentials("")->api_key, "key-b");
     ::setenv("PAPERSPACE_API_KEY", "from-env", 1);
     EXPECT_EQ(pss::load_credentials("")->api_key, "from-env");
     ::unsetenv("PAPERSPACE_API_KEY");
-    ASSERT_TRUE(berth::fs::write_file_atomic(home / ".paperspace" / "credentials.toml", "not [toml"));
+    ASSERT_TRUE(
+        berth::fs::write_file_atomic(home / ".paperspace" / "credentials.toml", "not [toml"));
     EXPECT_EQ(pss::load_credentials("")->api_key, "legacy") << "a damaged pspace file is skipped";
     std::filesystem::remove_all(home);
     ::setenv("HOME", saved_home.c_str(), 1);

@@ -298,13 +298,22 @@ void add_account(CLI::App &app, Context &ctx) {
     auto *a = command(app, "account");
     static std::string provider;
     static FlagValues flags;
-    a->add_option("--provider", provider, "a billed provider (default: the first one)");
+    a->add_option("--provider", provider,
+                  "a billed provider (default: the one your machines are on, else the first)");
     add_provider_flags(a, flags, true);
     a->callback([&ctx] {
         const auto &reg = registry(ctx);
-        if (provider.empty())
+        if (provider.empty()) {
+            // The billed provider of the newest machine that is not destroyed, else the first.
+            auto db0 = open_state();
+            for (const auto &r : must(db0.list())) {
+                auto row = reg.find(r.provider);
+                if (r.status != Status::destroyed && row && (*row)->capabilities.billed)
+                    provider = r.provider;
+            }
             for (const auto &row : reg.rows())
                 if (row.capabilities.billed && provider.empty()) provider = row.name;
+        }
         const auto *row = must(reg.find(provider));
         auto db = open_state();
         Engine e(db, reg, [](const std::string &) {});

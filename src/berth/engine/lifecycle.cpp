@@ -379,7 +379,7 @@ Result<InstanceRecord> Engine::connect(InstanceRecord r, Provider &p) {
     BERTH_TRY(refresh_ssh_config());
     m_progress("checking SSH as " + r.ssh_user + "@" + r.ssh_host + ":" +
                std::to_string(r.ssh_port));
-    auto ready = ssh::wait_ready(target, std::chrono::seconds(60));
+    auto ready = ssh::wait_ready(target, std::chrono::seconds(60), caps.key_arrives_late);
     BERTH_TRY(check_interrupt("while reaching '" + r.name + "'"));
     if (!ready) return tl::unexpected(ready.error());
     if (r.jupyter_port == 0 && caps.bootstrap_over_ssh) {

@@ -103,7 +103,7 @@ Result<bool> install_include(const stdfs::path &user_config) {
         .map([] { return true; });
 }
 
-Result<> wait_ready(const Target &t, std::chrono::seconds timeout) {
+Result<> wait_ready(const Target &t, std::chrono::seconds timeout, bool key_arrives_late) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     auto delay = std::chrono::milliseconds(100);
     std::string last;
@@ -119,7 +119,8 @@ Result<> wait_ready(const Target &t, std::chrono::seconds timeout) {
         bool retryable = str::contains(last, "Connection refused") ||
                          str::contains(last, "Connection reset") ||
                          str::contains(last, "Connection closed") ||
-                         str::contains(last, "timed out") || (r && r->timed_out);
+                         str::contains(last, "timed out") || (r && r->timed_out) ||
+                         (key_arrives_late && str::contains(last, "Permission denied"));
         if (!retryable || std::chrono::steady_clock::now() + delay > deadline) break;
         std::this_thread::sleep_for(delay);
         delay = std::min(delay * 2, std::chrono::milliseconds(2000));

@@ -25,6 +25,7 @@ Capabilities paperspace_capabilities() {
     c.lists_machines = true;
     c.filters_offers = false;
     c.offers_need_credentials = true;
+    c.key_arrives_late = true; // by a startup script that runs as the machine boots
     c.workdir = "/home/paperspace/work";
     c.destroy_loses = {"home/paperspace"};
     c.self_stop = "api";
