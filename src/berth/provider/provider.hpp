@@ -68,8 +68,8 @@ struct Capabilities {
     bool lists_machines = false;     // list() works: reconcile and interrupted-up recovery by label
     bool filters_offers = false;     // its search applies the query itself (else berth does)
     bool offers_need_credentials = false; // offers() fails without them
-    bool key_arrives_late = false; // berth's key reaches the machine after it is ready (a
-                                   // startup script): SSH refusing it is retried for a while
+    bool key_arrives_late = false;        // berth's key reaches the machine after it is ready (a
+                                          // startup script): SSH refusing it is retried for a while
     std::string workdir = "/notebooks";   // the machine's kept work directory
     // What a destroy loses (paths on the machine, relative to /): the destroy guard counts
     // only these. What a stop keeps or loses is stop_keeps_disk.

@@ -116,11 +116,10 @@ Result<> wait_ready(const Target &t, std::chrono::seconds timeout, bool key_arri
         auto r = proc::run(argv, {std::nullopt, {}, std::chrono::seconds(20)});
         if (r && r->status == 0) return {};
         last = r ? str::trim(r->err) : r.error().what;
-        bool retryable = str::contains(last, "Connection refused") ||
-                         str::contains(last, "Connection reset") ||
-                         str::contains(last, "Connection closed") ||
-                         str::contains(last, "timed out") || (r && r->timed_out) ||
-                         (key_arrives_late && str::contains(last, "Permission denied"));
+        bool retryable =
+            str::contains(last, "Connection refused") || str::contains(last, "Connection reset") ||
+            str::contains(last, "Connection closed") || str::contains(last, "timed out") ||
+            (r && r->timed_out) || (key_arrives_late && str::contains(last, "Permission denied"));
         if (!retryable || std::chrono::steady_clock::now() + delay > deadline) break;
         std::this_thread::sleep_for(delay);
         delay = std::min(delay * 2, std::chrono::milliseconds(2000));
