@@ -77,7 +77,7 @@ out=$("$BERTH" ssh p1 -- 'ls /var/lib/paperspace-replica; wc -l < ~/.ssh/authori
 expect_in "ran-" "$out"
 [ "$(tail -1 <<<"$out")" = 1 ] || die "the run-once key script ran more than once: $out"
 
-sleep 10 # a session long enough that a request's latency is not a percent of it
+sleep 20 # a session long enough that a request's latency is not a percent of it
 echo "== the ledger matches the replica's bill within 1%"
 "$BERTH" stop p1 > /dev/null 2>&1
 ledger=$("$BERTH" --json account | python3 -c "import json,sys; print(json.load(sys.stdin)['ledger_total'])")

@@ -44,7 +44,8 @@ Result<> write_config(const std::vector<Target> &targets);
 Result<bool> install_include(const std::filesystem::path &user_config);
 
 // Runs `ssh ... true` until it succeeds; retries "connection refused" with backoff while the
-// machine boots. Fails with ssh's own last line after the timeout.
+// machine boots (and "Permission denied" too when the key arrives late, by a startup script).
+// Fails with ssh's own last line after the timeout.
 Result<> wait_ready(const Target &t, std::chrono::seconds timeout, bool key_arrives_late = false);
 
 // Starts `ssh -N -L 127.0.0.1:local_port:127.0.0.1:remote_port` detached; returns its pid once

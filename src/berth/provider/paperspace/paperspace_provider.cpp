@@ -355,21 +355,24 @@ Result<MachineInfo> PaperspaceProvider::describe(const std::string &id) {
 }
 
 Result<> PaperspaceProvider::stop(const std::string &id) {
-    // Returns once the machine is off (it bills compute until then), as `berth stop` says.
+    // The request first (rent stops when Paperspace takes it), then wait for off: `berth
+    // stop` returns once the machine is off. A machine still starting cannot stop yet
+    // (409): asked again until it can.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);
     bool asked = false;
     for (;;) {
+        if (!asked) {
+            auto r = call("PATCH", "/machines/" + id + "/stop", nullptr, "stopping machine " + id);
+            if (!r && r.error().kind == ErrorKind::not_found) return {};
+            if (!r && r.error().kind != ErrorKind::conflict) return tl::unexpected(r.error());
+            asked = bool(r);
+        }
         auto j = call("GET", "/machines/" + id, nullptr, "machine " + id);
         if (!j && j.error().kind == ErrorKind::not_found) return {};
         if (!j) return tl::unexpected(j.error());
         std::string st = jsonr::text(*j, "state", "", 40);
         if (st == "off") return {};
-        if (!asked && st != "stopping") {
-            auto r = call("PATCH", "/machines/" + id + "/stop", nullptr, "stopping machine " + id);
-            // A conflict: starting (asked again below) or already stopping.
-            if (!r && r.error().kind != ErrorKind::conflict) return tl::unexpected(r.error());
-            asked = bool(r);
-        }
+        if (st == "stopping") asked = true;
         if (std::chrono::steady_clock::now() > deadline)
             return fail("machine " + id + " did not turn off within 10 minutes (" + st + ")",
                         "retry `berth stop`; it bills until it is off");
