@@ -238,8 +238,15 @@ void add_ls(CLI::App &app, Context &ctx) {
                     if (row.capabilities.lists_machines && row.capabilities.billed)
                         which.push_back(&row);
             for (const auto *row : which) {
-                auto added =
-                    must(e.reconcile(row->name, provider_options(ctx, *row, rflags, true)));
+                auto opts = provider_options(ctx, *row, rflags, true);
+                // Every billed provider by default: one you have no credentials for is
+                // skipped with a word, never a reason to reconcile none.
+                if (rprovider.empty())
+                    if (auto p = reg.make(row->name, opts); !p) {
+                        if (!ctx.json) warn("skipped " + row->name + ": " + p.error().what);
+                        continue;
+                    }
+                auto added = must(e.reconcile(row->name, opts));
                 if (!ctx.json)
                     for (const auto &n : added)
                         warn("recovered '" + n + "' from " + row->name);
