@@ -13,7 +13,7 @@
 //   POST /_replica/faults  {"next": [429, 500, ...]}  the next answers fail so, unhandled
 //                          {"after": [502, ...]}      the next requests are handled, then
 //                                                     answered so (a lost answer)
-//                          {"delay_ms": N}            every answer N ms late
+//                          {"delay_ms": N}            every (matching) answer N ms late
 //                          {"body": ["...", ...]}     the next answers are these bodies, 200
 //                          {"match": "POST /v1/machines"}   faults hit only these requests
 //                          {"capacity": N}            the next N creates/starts find no
@@ -157,7 +157,7 @@ int main(int argc, char **argv) {
                     body = faults.bodies.front();
                     faults.bodies.pop_front();
                 }
-                delay = faults.delay_ms;
+                if (hit) delay = faults.delay_ms;
             }
             if (delay) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
             if (fault)

@@ -56,7 +56,14 @@ expect_exit 1 "$BERTH" up s1 --provider paperspace --machine-type C4
 out=$("$BERTH" up s1 --provider paperspace --machine-type C4 2>&1 || true)
 expect_in "not in good standing" "$out"
 [ "$(count /machines)" = 0 ] && [ "$(count /startup-scripts)" = 0 ] || die "a refused up left something"
+out=$(NO_COLOR=1 "$BERTH" account --provider paperspace 2>&1) || die "account: $out"
+expect_in "NOT in good standing" "$out"
+"$BERTH" --json account --provider paperspace | python3 -c "
+import json,sys; a=json.load(sys.stdin); assert a['standing']['good'] is False and a['provider']=='paperspace', a" \
+  || die "account --json does not carry the standing"
 curl -sS -X POST --data '{"standing": true}' "http://127.0.0.1:$port/_replica/faults" > /dev/null
+"$BERTH" --json account --provider paperspace | python3 -c "
+import json,sys; a=json.load(sys.stdin); assert a['standing']['good'] is True, a" || die "standing not good again"
 expect_exit 2 "$BERTH" up s1 --provider paperspace --machine-type TPU9
 expect_exit 2 "$BERTH" up s1 --provider paperspace --machine-type RTX5000 --region AMS1
 expect_exit 2 "$BERTH" up s1 --provider paperspace --machine-type P4000 --template t0nspur5
@@ -81,6 +88,36 @@ kill -9 $upid; wait $upid 2>/dev/null || true
 "$BERTH" ls > "$T/ls.out" 2>&1 || true
 cat "$T/ls.out"
 [ "$(count /machines)" = 0 ] || die "a killed up left a machine billing: $(ps_api GET /machines)"
+
+faults() { curl -sS -X POST --data "$1" "http://127.0.0.1:$port/_replica/faults" > /dev/null; }
+echo "== 429 and 5xx are retried with backoff"
+faults '{"next": [429, 503, 500], "match": "GET /v1/os-templates"}'
+"$BERTH" offers --provider paperspace 'num_gpus=1' > "$T/retry.out" 2>&1 || die "offers after 429/503/500: $(cat "$T/retry.out")"
+expect_in "A4000@NY2" "$(cat "$T/retry.out")"
+faults '{}'
+
+echo "== kill -9 of up while the create request is in flight: the machine made anyway is found"
+faults '{"delay_ms": 3000, "match": "POST /v1/machines"}'
+"$BERTH" up k2 --provider paperspace --machine-type C4 --timeout 120 > "$T/k2.out" 2>&1 & upid=$!
+for i in $(seq 1 100); do [ "$(count /startup-scripts)" = 1 ] && break; sleep 0.1; done
+[ "$(count /startup-scripts)" = 1 ] || die "up k2 never made its key script"
+sleep 0.5; kill -9 $upid; wait $upid 2>/dev/null || true
+sleep 3.5; faults '{}'
+[ "$(count /machines)" = 1 ] || die "the delayed create did not make the machine: $(ps_api GET /machines)"
+"$BERTH" ls > "$T/ls2.out" 2>&1 || true
+cat "$T/ls2.out"
+[ "$(count /machines)" = 0 ] || die "a killed up left a machine billing: $(ps_api GET /machines)"
+[ "$(count /startup-scripts)" = 0 ] || die "a killed up left its key script: $(ps_api GET /startup-scripts)"
+
+echo "== a lost create answer (502 after the work): found by name, one machine; then kill -9"
+faults '{"after": [502], "match": "POST /v1/machines"}'
+"$BERTH" up k3 --provider paperspace --machine-type C4 --timeout 120 > "$T/k3.out" 2>&1 & upid=$!
+for i in $(seq 1 100); do [ "$(count /machines)" -ge 1 ] && break; sleep 0.1; done
+sleep 3 # time for a second create, were the lookup missing
+[ "$(count /machines)" = 1 ] || die "a lost answer made $(count /machines) machines"
+kill -9 $upid; wait $upid 2>/dev/null || true
+"$BERTH" ls > /dev/null 2>&1 || true
+[ "$(count /machines)" = 0 ] && [ "$(count /startup-scripts)" = 0 ] || die "k3 left something: $(ps_api GET /machines)"
 
 echo "== reconcile from the names, then destroy: stop, wait for off, delete"
 ps_api POST /machines '{"name":"berth-ghost","machineType":"C4","templateId":"t0nspur5","diskSize":50,"region":"NY2"}' > /dev/null

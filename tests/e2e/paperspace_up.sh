@@ -5,7 +5,8 @@
 # Jupyter is loaded in headless Chromium through the tunnel and a kernel computes 1+1; a file
 # in $HOME survives stop/start; the dynamic IP changes and the host key pin (by name) holds;
 # the run-once script ran once; berth's ledger is within 1% of the replica's bill; destroy
-# leaves the replica empty.
+# leaves the replica empty; reconcile after berth's data directory is lost (the new key by a
+# new run-once script, at the next boot); kill -9 of `up` while it bootstraps.
 source "$(dirname "$0")/lib.sh"
 need_namespaces
 : "${BERTH_PAPERSPACE_REPLICA:?set BERTH_PAPERSPACE_REPLICA}"
@@ -25,6 +26,7 @@ mkdir -p "$HOME"
 finish() {
   set +e
   "$BERTH" destroy -y --force p1 >/dev/null 2>&1
+  "$BERTH" destroy -y --force k9 >/dev/null 2>&1
   kill $rpid 2>/dev/null; wait $rpid 2>/dev/null
   for p in $(pgrep -f "agent boot --instance $T/" || true); do kill "$p" 2>/dev/null; done
   cleanup
@@ -87,9 +89,34 @@ l, b = $ledger, $billed
 print(f'berth ledger \${l:.8f}, replica billed \${b:.8f}, difference {abs(l-b)/b*100:.3f}%')
 assert b > 0 and abs(l - b) / b < 0.01" || die "ledger $ledger vs billed $billed"
 
+echo "== reconcile after berth's data directory is lost: a stopped machine, then a running one"
+rm -rf "$XDG_DATA_HOME/berth"
+"$BERTH" ls | grep -q "no instances" || die "state not lost?"
+"$BERTH" ls --reconcile --provider paperspace > "$T/rec.out" 2>&1 || die "reconcile: $(cat "$T/rec.out")"
+grep -E "^p1 .*stopped" "$T/rec.out" > /dev/null || die "reconcile did not bring p1 back: $(cat "$T/rec.out")"
+"$BERTH" start p1 > "$T/start2.out" 2>&1 || die "start after reconcile: $(cat "$T/start2.out")"
+[ "$("$BERTH" ssh p1 -- 'cat ~/file.txt')" = kept ] || die "no SSH with berth's new key after reconcile"
+rm -rf "$XDG_DATA_HOME/berth"
+"$BERTH" ls --reconcile --provider paperspace > "$T/rec2.out" 2>&1 || die "reconcile: $(cat "$T/rec2.out")"
+grep -E "^p1 .*running" "$T/rec2.out" > /dev/null || die "reconcile did not bring running p1 back: $(cat "$T/rec2.out")"
+"$BERTH" status p1 | grep -q "at its next boot" || die "reconcile did not say when the new key arrives: $("$BERTH" status p1)"
+"$BERTH" stop p1 > /dev/null 2>&1 && "$BERTH" start p1 > "$T/start3.out" 2>&1 || die "stop/start after reconcile: $(cat "$T/start3.out")"
+[ "$("$BERTH" ssh p1 -- 'cat ~/file.txt')" = kept ] || die "no SSH after the running machine's reconcile"
+url=$("$BERTH" jupyter p1); jport=$(sed -E 's|http://127.0.0.1:([0-9]+)/.*|\1|' <<<"$url")
+curl -fsS "http://127.0.0.1:$jport/api/status?token=${url#*token=}" > /dev/null || die "no Jupyter on the reconciled p1"
+
 echo "== destroy: stop, wait for off, delete; the replica is empty"
 "$BERTH" destroy -y --force p1 > /dev/null 2>&1 || die "destroy failed"
 [ "$(count /machines)" = 0 ] || die "a machine is left: $(ps_api /machines)"
 [ "$(count /startup-scripts)" = 0 ] || die "berth's key script is left"
 [ -z "$(ls -A "$T/machines/instances" 2>/dev/null)" ] || die "the VM's disk is left: $(ls "$T/machines/instances")"
+echo "== kill -9 of up while it bootstraps the machine over SSH: berth ls leaves nothing billing"
+"$BERTH" up k9 --provider paperspace --machine-type C5 > "$T/k9.out" 2>&1 & upid=$!
+for i in $(seq 1 600); do grep -q "checking SSH" "$T/k9.out" && break; sleep 0.1; done
+grep -q "checking SSH" "$T/k9.out" || die "up k9 never reached SSH: $(cat "$T/k9.out")"
+sleep 1; kill -9 $upid; wait $upid 2>/dev/null || true
+"$BERTH" ls > "$T/ls9.out" 2>&1 || true
+cat "$T/ls9.out"
+[ "$(count /machines)" = 0 ] || die "a killed up left a machine: $(ps_api /machines)"
+[ "$(count /startup-scripts)" = 0 ] || die "a killed up left its key script"
 echo "paperspace up: all checks passed"

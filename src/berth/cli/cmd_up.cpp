@@ -324,6 +324,7 @@ void add_account(CLI::App &app, Context &ctx) {
         auto ledger = summarize(must(db.meters()), now);
         auto p = must(reg.make(provider, provider_options(ctx, *row, flags, true)));
         auto credit = must(p->credit());
+        auto standing = must(p->standing());
         // The provider's view of the burn: every machine of the account, berth's or not.
         double burn = 0;
         auto machines = p->list();
@@ -351,6 +352,9 @@ void add_account(CLI::App &app, Context &ctx) {
                 {{"schema", "berth.account/1"},
                  {"provider", provider},
                  {"credit", credit ? nlohmann::json(*credit) : nlohmann::json()},
+                 {"standing", standing ? nlohmann::json{{"good", standing->good},
+                                                        {"why", standing->why}}
+                                       : nlohmann::json()},
                  {"burn_per_hour", burn},
                  {"hours_left", hours_left >= 0 ? nlohmann::json(hours_left) : nlohmann::json()},
                  {"ledger_total", spent},
@@ -362,6 +366,13 @@ void add_account(CLI::App &app, Context &ctx) {
             std::snprintf(line, sizeof line, "credit      $%.2f", *credit);
             say(line);
         }
+        if (standing)
+            say(standing->good ? term::paint("standing    good", term::Color::green)
+                               : term::paint("standing    NOT in good standing" +
+                                                 (standing->why.empty() ? std::string()
+                                                                        : ": " + standing->why) +
+                                                 " (new machines are refused)",
+                                             term::Color::red));
         std::snprintf(line, sizeof line,
                       "burn rate   $%.4f/h (running: rent + storage; stopped: "
                       "storage)",

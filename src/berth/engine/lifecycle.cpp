@@ -424,6 +424,9 @@ Result<InstanceRecord> Engine::rollback(InstanceRecord r, Provider &p, const Err
         m_progress("destroying " + r.provider + " instance " + id + " (" + why.what + ")");
         BERTH_TRY(confirm_destroyed(one, p, "destroyed: " + why.what));
     }
+    if (auto f = p.forget(r.name); !f)
+        m_progress("could not remove what '" + r.name + "' left at " + r.provider +
+                   " (nothing of it bills): " + f.error().what);
     if (ids.empty()) {
         BERTH_TRY(m_db.remove(r.name));
     } else {
@@ -717,11 +720,21 @@ Result<std::vector<std::string>> Engine::reconcile(const std::string &provider,
         r.ssh_user = m.ssh.user.empty() ? "root" : m.ssh.user;
         r.spec_json = nlohmann::json{{"max_hours", 0}, {"label", m.label}}.dump();
         r.message = "recovered from " + provider + " by `berth ls --reconcile`";
-        if (m.state == MachineState::running && m.ssh.port > 0) {
+        bool late = (*p)->capabilities().key_arrives_late;
+        if (late && m.state == MachineState::stopped) {
+            // The key arrives as it boots: in time for the next `berth start`.
+            auto pub = ssh::ensure_key();
+            if (!pub || !(*p)->attach_key(m.id, *pub))
+                r.message += "; berth's key could not be sent to it";
+        } else if (m.state == MachineState::running && m.ssh.port > 0) {
             // berth's key and pins may be gone with the state: let this berth's key in, and
             // pin the host key on first use again.
             auto pub = ssh::ensure_key();
-            if (pub && (*p)->attach_key(m.id, *pub)) {
+            bool attached = pub && (*p)->attach_key(m.id, *pub);
+            if (attached && late)
+                r.message += "; berth's key reaches it at its next boot: `berth stop " + name +
+                             "` then `berth start " + name + "`";
+            if (attached) {
                 auto k = scan_host_key(m.ssh.host, m.ssh.port);
                 if (k) {
                     r.host_key = *k;

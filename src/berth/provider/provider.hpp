@@ -179,13 +179,24 @@ public:
         return fail(name() + " cannot list its machines");
     }
     // Lets one more public key log in to a running machine (after berth's own key was lost).
+    // Where the capability `key_arrives_late` says so, the key arrives at the next boot.
     virtual Result<> attach_key(const std::string & /*id*/, const std::string & /*public_key*/) {
         return fail(name() + " cannot add a key to a running machine");
     }
+    // Removes what `create` made for instance NAME besides the machine itself (a key script,
+    // say), once an `up` is undone or the machine destroyed. Nothing it removes bills.
+    virtual Result<> forget(const std::string & /*name*/) { return {}; }
     // For machines bootstrapped over SSH: where the machine's watchdog asks to stop itself.
     virtual std::string api_url() const { return {}; }
     // Money: the account's credit in dollars, when the provider has one.
     virtual Result<std::optional<double>> credit() { return std::optional<double>{}; }
+    // Whether the account may rent now, and why not, when the provider says (nullopt: it
+    // does not say).
+    struct Standing {
+        bool good = true;
+        std::string why;
+    };
+    virtual Result<std::optional<Standing>> standing() { return std::optional<Standing>{}; }
     // Where a path of the machine is on this host, for providers whose disks are local
     // (lets the destroy guard look at a stopped machine). nullopt: only over SSH.
     virtual std::optional<std::filesystem::path> host_path(const std::string & /*id*/,

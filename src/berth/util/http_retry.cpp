@@ -44,7 +44,10 @@ Result<http::Response> send_with_retry(const http::Request &r, RetryPolicy p,
         http::Request attempt = r;
         attempt.timeout = std::min(r.timeout, left);
         last = http::send(attempt);
-        bool again = last ? retryable_status(last->status) : transient(last.error());
+        // Any 5xx of a read is retried too (it changes nothing); a write's 500 may mean done.
+        bool read = r.method == "GET" || r.method == "HEAD";
+        bool again = last ? retryable_status(last->status) || (read && last->status >= 500)
+                          : transient(last.error());
         if (!again || i + 1 == p.attempts) break;
         auto wait = backoff.next();
         if (clock::now() + wait >= deadline) break;

@@ -86,19 +86,29 @@ Result<std::vector<json>> PaperspaceProvider::templates() {
     return all("/os-templates", "the OS templates");
 }
 
-Result<> PaperspaceProvider::check_standing() {
+Result<std::optional<Provider::Standing>> PaperspaceProvider::standing() {
     auto s = call("GET", "/billing/account-standing", nullptr, "the account standing");
     if (!s) return tl::unexpected(s.error());
     if (!s->is_object())
         return fail(ErrorKind::malformed, "Paperspace answered the account "
                                           "standing with something else");
-    if (s->value("isInGoodStanding", false) && !s->value("isAdminLocked", false)) return {};
-    std::string why;
+    Standing out;
+    out.good = s->value("isInGoodStanding", false) && !s->value("isAdminLocked", false);
     if (s->contains("messages") && (*s)["messages"].is_array())
         for (const auto &m : (*s)["messages"])
-            if (m.is_string()) why += (why.empty() ? "" : "; ") + jsonr::clean_text(m, 160);
+            if (m.is_string())
+                out.why += (out.why.empty() ? "" : "; ") + jsonr::clean_text(m, 160);
+    if (s->value("isAdminLocked", false) && out.why.empty()) out.why = "locked by Paperspace";
+    return std::optional<Standing>(out);
+}
+
+Result<> PaperspaceProvider::check_standing() {
+    auto s = standing();
+    if (!s) return tl::unexpected(s.error());
+    if (!*s || (*s)->good) return {};
     return fail(ErrorKind::refused,
-                "the Paperspace account is not in good standing" + (why.empty() ? "" : ": " + why),
+                "the Paperspace account is not in good standing" +
+                    ((*s)->why.empty() ? "" : ": " + (*s)->why),
                 "fix billing at https://console.paperspace.com", 1);
 }
 
@@ -437,6 +447,33 @@ Result<> PaperspaceProvider::destroy(const std::string &id) {
     auto d = call("DELETE", "/machines/" + id, nullptr, "deleting machine " + id);
     if (!d && d.error().kind != ErrorKind::not_found) return tl::unexpected(d.error());
     if (name.rfind("berth-", 0) == 0) (void)remove_key_script(name);
+    return {};
+}
+
+Result<> PaperspaceProvider::forget(const std::string &name) {
+    return remove_key_script("berth-" + name);
+}
+
+// v1 has no key endpoint: a new run-once script with the key replaces berth's old one on the
+// machine, and runs at its next boot (a machine has one startup script).
+Result<> PaperspaceProvider::attach_key(const std::string &id, const std::string &public_key) {
+    auto j = call("GET", "/machines/" + id, nullptr, "machine " + id);
+    if (!j) return tl::unexpected(j.error());
+    std::string name = jsonr::text(*j, "name", "", 80);
+    if (name.rfind("berth-", 0) != 0)
+        return fail("machine " + id + " is not berth's (its name is not berth-NAME)");
+    for (const auto &k : str::split(public_key, '\n'))
+        if (str::contains(k, "BERTH_KEYS")) return fail("a public key holds a bad line");
+    BERTH_TRY(remove_key_script(name));
+    auto script = call("POST", "/startup-scripts",
+                       {{"name", name + "-key"}, {"script", key_script(public_key)},
+                        {"isRunOnce", true}},
+                       "creating the key script", true);
+    if (!script) return tl::unexpected(script.error());
+    std::string sid = jsonr::text(*script, "id", "", 40);
+    auto a = call("POST", "/startup-scripts/" + sid + "/assign", {{"machineId", id}},
+                  "assigning the key script to " + id);
+    if (!a) return tl::unexpected(a.error());
     return {};
 }
 

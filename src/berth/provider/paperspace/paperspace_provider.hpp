@@ -26,7 +26,10 @@ public:
     Result<> start(const std::string &id) override;
     Result<> destroy(const std::string &id) override;
     Result<std::vector<MachineInfo>> list() override;
+    Result<> attach_key(const std::string &id, const std::string &public_key) override;
+    Result<> forget(const std::string &name) override;
     std::string api_url() const override { return m_creds.base_url; }
+    Result<std::optional<Standing>> standing() override;
 
     // The account's standing (GET /billing/account-standing): an error saying why when a
     // create would be refused.
