@@ -163,7 +163,11 @@ void Account::use_machines(const std::string &root, const std::string &berth_bin
 void Account::real_boot(Machine &m) {
     if (!m_local) return;
     std::string name = "ps-" + m.id;
-    std::string onstart = "mkdir -p /var/lib/paperspace-replica\n";
+    // The VM's power button: `poweroff` from inside ends PID 1, as on a real VM (the VM's
+    // root is an overlay: the host's own poweroff is untouched). The replica then sees it off.
+    std::string onstart = "mkdir -p /var/lib/paperspace-replica\n"
+                          "rm -f /usr/sbin/poweroff && printf '#!/bin/sh\\nkill -TERM 1\\n' "
+                          "> /usr/sbin/poweroff && chmod 755 /usr/sbin/poweroff\n";
     auto it = m_scripts.find(m.startup_script);
     if (it != m_scripts.end() && it->second.deleted == 0 && it->second.enabled) {
         const auto &sc = it->second;
@@ -326,6 +330,16 @@ void Account::settle(Machine &m, double now) {
         m.next_at = m.then_at;
         m.then_state.clear();
         m.then_at = 0;
+    }
+    // Powered off from inside (`sudo poweroff`): the machine turns off, its rent stops.
+    if (m.state == "ready" && m.real && m.next_at == 0 && !real_running(m)) {
+        meter(m, now);
+        m.state = "off";
+        m.modified = now;
+        new_event(now, m.id, "vm-shutdown", 0);
+        if (m.public_ip_type == "dynamic") m.public_ip.clear();
+        real_stop(m);
+        return;
     }
     // The provider-side backstop: autoShutdownTimeout hours after it became ready.
     if (m.state == "ready" && m.auto_shutdown && m.auto_shutdown_hours && m.next_at == 0 &&

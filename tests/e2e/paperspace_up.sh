@@ -6,7 +6,8 @@
 # in $HOME survives stop/start; the dynamic IP changes and the host key pin (by name) holds;
 # the run-once script ran once; berth's ledger is within 1% of the replica's bill; destroy
 # leaves the replica empty; reconcile after berth's data directory is lost (the new key by a
-# new run-once script, at the next boot); kill -9 of `up` while it bootstraps.
+# new run-once script, at the next boot); an idle machine powers itself off; kill -9 of `up`
+# while it bootstraps.
 source "$(dirname "$0")/lib.sh"
 need_namespaces
 : "${BERTH_PAPERSPACE_REPLICA:?set BERTH_PAPERSPACE_REPLICA}"
@@ -104,6 +105,17 @@ grep -E "^p1 .*running" "$T/rec2.out" > /dev/null || die "reconcile did not brin
 [ "$("$BERTH" ssh p1 -- 'cat ~/file.txt')" = kept ] || die "no SSH after the running machine's reconcile"
 url=$("$BERTH" jupyter p1); jport=$(sed -E 's|http://127.0.0.1:([0-9]+)/.*|\1|' <<<"$url")
 curl -fsS "http://127.0.0.1:$jport/api/status?token=${url#*token=}" > /dev/null || die "no Jupyter on the reconciled p1"
+
+echo "== idle stop: the machine powers itself off, Paperspace sees it off, the reason is kept"
+"$BERTH" idle p1 1m > "$T/idle.out" 2>&1 || die "berth idle: $(cat "$T/idle.out")"
+t0=$(date +%s)
+state_of() { ps_api "/machines/$id" | python3 -c "import json,sys; print(json.load(sys.stdin)['state'])"; }
+for i in $(seq 1 120); do [ "$(state_of)" = off ] && break; sleep 2; done
+[ "$(state_of)" = off ] || die "p1 did not stop itself within 4 minutes: $("$BERTH" status p1 2>&1)"
+echo "stopped itself after $(( $(date +%s) - t0 )) s"
+"$BERTH" ls | grep -E "^p1 .*stopped" > /dev/null || die "berth ls does not show p1 stopped: $("$BERTH" ls)"
+"$BERTH" start p1 > /dev/null 2>&1 || die "start after the idle stop"
+expect_in "idle" "$("$BERTH" ssh p1 -- 'cat ~/.berth/stops.log')"
 
 echo "== destroy: stop, wait for off, delete; the replica is empty"
 "$BERTH" destroy -y --force p1 > /dev/null 2>&1 || die "destroy failed"
