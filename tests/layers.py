@@ -15,7 +15,7 @@ allowed = {
     "offers": {"util", "core", "offers"},
     "state": {"util", "core", "state"},
     "remote": {"util", "core", "remote"},
-    "provider": {"util", "core", "agent", "offers", "provider"},
+    "provider": {"util", "core", "agent", "offers", "remote", "provider"},
     "engine": {"util", "core", "agent", "store", "state", "remote", "provider", "engine"},
     "cli": {"util", "core", "agent", "store", "offers", "state", "remote", "provider", "engine", "cli"},
 }

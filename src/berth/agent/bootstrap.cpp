@@ -3,6 +3,7 @@
 #include "agent/machine.hpp"
 #include "agent/persist.hpp"
 #include "agent/watch.hpp"
+#include "core/paths.hpp"
 #include "util/fs.hpp"
 #include "util/hash.hpp"
 #include "util/net.hpp"
@@ -30,7 +31,7 @@ stdfs::path home() {
 }
 
 stdfs::path state_dir() {
-    return home() / ".berth";
+    return paths::agent_dir();
 }
 
 // Starts argv fully detached (own session, stdio to log); returns the grandchild's pid.
@@ -120,8 +121,25 @@ Result<nlohmann::json> ensure_jupyter(const std::string &workdir) {
 
 } // namespace
 
-Result<nlohmann::json> bootstrap_machine(const BootstrapOptions &o) {
+namespace {
+
+// "~" and "~/x" are under $HOME (the client cannot know the machine's home).
+std::string expand_home(const std::string &p) {
+    if (p == "~") return home().string();
+    if (p.rfind("~/", 0) == 0) return (home() / p.substr(2)).string();
+    return p;
+}
+
+} // namespace
+
+Result<nlohmann::json> bootstrap_machine(const BootstrapOptions &given) {
     auto t0 = std::chrono::steady_clock::now();
+    BootstrapOptions o = given;
+    o.workdir = expand_home(o.workdir);
+    o.store = expand_home(o.store);
+    if (o.workdir.empty() || o.workdir[0] != '/' || (!o.store.empty() && o.store[0] != '/'))
+        return fail(ErrorKind::user, "the work directory and the store must be absolute paths",
+                    "", 2);
     BERTH_TRY(fs::make_dirs(state_dir(), 0700));
     BERTH_TRY(fs::make_dirs(o.workdir, 0755));
     nlohmann::json out{{"schema", "berth.bootstrap/1"}};
@@ -131,11 +149,15 @@ Result<nlohmann::json> bootstrap_machine(const BootstrapOptions &o) {
     BERTH_TRY(fs::make_dirs(store.root, 0700));
     MigrationObserver quiet;
     bool fresh = !stdfs::exists(store.manifest());
-    auto run = fresh ? persist_init(store, home(), quiet)
-                     : persist_restore(store, home(), quiet, std::chrono::seconds(10));
-    if (!run) return tl::unexpected(run.error());
-    out["persist"] = {
-        {"store", store.root.string()}, {"paths", run->items.size()}, {"initialized", fresh}};
+    if (o.link_home) {
+        auto run = fresh ? persist_init(store, home(), quiet)
+                         : persist_restore(store, home(), quiet, std::chrono::seconds(10));
+        if (!run) return tl::unexpected(run.error());
+        out["persist"] = {
+            {"store", store.root.string()}, {"paths", run->items.size()}, {"initialized", fresh}};
+    } else {
+        out["persist"] = {{"store", store.root.string()}, {"paths", 0}, {"linked", false}};
+    }
     // 2. Jupyter.
     auto j = ensure_jupyter(o.workdir);
     if (!j) return tl::unexpected(j.error());

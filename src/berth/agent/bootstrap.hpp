@@ -20,7 +20,11 @@ namespace berth {
 
 struct BootstrapOptions {
     std::string workdir = "/workspace";
-    std::string store; // "": <workdir>/.berth/storage
+    std::string store; // "": <workdir>/.berth/storage ("~/..." is under $HOME, as workdir)
+    // Link the home's persisted paths into the store (init, or restore after a boot). Off
+    // where the home is itself kept (an SSH host, a cluster's shared home): the store is made
+    // and kept, the home is left as the user has it.
+    bool link_home = true;
     double max_hours = 0;
     long idle_seconds = 0; // 0: idle stop off
     idle::Thresholds thresholds;

@@ -1,5 +1,7 @@
 #include "agent/watch.hpp"
 
+#include "core/paths.hpp"
+
 #include "util/fs.hpp"
 #include "util/strings.hpp"
 
@@ -42,8 +44,7 @@ double wall_now() {
 } // namespace
 
 WatchFiles machine_files() {
-    const char *h = std::getenv("HOME");
-    return WatchFiles{stdfs::path(h && *h ? h : "/root") / ".berth"};
+    return WatchFiles{paths::agent_dir()};
 }
 
 Result<Setting> read_setting(const WatchFiles &f) {

@@ -30,6 +30,8 @@ void add_agent(CLI::App &app, Context &) {
     static BootstrapOptions bo;
     bs->add_option("--workdir", bo.workdir, "the machine's kept work directory");
     bs->add_option("--store", bo.store, "the persistence store (default <workdir>/.berth/storage)");
+    bs->add_flag("!--no-link-home", bo.link_home,
+                 "leave the home as it is (it is kept): no links into the store");
     bs->add_option("--max-hours", bo.max_hours, "stop the machine after H hours (0: never)");
     bs->add_option("--api-url", bo.api_url, "the provider API the watcher calls");
     bs->add_option("--provider", bo.provider, "whose self-stop the watcher runs");

@@ -129,7 +129,18 @@ void rank(std::vector<Row> &rows, const std::string &sort) {
     rows = std::move(out);
 }
 
+nlohmann::json row_core(const Row &r);
+
 nlohmann::json row_json(const Row &r) {
+    const auto &o = r.offer;
+    auto j = row_core(r);
+    // The machine's size, where the provider says (Vast's and an SSH host's own words).
+    for (const char *k : {"cpu_cores", "cpu_ram", "disk_space"})
+        if (o.raw.is_object() && o.raw.contains(k) && o.raw[k].is_number()) j[k] = o.raw[k];
+    return j;
+}
+
+nlohmann::json row_core(const Row &r) {
     const auto &o = r.offer;
     return {{"provider", o.provider},
             {"id", o.raw.is_object() && o.raw.contains("id") ? o.raw["id"] : nlohmann::json(o.id)},

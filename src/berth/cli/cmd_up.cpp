@@ -78,8 +78,12 @@ void print_ready(const Context &ctx, const InstanceRecord &r, const char *verb, 
     std::snprintf(secs, sizeof secs, "%.1f s", seconds);
     say(term::paint("berth: '" + r.name + "' is " + verb, term::Color::green) + " (" + r.provider +
         ", " + secs + ")");
-    say("  ssh       berth ssh " + r.name + "      (or `ssh berth-" + r.name +
-        "` after `berth ssh-config`)");
+    if (Engine::host_of(r).user_ssh)
+        say("  ssh       berth ssh " + r.name + "      (or your own `ssh " + r.ssh_host +
+            "`: the work directory is " + Engine::host_of(r).workdir + ")");
+    else
+        say("  ssh       berth ssh " + r.name + "      (or `ssh berth-" + r.name +
+            "` after `berth ssh-config`)");
     say("  jupyter   " + Engine::jupyter_url(r));
     auto caps = caps_of(ctx, r);
     if (!caps.storage_note.empty()) say("  storage   " + caps.storage_note);

@@ -26,6 +26,13 @@ std::filesystem::path state_home() {
     return env_or("XDG_STATE_HOME", home() / ".local/state");
 }
 
+std::filesystem::path agent_dir() {
+    const char *d = std::getenv("BERTH_AGENT_DIR");
+    if (d && *d == '/') return std::filesystem::path(d).lexically_normal();
+    const char *h = std::getenv("HOME");
+    return std::filesystem::path(h && *h ? h : "/root") / ".berth";
+}
+
 std::filesystem::path config_file() {
     return env_or("BERTH_CONFIG", config_home() / "berth" / "config.toml");
 }

@@ -16,4 +16,9 @@ std::filesystem::path state_home();  // $XDG_STATE_HOME or ~/.local/state
 // $BERTH_CONFIG or <config_home>/berth/config.toml
 std::filesystem::path config_file();
 
+// On a machine: where its agent keeps its files (Jupyter's port and token, the idle watcher's
+// files). ~/.berth, or $BERTH_AGENT_DIR where several berth machines share one host and one
+// home (an SSH host, a Slurm cluster's shared home): each its own directory.
+std::filesystem::path agent_dir();
+
 } // namespace berth::paths

@@ -85,7 +85,14 @@ Result<Bootstrapped> bootstrap_over_ssh(const ssh::Target &t, const BootstrapPla
         return std::string(b);
     };
     // Every value here is berth's own (numbers, a URL and names it checked), quoted anyway.
-    std::string cmd = remote_path + " agent bootstrap --workdir " + str::shell_quote(plan.workdir) +
+    // "~/..." stays unquoted at its head: the machine's shell knows its home, the agent too.
+    auto path_arg = [](const std::string &p) {
+        return p.rfind("~/", 0) == 0 ? "\"$HOME\"/" + str::shell_quote(p.substr(2))
+               : p == "~"           ? std::string("\"$HOME\"")
+                                    : str::shell_quote(p);
+    };
+    std::string env = plan.agent_dir.empty() ? "" : "BERTH_AGENT_DIR=" + path_arg(plan.agent_dir) + " ";
+    std::string cmd = env + remote_path + " agent bootstrap --workdir " + path_arg(plan.workdir) +
                       " --max-hours " + num(plan.max_hours) + " --idle-seconds " +
                       std::to_string(plan.idle_seconds) + " --cpu-percent " +
                       num(plan.thresholds.cpu_percent) + " --network-kbps " +
@@ -94,6 +101,8 @@ Result<Bootstrapped> bootstrap_over_ssh(const ssh::Target &t, const BootstrapPla
     if (!plan.api_url.empty()) cmd += " --api-url " + str::shell_quote(plan.api_url);
     if (!plan.provider.empty()) cmd += " --provider " + str::shell_quote(plan.provider);
     if (!plan.label.empty()) cmd += " --label " + str::shell_quote(plan.label);
+    if (!plan.store.empty()) cmd += " --store " + path_arg(plan.store);
+    if (!plan.link_home) cmd += " --no-link-home";
     auto run =
         proc::run(ssh_argv(t, cmd), {.input = {}, .env = {}, .timeout = std::chrono::seconds(180)});
     if (!run) return tl::unexpected(run.error());

@@ -31,7 +31,23 @@ Result<> validate_name(const std::string &name) {
 }
 
 ssh::Target Engine::target_of(const InstanceRecord &r) {
-    return {"berth-" + r.name, r.ssh_host, r.ssh_port, r.ssh_user};
+    ssh::Target t{"berth-" + r.name, r.ssh_host, r.ssh_port, r.ssh_user};
+    t.user_ssh = host_of(r).user_ssh;
+    return t;
+}
+
+HostShape Engine::host_of(const InstanceRecord &r) {
+    HostShape h;
+    if (r.spec_json.find("\"host\"") == std::string::npos) return h;
+    auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
+    if (!spec.is_object() || !spec.contains("host") || !spec["host"].is_object()) return h;
+    const auto &j = spec["host"];
+    h.user_ssh = j.value("user_ssh", false);
+    h.agent_dir = jsonr::text(j, "agent_dir", "", 1024);
+    h.workdir = jsonr::text(j, "workdir", "", 1024);
+    h.store = jsonr::text(j, "store", "", 1024);
+    h.link_home = j.value("link_home", false);
+    return h;
 }
 
 std::string Engine::jupyter_url(const InstanceRecord &r) {
@@ -248,6 +264,11 @@ Result<InstanceRecord> Engine::bootstrap(InstanceRecord r, Provider &p) {
     plan.api_url = p.api_url();
     plan.provider = p.name();
     plan.label = berth_label(r.name);
+    auto host = host_of(r);
+    if (!host.workdir.empty()) plan.workdir = host.workdir;
+    plan.store = host.store;
+    plan.agent_dir = host.agent_dir;
+    plan.link_home = host.agent_dir.empty() || host.link_home;
     if (spec.is_object() && spec.contains("idle") && spec["idle"].is_object()) {
         const auto &i = spec["idle"];
         plan.idle_seconds = static_cast<long>(jsonr::num(i, "seconds"));
@@ -273,7 +294,9 @@ Result<InstanceRecord> Engine::ensure_tunnel(InstanceRecord r) {
     // A machine that just came back (resumed, rebooted) may be reported running before its
     // sshd answers: wait for the banner, not just an open port (a proxy accepts and closes).
     auto t = target_of(r);
-    if (!net::wait_ssh(t.host, t.port, std::chrono::seconds(60), nullptr, interrupt::requested)) {
+    // (A host of the user's own may be an alias behind a ProxyJump: ssh itself reaches it.)
+    if (!t.user_ssh &&
+        !net::wait_ssh(t.host, t.port, std::chrono::seconds(60), nullptr, interrupt::requested)) {
         BERTH_TRY(check_interrupt("while reaching '" + r.name + "'"));
         return fail(ErrorKind::network,
                     "no SSH server answers for '" + r.name + "' at " + t.host + ":" +
@@ -366,7 +389,9 @@ Result<InstanceRecord> Engine::wait_running(InstanceRecord r, Provider &p,
 Result<InstanceRecord> Engine::connect(InstanceRecord r, Provider &p) {
     auto caps = p.capabilities();
     auto target = target_of(r);
-    if (r.host_key.empty()) {
+    if (target.user_ssh) {
+        // The user's own host: the user's known_hosts is the trust, as for their own ssh.
+    } else if (r.host_key.empty()) {
         auto k = scan_host_key(r.ssh_host, r.ssh_port);
         BERTH_TRY(check_interrupt("while reaching '" + r.name + "'"));
         if (!k) return tl::unexpected(k.error());
@@ -374,7 +399,7 @@ Result<InstanceRecord> Engine::connect(InstanceRecord r, Provider &p) {
         m_progress("pinned the machine's host key " + str::split(*k, ' ').back().substr(0, 16) +
                    "... (first use)");
     }
-    BERTH_TRY(ssh::pin_host_key(target.alias, r.host_key));
+    if (!target.user_ssh) BERTH_TRY(ssh::pin_host_key(target.alias, r.host_key));
     BERTH_TRY(m_db.put(r));
     BERTH_TRY(refresh_ssh_config());
     m_progress("checking SSH as " + r.ssh_user + "@" + r.ssh_host + ":" +
@@ -509,6 +534,12 @@ Result<InstanceRecord> Engine::up(const UpRequest &req, const PlanFn &on_plan) {
     if (!plan->spec.image.empty()) spec_json["image"] = plan->spec.image;
     if (plan->spec.disk_gb > 0) spec_json["disk_gb"] = plan->spec.disk_gb;
     if (plan->spec.bid) spec_json["bid"] = *plan->spec.bid;
+    if (plan->spec.user_ssh || !plan->spec.agent_dir.empty())
+        spec_json["host"] = {{"user_ssh", plan->spec.user_ssh},
+                             {"agent_dir", plan->spec.agent_dir},
+                             {"workdir", plan->spec.host_workdir},
+                             {"store", plan->spec.host_store},
+                             {"link_home", plan->spec.host_link_home}};
     r.spec_json = spec_json.dump();
     BERTH_TRY(m_db.put(r)); // intent before action: the record, then the pending create
     auto intent = m_db.intend(r.name, "create", req.provider);

@@ -27,6 +27,14 @@ namespace berth {
 // How the engine reports progress (the cli draws it; tests may ignore it).
 using ProgressFn = std::function<void(const std::string &)>;
 
+// Where a machine on a host berth does not own keeps its things (InstanceSpec's host fields,
+// kept in the record's spec).
+struct HostShape {
+    bool user_ssh = false;
+    std::string agent_dir, workdir, store;
+    bool link_home = false;
+};
+
 struct UpRequest {
     std::string name;
     std::string provider;
@@ -85,6 +93,7 @@ public:
     Result<std::unique_ptr<Provider>> provider_of(const InstanceRecord &r, const Options &opt = {});
 
     static ssh::Target target_of(const InstanceRecord &r);
+    static HostShape host_of(const InstanceRecord &r);
     static std::string jupyter_url(const InstanceRecord &r);
 
 private:

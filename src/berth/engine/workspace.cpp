@@ -50,6 +50,9 @@ std::vector<std::string> remote_berth(const InstanceRecord &r,
     // The agent is in /usr/local/bin, or ~/.local/bin where the login user cannot write there
     // (a Paperspace VM's `paperspace`): non-interactive shells do not have the latter on PATH.
     argv.push_back("PATH=\"$HOME/.local/bin:$PATH\"");
+    // Several machines on one host's home: this machine's agent directory.
+    if (auto h = Engine::host_of(r); !h.agent_dir.empty())
+        argv.push_back("BERTH_AGENT_DIR=" + str::shell_quote(h.agent_dir));
     argv.push_back("berth");
     argv.insert(argv.end(), args.begin(), args.end());
     return argv;
@@ -150,7 +153,11 @@ Result<SaveResult> commit(RepoStore &repo, RepoSink &sink, const SaveStats &stat
 
 // The paths a save of an instance covers: the given ones, relative and checked, or the
 // provider's default.
-Result<> instance_paths(const Capabilities &caps, std::vector<std::string> &paths) {
+Result<> instance_paths(const Capabilities &caps, const InstanceRecord &r,
+                        std::vector<std::string> &paths) {
+    // On a host berth does not own, the machine's work directory (the rest is the user's).
+    if (auto host = Engine::host_of(r); paths.empty() && !host.workdir.empty())
+        paths = {host.workdir};
     if (paths.empty()) paths = default_instance_paths(caps);
     for (auto &p : paths) {
         while (!p.empty() && p[0] == '/')
@@ -205,7 +212,7 @@ Result<SaveResult> save_directory(RepoStore &repo, const stdfs::path &dir, bool 
 Result<SaveResult> save_instance(RepoStore &repo, const InstanceRecord &r, const Capabilities &caps,
                                  std::vector<std::string> paths, bool progress) {
     BERTH_TRY(require_running(r));
-    BERTH_TRY(instance_paths(caps, paths));
+    BERTH_TRY(instance_paths(caps, r, paths));
     BERTH_TRY(repo.lock(true));
     std::string source = instance_source(r, paths);
     auto parent = latest_of(repo, source);
@@ -356,8 +363,12 @@ Result<RestoreStats> restore_onto_new(RepoStore &repo, const Snapshot &s, const 
     // The persisted environment came back as files in the store: link it into $HOME again
     // (packages in ~/.local, keys in ~/.ssh with their modes, git and tool config).
     std::vector<std::string> args;
-    if (caps.bootstrap_over_ssh && !caps.shared_volume)
+    auto host = Engine::host_of(r);
+    if (!host.store.empty())
+        args = {"--store", host.store};
+    else if (caps.bootstrap_over_ssh && !caps.shared_volume)
         args = {"--store", caps.workdir + "/.berth/storage"}; // where bootstrap put it
+    if (!host.agent_dir.empty() && !host.link_home) return st; // the home is left as it is
     args.insert(args.end(), {"persist", "restore"});
     auto out = proc::run(remote_berth(r, args),
                          {.input = std::string(), .env = {}, .timeout = std::chrono::seconds(120)});
@@ -738,7 +749,7 @@ Result<RestoreStats> restore_instance_direct(DirectSave d, const InstanceRecord 
 Result<SaveResult> save_instance_direct(DirectSave d, const InstanceRecord &r,
                                         const Capabilities &caps, std::vector<std::string> paths) {
     BERTH_TRY(require_running(r));
-    BERTH_TRY(instance_paths(caps, paths));
+    BERTH_TRY(instance_paths(caps, r, paths));
     d.paths = paths;
     d.instance = r.name;
     d.provider = r.provider;

@@ -113,6 +113,14 @@ struct InstanceSpec {
     std::string user;
     std::string ssh_listen;
     int ssh_port = 0;
+    // A machine on a host berth does not own (an SSH host, a Slurm cluster), set by the
+    // provider's plan: reached with the user's own ssh config, keys and known_hosts (no pin of
+    // berth's); its agent keeps its files in agent_dir (several machines share one home);
+    // Jupyter is rooted at host_workdir; the store is host_store; host_link_home links the
+    // home's persisted paths into it. Paths are absolute on the host.
+    bool user_ssh = false;
+    std::string agent_dir, host_workdir, host_store;
+    bool host_link_home = false;
 };
 
 struct SshEndpoint {

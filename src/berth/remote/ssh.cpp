@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <csignal>
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -71,7 +72,22 @@ Result<> unpin(const std::string &alias) {
     return fs::write_file_atomic(known_hosts_file(), without_alias(*text, alias), 0644);
 }
 
+std::vector<std::string> user_config_args() {
+    auto cfg = paths::home() / ".ssh" / "config";
+    struct passwd *pw = ::getpwuid(::getuid());
+    if (pw && pw->pw_dir && stdfs::path(pw->pw_dir) == paths::home()) return {};
+    if (!stdfs::exists(cfg)) return {};
+    return {"-F", cfg.string()};
+}
+
 std::vector<std::string> options(const Target &t) {
+    if (t.user_ssh) {
+        auto out = user_config_args();
+        if (t.port > 0) out.insert(out.end(), {"-p", std::to_string(t.port)});
+        if (!t.user.empty()) out.insert(out.end(), {"-l", t.user});
+        out.insert(out.end(), {"-o", "ServerAliveInterval=30"});
+        return out;
+    }
     return {"-i", key_file().string(),
             "-p", std::to_string(t.port),
             "-l", t.user,
@@ -84,7 +100,8 @@ std::vector<std::string> options(const Target &t) {
 Result<> write_config(const std::vector<Target> &targets) {
     std::string text = "# written by berth; `berth ssh-config` includes it from ~/.ssh/config\n";
     for (const auto &t : targets)
-        text += "\nHost " + t.alias + "\n  HostName " + t.host + "\n  Port " +
+        if (!t.user_ssh) // the user's own hosts are in the user's own config already
+            text += "\nHost " + t.alias + "\n  HostName " + t.host + "\n  Port " +
                 std::to_string(t.port) + "\n  User " + t.user + "\n  IdentityFile \"" +
                 key_file().string() + "\"" + "\n  HostKeyAlias " + t.alias +
                 "\n  UserKnownHostsFile \"" + known_hosts_file().string() + "\"" +

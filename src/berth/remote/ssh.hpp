@@ -19,7 +19,15 @@ struct Target {
     std::string host;
     int port = 22;
     std::string user;
+    // A host of the user's own (an ~/.ssh/config alias, ProxyJump, agent): reached with the
+    // user's ssh config, keys and known_hosts, never berth's key or pins. Port 0 and an empty
+    // user leave them to the user's config.
+    bool user_ssh = false;
 };
+
+// The user's ssh config as berth follows it: $HOME/.ssh/config when $HOME is not the account's
+// home (ssh itself reads the password database's), else nothing to add.
+std::vector<std::string> user_config_args();
 
 std::filesystem::path berth_dir();        // $XDG_DATA_HOME/berth
 std::filesystem::path key_file();         // berth's own ed25519 key

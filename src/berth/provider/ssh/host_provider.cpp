@@ -1,0 +1,499 @@
+#include "provider/ssh/host_provider.hpp"
+
+#include "core/paths.hpp"
+#include "remote/ssh.hpp"
+#include "util/process.hpp"
+#include "util/strings.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+
+namespace berth {
+
+namespace sshhost {
+
+namespace {
+
+bool host_char(char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
+}
+
+bool valid_name(const std::string &n) {
+    if (n.empty() || n.size() > 40 || !std::isalnum(static_cast<unsigned char>(n[0])))
+        return false;
+    for (char c : n)
+        if (!(std::islower(static_cast<unsigned char>(c)) ||
+              std::isdigit(static_cast<unsigned char>(c)) || c == '-'))
+            return false;
+    return true;
+}
+
+} // namespace
+
+Result<Dest> parse_dest(const std::string &s) {
+    auto bad = [&](const std::string &why) -> Result<Dest> {
+        return fail(ErrorKind::user,
+                    "bad host '" + str::trim(s.substr(0, 80)) + "': " + why,
+                    "give [user@]host[:port] or an alias of your ~/.ssh/config", 2);
+    };
+    Dest d;
+    d.text = s;
+    std::string rest = s;
+    if (rest.empty()) return bad("it is empty");
+    if (rest.size() > 200) return bad("it is too long");
+    if (auto at = rest.find('@'); at != std::string::npos) {
+        d.user = rest.substr(0, at);
+        rest = rest.substr(at + 1);
+        if (d.user.empty()) return bad("the user is empty");
+        for (char c : d.user)
+            if (!host_char(c)) return bad("the user has a character ssh would not take");
+    }
+    if (auto colon = rest.rfind(':'); colon != std::string::npos) {
+        std::string port = rest.substr(colon + 1);
+        rest = rest.substr(0, colon);
+        if (port.empty() || port.size() > 5 ||
+            port.find_first_not_of("0123456789") != std::string::npos)
+            return bad("the port is not a number");
+        d.port = std::atoi(port.c_str());
+        if (d.port < 1 || d.port > 65535) return bad("the port is out of range");
+    }
+    if (rest.empty() || rest[0] == '-') return bad("no host name");
+    for (char c : rest)
+        if (!host_char(c)) return bad("the host has a character ssh would not take");
+    d.host = rest;
+    return d;
+}
+
+Result<Probe> parse_probe(const std::string &out) {
+    Probe p;
+    for (const auto &raw : str::split(out, '\n')) {
+        std::string line = str::trim(raw);
+        auto sp = line.find(' ');
+        if (sp == std::string::npos) continue;
+        std::string key = line.substr(0, sp), v = str::trim(line.substr(sp + 1));
+        if (key == "arch")
+            p.arch = v.substr(0, 32);
+        else if (key == "home")
+            p.home = v;
+        else if (key == "cpus")
+            p.cpus = std::atoi(v.c_str());
+        else if (key == "mem")
+            p.ram_gb = std::atof(v.c_str()) / (1024.0 * 1024.0); // kB
+        else if (key == "free")
+            p.free_gb = std::atof(v.c_str()) / (1024.0 * 1024.0); // 1K blocks
+        else if (key == "gpu") {
+            auto cols = str::split(v, ',');
+            if (cols.size() < 2) continue;
+            std::string name = str::trim(cols[0]).substr(0, 80);
+            double mib = std::atof(str::trim(cols[1]).c_str());
+            if (!name.empty()) p.gpus.emplace_back(name, mib / 1024.0);
+        }
+    }
+    if (p.arch.empty() || p.home.empty())
+        return fail(ErrorKind::malformed, "the host's answer to berth's probe is incomplete",
+                    "check that the host runs a POSIX shell");
+    if (p.home[0] != '/' || p.home.find_first_of("\"'`$\\\n") != std::string::npos ||
+        str::contains(p.home, ".."))
+        return fail(ErrorKind::malformed, "the host's home '" + p.home.substr(0, 80) +
+                                              "' is not a plain absolute path");
+    return p;
+}
+
+std::string machine_id(const std::string &name, const std::string &dest) {
+    return name + "@" + dest;
+}
+
+Result<std::pair<std::string, Dest>> parse_id(const std::string &id) {
+    auto at = id.find('@');
+    if (at == std::string::npos || !valid_name(id.substr(0, at)))
+        return fail(ErrorKind::user, "bad ssh machine id '" + id.substr(0, 80) + "'");
+    auto d = parse_dest(id.substr(at + 1));
+    if (!d) return tl::unexpected(d.error());
+    return std::make_pair(id.substr(0, at), *d);
+}
+
+} // namespace sshhost
+
+namespace sh = sshhost;
+
+namespace {
+
+// The probe: what berth needs to know of a host before it puts anything there.
+const char *probe_script = R"SH(echo "arch $(uname -m)"
+echo "home $HOME"
+echo "cpus $(nproc 2>/dev/null || echo 0)"
+echo "mem $(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null)"
+echo "free $(df -Pk "$HOME" 2>/dev/null | awk 'NR==2 {print $4}')"
+if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits 2>/dev/null | sed 's/^/gpu /'
+fi
+)SH";
+
+std::string agent_dir_expr() {
+    return "D=\"$HOME/.berth/machines/$1\"\n";
+}
+
+std::string expand(const std::string &p, const std::string &home) {
+    if (p == "~") return home;
+    if (p.rfind("~/", 0) == 0) return home + "/" + p.substr(2);
+    return p;
+}
+
+Result<std::string> path_on_host(const std::string &what, const std::string &p,
+                              const std::string &home) {
+    std::string e = expand(p, home);
+    if (e.empty() || e[0] != '/' || str::contains(e, "/../") || e.size() > 1024 ||
+        e.find_first_of("\n\r\t") != std::string::npos ||
+        (e.size() >= 3 && e.substr(e.size() - 3) == "/.."))
+        return fail(ErrorKind::user, "bad " + what + " '" + p.substr(0, 80) + "'",
+                    "give an absolute path on the host, or one under ~/", 2);
+    while (e.size() > 1 && e.back() == '/')
+        e.pop_back();
+    return e;
+}
+
+std::string opt(const Options &o, const std::string &k, const std::string &def = "") {
+    auto it = o.find(k);
+    return it == o.end() || it->second.empty() ? def : it->second;
+}
+
+} // namespace
+
+std::string ssh_host_stop_script() {
+    return R"SH([ -d "$D" ] || exit 3
+printf 'stopped\n' > "$D/state.new" && mv -f "$D/state.new" "$D/state"
+alive=""; left=""
+pids=$(cat "$D/watch.pid" 2>/dev/null; sed -n 's/.*"pid":\([0-9][0-9]*\).*/\1/p' "$D/jupyter.json" 2>/dev/null)
+for p in $pids; do
+  [ "$p" = "$$" ] && continue
+  if tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -qE 'jupyter|berth'; then
+    # Its process group: Jupyter with its kernels (each started detached, in a group of its own).
+    g=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f3)
+    if [ -n "$g" ] && [ "$g" != "$(sed 's/.*) //' /proc/$$/stat | cut -d' ' -f3)" ]; then
+      kill -TERM -- "-$g" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
+    else
+      kill -TERM "$p" 2>/dev/null || true
+    fi
+    alive="$alive $p"
+  fi
+done
+# Jupyter shuts its kernels down first: a few seconds, then it is made to.
+for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+  left=""
+  for p in $alive; do kill -0 "$p" 2>/dev/null && left="$left $p"; done
+  [ -z "$left" ] && break
+  sleep 0.5
+done
+for p in $left; do kill -KILL "$p" 2>/dev/null || true; done
+exit 0
+)SH";
+}
+
+SshHostProvider::SshHostProvider(Options opt) : m_opt(std::move(opt)) {}
+
+Capabilities ssh_host_capabilities() {
+    Capabilities c;
+    c.billed = false;
+    c.stop_keeps_disk = true;
+    c.bootstrap_over_ssh = true;
+    c.lists_machines = false;
+    c.filters_offers = false;
+    c.workdir = "~"; // each machine's own, from its spec (default ~/berth/NAME)
+    c.destroy_loses = {};
+    c.self_stop = "api"; // the watcher runs the row's self_stop: berth's processes end
+    c.poll_interval = std::chrono::milliseconds(500);
+    c.storage_note = "the host's own disk: the work directory (default ~/berth/NAME) and the "
+                     "store (default ~/.berth/storage) stay until you remove them";
+    c.stop_note = "berth's processes on the host end (Jupyter, its kernels, the watcher); "
+                  "every file stays";
+    c.destroy_note = "berth's machine directory on the host is removed; your work directory "
+                     "and the store stay";
+    return c;
+}
+
+Capabilities SshHostProvider::capabilities() const {
+    return ssh_host_capabilities();
+}
+
+Result<std::string> SshHostProvider::run(const sh::Dest &d, const std::string &script,
+                                         const std::string &name, std::chrono::seconds timeout) {
+    std::vector<std::string> argv = {"ssh", "-T", "-o", "BatchMode=yes", "-o",
+                                     "ConnectTimeout=15"};
+    auto cfg = ssh::user_config_args();
+    argv.insert(argv.end(), cfg.begin(), cfg.end());
+    if (d.port > 0) argv.insert(argv.end(), {"-p", std::to_string(d.port)});
+    if (!d.user.empty()) argv.insert(argv.end(), {"-l", d.user});
+    argv.push_back(d.host);
+    argv.push_back("sh -s -- " + (name.empty() ? std::string("-") : name));
+    auto r = proc::run(argv, {.input = script, .env = {}, .timeout = timeout});
+    if (!r) return tl::unexpected(r.error());
+    if (r->timed_out)
+        return fail(ErrorKind::network, "host " + d.text + " did not answer within " +
+                                            std::to_string(timeout.count()) + " s");
+    if (r->status == 255) {
+        auto lines = str::split(str::trim(r->err), '\n');
+        return fail(ErrorKind::network,
+                    "cannot reach host " + d.text + " over SSH: " +
+                        (lines.empty() ? "ssh failed" : str::trim(lines.back())),
+                    "check `ssh " + d.text + "` works without a password prompt (BatchMode)");
+    }
+    if (r->status == 3) return fail(ErrorKind::not_found, "no such berth machine on " + d.text);
+    if (r->status != 0) {
+        auto lines = str::split(str::trim(r->err), '\n');
+        return fail("on host " + d.text + ": " +
+                    (lines.empty() ? "exit " + std::to_string(r->status) : lines.back()));
+    }
+    return r->out;
+}
+
+// The port and user ssh would use for this destination (`ssh -G`: the user's config applied),
+// so berth's own ssh commands say the same thing explicitly.
+SshEndpoint SshHostProvider::resolve(const sh::Dest &d) {
+    SshEndpoint e;
+    e.host = d.host;
+    e.port = d.port > 0 ? d.port : 22;
+    e.user = d.user;
+    std::vector<std::string> argv = {"ssh", "-G"};
+    auto cfg = ssh::user_config_args();
+    argv.insert(argv.end(), cfg.begin(), cfg.end());
+    if (d.port > 0) argv.insert(argv.end(), {"-p", std::to_string(d.port)});
+    if (!d.user.empty()) argv.insert(argv.end(), {"-l", d.user});
+    argv.push_back(d.host);
+    auto r = proc::run(argv, {.input = {}, .env = {}, .timeout = std::chrono::seconds(10)});
+    if (!r || r->status != 0) return e;
+    for (const auto &line : str::split(r->out, '\n')) {
+        auto parts = str::split(str::trim(line), ' ');
+        if (parts.size() != 2) continue;
+        if (parts[0] == "port") {
+            int p = std::atoi(parts[1].c_str());
+            if (p > 0 && p < 65536) e.port = p;
+        } else if (parts[0] == "user" && e.user.empty()) {
+            bool ok = !parts[1].empty() && parts[1].size() < 64;
+            for (char c : parts[1])
+                ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
+                            c == '_');
+            if (ok) e.user = parts[1];
+        }
+    }
+    return e;
+}
+
+Result<sh::Probe> SshHostProvider::probe(const sh::Dest &d) {
+    auto out = run(d, probe_script, "", std::chrono::seconds(60));
+    if (!out) return tl::unexpected(out.error());
+    return sh::parse_probe(*out);
+}
+
+Result<std::vector<Offer>> SshHostProvider::offers(const nlohmann::json &) {
+    std::vector<std::string> hosts;
+    for (const auto &h : str::split(opt(m_opt, "hosts") + "," + opt(m_opt, "host"), ','))
+        for (const auto &w : str::split(h, ' '))
+            if (!str::trim(w).empty() &&
+                std::find(hosts.begin(), hosts.end(), str::trim(w)) == hosts.end())
+                hosts.push_back(str::trim(w));
+    if (hosts.empty())
+        return fail(ErrorKind::user, "no SSH hosts to list",
+                    "pass --host [user@]host[:port], or list them in the config: "
+                    "`berth config set provider.ssh.hosts \"lab,box2\"`",
+                    2);
+    std::vector<Offer> out;
+    Error first{"no host answered"};
+    for (const auto &h : hosts) {
+        auto d = sh::parse_dest(h);
+        if (!d) return tl::unexpected(d.error());
+        auto p = probe(*d);
+        if (!p) {
+            if (out.empty()) first = p.error();
+            continue;
+        }
+        Offer o;
+        o.provider = "ssh";
+        o.id = h;
+        o.gpu_name = p->gpus.empty() ? "none" : p->gpus[0].first;
+        o.gpu_count = static_cast<int>(p->gpus.size());
+        o.vram_gb = p->gpus.empty() ? 0 : p->gpus[0].second;
+        o.reliability = 1.0;
+        o.location = h;
+        o.raw = {{"cpu_cores", p->cpus},
+                 {"cpu_ram", p->ram_gb * 1000.0},
+                 {"disk_space", p->free_gb},
+                 {"arch", p->arch}};
+        out.push_back(std::move(o));
+    }
+    if (out.empty()) return tl::unexpected(first);
+    return out;
+}
+
+Result<UpPlan> SshHostProvider::plan(InstanceSpec spec, const Options &o) {
+    std::string host = opt(o, "host", opt(o, "offer"));
+    if (host.empty())
+        return fail(ErrorKind::user, "which host? --host is needed",
+                    "berth up " + spec.name +
+                        " --provider ssh --host [user@]host[:port] (or an alias of your "
+                        "~/.ssh/config; `berth config set provider.ssh.host lab` for a default)",
+                    2);
+    auto d = sh::parse_dest(host);
+    if (!d) return tl::unexpected(d.error());
+    auto p = probe(*d);
+    if (!p) return tl::unexpected(p.error());
+    if (p->arch != "x86_64")
+        return fail(ErrorKind::refused,
+                    "host " + host + " is " + p->arch + "; berth's agent is built for x86_64",
+                    "use an x86_64 host", 1);
+    if (p->free_gb < 1.0) {
+        char b[64];
+        std::snprintf(b, sizeof b, "%.2f GB", p->free_gb);
+        return fail(ErrorKind::refused, "host " + host + " has " + b + " free in its home",
+                    "free some space there first", 1);
+    }
+    auto workdir = path_on_host("work directory", opt(o, "workdir", "~/berth/" + spec.name), p->home);
+    if (!workdir) return tl::unexpected(workdir.error());
+    auto store = path_on_host("store", opt(o, "store", "~/.berth/storage"), p->home);
+    if (!store) return tl::unexpected(store.error());
+    spec.offer_id = host;
+    spec.user_ssh = true;
+    spec.agent_dir = p->home + "/.berth/machines/" + spec.name;
+    spec.host_workdir = *workdir;
+    spec.host_store = *store;
+    spec.host_link_home = opt(o, "link-home") == "true";
+    UpPlan plan{std::move(spec), {}, {}};
+    char line[256];
+    std::snprintf(line, sizeof line, "host %s: %s, %d CPUs, %.0f GB RAM, %.0f GB free",
+                  host.c_str(), p->arch.c_str(), p->cpus, p->ram_gb, p->free_gb);
+    plan.notes.push_back(line);
+    std::string gpus;
+    for (const auto &[n, v] : p->gpus) {
+        std::snprintf(line, sizeof line, "%s%s (%.0f GB)", gpus.empty() ? "" : ", ", n.c_str(), v);
+        gpus += line;
+    }
+    plan.notes.push_back("GPUs: " + (gpus.empty() ? std::string("none") : gpus));
+    plan.notes.push_back("work directory " + *workdir + ", store " + *store +
+                         (plan.spec.host_link_home ? " (the home's paths linked into it)" : ""));
+    return plan;
+}
+
+Result<MachineInfo> SshHostProvider::create(const InstanceSpec &spec) {
+    auto d = sh::parse_dest(spec.offer_id);
+    if (!d) return tl::unexpected(d.error());
+    std::string script =
+        agent_dir_expr() + "W=" + str::shell_quote(spec.host_workdir) +
+        "\nS=" + str::shell_quote(spec.host_store) + R"SH(
+if [ -f "$D/state" ]; then echo "a berth machine '$1' is already on this host ($D)" >&2; exit 4; fi
+umask 077
+mkdir -p "$D" "$S" && chmod 700 "$D"
+umask 022
+mkdir -p "$W"
+date +%s > "$D/created"
+printf 'running\n' > "$D/state.new" && mv -f "$D/state.new" "$D/state"
+)SH";
+    auto out = run(*d, script, spec.name, std::chrono::seconds(60));
+    if (!out) {
+        if (str::contains(out.error().what, "already on this host"))
+            return fail(ErrorKind::refused, out.error().what,
+                        "another berth made it: `berth destroy` it there, or pick another name",
+                        1);
+        return tl::unexpected(out.error());
+    }
+    MachineInfo m;
+    m.id = sh::machine_id(spec.name, d->text);
+    m.state = MachineState::loading;
+    m.label = berth_label(spec.name);
+    return m;
+}
+
+Result<MachineInfo> SshHostProvider::describe(const std::string &id) {
+    auto parsed = sh::parse_id(id);
+    if (!parsed) return tl::unexpected(parsed.error());
+    const auto &[name, d] = *parsed;
+    auto out = run(d,
+                   agent_dir_expr() + "[ -f \"$D/state\" ] && { cat \"$D/state\"; cat "
+                                      "\"$D/created\" 2>/dev/null; } || echo gone\n",
+                   name, std::chrono::seconds(30));
+    if (!out) return tl::unexpected(out.error());
+    auto lines = str::split(str::trim(*out), '\n');
+    std::string st = lines.empty() ? "" : str::trim(lines[0]);
+    MachineInfo m;
+    m.id = id;
+    m.label = berth_label(name);
+    if (st == "running") {
+        m.state = MachineState::running;
+        m.ssh = resolve(d);
+    } else if (st == "stopped") {
+        m.state = MachineState::stopped;
+    } else if (st == "gone") {
+        m.state = MachineState::gone;
+    } else {
+        return fail(ErrorKind::malformed,
+                    "the state of '" + name + "' on " + d.text + " is damaged",
+                    "look at ~/.berth/machines/" + name + "/state there");
+    }
+    if (lines.size() > 1) m.created_at = std::atof(lines[1].c_str());
+    return m;
+}
+
+Result<> SshHostProvider::stop(const std::string &id) {
+    auto parsed = sh::parse_id(id);
+    if (!parsed) return tl::unexpected(parsed.error());
+    auto out = run(parsed->second, agent_dir_expr() + ssh_host_stop_script(), parsed->first,
+                   std::chrono::seconds(60));
+    if (!out && out.error().kind == ErrorKind::not_found) return {};
+    if (!out) return tl::unexpected(out.error());
+    return {};
+}
+
+Result<> SshHostProvider::start(const std::string &id) {
+    auto parsed = sh::parse_id(id);
+    if (!parsed) return tl::unexpected(parsed.error());
+    auto out = run(parsed->second,
+                   agent_dir_expr() + "[ -d \"$D\" ] || exit 3\nprintf 'running\\n' > "
+                                      "\"$D/state.new\" && mv -f \"$D/state.new\" \"$D/state\"\n",
+                   parsed->first, std::chrono::seconds(60));
+    if (!out) return tl::unexpected(out.error());
+    return {};
+}
+
+Result<> SshHostProvider::destroy(const std::string &id) {
+    auto parsed = sh::parse_id(id);
+    if (!parsed) return tl::unexpected(parsed.error());
+    // berth's directory for this machine only: the work directory and the store stay.
+    auto out = run(parsed->second,
+                   agent_dir_expr() + "[ -d \"$D\" ] || exit 0\n(" + ssh_host_stop_script() +
+                       ")\nrm -rf -- \"$D\"\n",
+                   parsed->first, std::chrono::seconds(60));
+    if (!out) return tl::unexpected(out.error());
+    return {};
+}
+
+ProviderRow ssh_host_provider_row() {
+    ProviderRow row;
+    row.name = "ssh";
+    row.summary = "a host you already have, reached with your own ssh (not billed)";
+    row.capabilities = ssh_host_capabilities();
+    row.options = {
+        {"host", "[user@]host[:port] or an alias of your ~/.ssh/config", "", false, true, true},
+        {"hosts", "hosts `berth offers --provider ssh` lists (comma-separated; config)", "", false,
+         true, true},
+        {"workdir", "where Jupyter is rooted on the host", "~/berth/NAME"},
+        {"store", "the persistent store on the host", "~/.berth/storage"},
+        {"link-home", "link the home's persisted paths into the store (the home is kept anyway)",
+         "", true},
+    };
+    row.make = [](const ProviderContext &ctx) -> Result<std::unique_ptr<Provider>> {
+        return std::unique_ptr<Provider>(new SshHostProvider(ctx.options));
+    };
+    // On the host, when the machine's watcher decides: the same stop, from inside.
+    row.self_stop = [](const std::string &, const std::string &, const std::string &) -> Result<> {
+        // Detached, a second late: the stop ends this watcher too, once it has said why.
+        std::string dir = paths::agent_dir().string();
+        auto r = proc::run(
+            {"setsid", "-f", "sh", "-c", "sleep 1\nD=\"$1\"\n" + ssh_host_stop_script(), "sh", dir},
+            {.input = {}, .env = {}, .timeout = std::chrono::seconds(30)});
+        if (!r) return tl::unexpected(r.error());
+        if (r->status != 0) return fail("stopping this machine failed: " + str::trim(r->err));
+        return {};
+    };
+    return row;
+}
+
+} // namespace berth

@@ -1,0 +1,79 @@
+// The `ssh` provider: a machine you already have (the lab server under a desk), reached as you
+// reach it yourself: `--host [user@]host[:port]` or an alias of your ~/.ssh/config (ProxyJump,
+// keys, agent and known_hosts are yours; berth pins nothing and adds no key).
+//
+// A berth machine there is a directory, ~/.berth/machines/NAME, holding its state (running or
+// stopped) and its agent's files (Jupyter's port and token, the idle watcher's files):
+// several berth machines share one host and one home, each with its own Jupyter. `up` checks
+// the host (x86_64, free disk, GPUs through nvidia-smi), the engine puts berth's static agent
+// there (verified by hash, replaced only when different) and starts Jupyter on the host's
+// loopback, tunnelled as everywhere. Jupyter is rooted at the machine's work directory
+// (default ~/berth/NAME); the store (default ~/.berth/storage) is made and kept. The home is
+// the host's own and already kept: berth links nothing into the store unless --link-home.
+// `stop` ends berth's processes there; `destroy` removes ~/.berth/machines/NAME only (the
+// work directory and the store are the user's). Nothing is billed.
+#pragma once
+
+#include "provider/registry.hpp"
+
+#include <optional>
+
+namespace berth {
+
+namespace sshhost {
+
+// `[user@]host[:port]` or an ssh config alias, as typed.
+struct Dest {
+    std::string text; // as given (the machine id carries it)
+    std::string host; // the hostname or alias ssh is given
+    std::string user; // "" : the ssh config's
+    int port = 0;     // 0 : the ssh config's
+};
+Result<Dest> parse_dest(const std::string &s);
+
+// What the probe found on the host.
+struct Probe {
+    std::string arch, home;
+    int cpus = 0;
+    double ram_gb = 0, free_gb = 0;
+    std::vector<std::pair<std::string, double>> gpus; // name, VRAM GB
+};
+Result<Probe> parse_probe(const std::string &out);
+
+// "NAME@DEST" <-> its parts.
+std::string machine_id(const std::string &name, const std::string &dest);
+Result<std::pair<std::string, Dest>> parse_id(const std::string &id);
+
+} // namespace sshhost
+
+class SshHostProvider : public Provider {
+public:
+    explicit SshHostProvider(Options opt);
+    std::string name() const override { return "ssh"; }
+    Capabilities capabilities() const override;
+    Result<std::vector<Offer>> offers(const nlohmann::json &search) override;
+    Result<UpPlan> plan(InstanceSpec spec, const Options &opt) override;
+    Result<MachineInfo> create(const InstanceSpec &spec) override;
+    Result<MachineInfo> describe(const std::string &id) override;
+    Result<> stop(const std::string &id) override;
+    Result<> start(const std::string &id) override;
+    Result<> destroy(const std::string &id) override;
+
+private:
+    // Runs `script` with sh on the host (stdin), NAME as $1.
+    Result<std::string> run(const sshhost::Dest &d, const std::string &script,
+                            const std::string &name, std::chrono::seconds timeout);
+    Result<sshhost::Probe> probe(const sshhost::Dest &d);
+    static SshEndpoint resolve(const sshhost::Dest &d);
+    Options m_opt;
+};
+
+Capabilities ssh_host_capabilities();
+ProviderRow ssh_host_provider_row();
+
+// The stop of a machine on a host, as a shell script over its agent directory $D: state
+// `stopped` first (nothing restarts it), then berth's own processes end (Jupyter with its
+// kernels, the watcher). Used from the client (over ssh) and by the machine's own watcher.
+std::string ssh_host_stop_script();
+
+} // namespace berth
