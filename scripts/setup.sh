@@ -35,6 +35,7 @@ packages=(
                                    # (e2e_vast_cli, when VAST_CLI_SRC names its source tree)
   rclone                           # tests: an independent S3 client reads the bucket berth wrote
   sudo                             # the Paperspace replica's VMs: passwordless sudo for `paperspace`, as its images have
+  slurm-wlm munge                  # tests: a real Slurm cluster (slurmctld, slurmd, munged) for --provider slurm
 )
 # From the npm registry (with the machine's Node.js), into build/npm:
 #   s3rver 3.7.1   tests and bench/repo_s3.sh: an S3-compatible server (e2e_repo_s3)

@@ -138,8 +138,8 @@ Result<nlohmann::json> bootstrap_machine(const BootstrapOptions &given) {
     o.workdir = expand_home(o.workdir);
     o.store = expand_home(o.store);
     if (o.workdir.empty() || o.workdir[0] != '/' || (!o.store.empty() && o.store[0] != '/'))
-        return fail(ErrorKind::user, "the work directory and the store must be absolute paths",
-                    "", 2);
+        return fail(ErrorKind::user, "the work directory and the store must be absolute paths", "",
+                    2);
     BERTH_TRY(fs::make_dirs(state_dir(), 0700));
     BERTH_TRY(fs::make_dirs(o.workdir, 0755));
     nlohmann::json out{{"schema", "berth.bootstrap/1"}};

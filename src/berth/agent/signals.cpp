@@ -161,9 +161,21 @@ private:
     stdfs::path m_file;
 };
 
+// Whether process dir `pd` is this machine's where several share a host: its environment
+// carries `marker` ("BERTH_AGENT_DIR=..."; Jupyter, its kernels and a node sshd's sessions
+// have it). An empty marker: the whole host is the machine.
+bool ours(const stdfs::path &pd, const std::string &marker) {
+    if (marker.empty()) return true;
+    auto env = fs::read_file(pd / "environ");
+    if (!env) return false;
+    std::string m = marker + '\0';
+    return env->compare(0, m.size(), m) == 0 || env->find('\0' + m) != std::string::npos;
+}
+
 class PtyReader : public SignalReader {
 public:
-    explicit PtyReader(stdfs::path proc) : m_proc(std::move(proc)) {}
+    PtyReader(stdfs::path proc, std::string marker)
+        : m_proc(std::move(proc)), m_marker(std::move(marker)) {}
     Reading read(double now) override {
         std::set<std::string> ptys;
         std::error_code ec;
@@ -171,7 +183,7 @@ public:
         if (ec) return make("ssh", Level::unreadable, "cannot list " + m_proc.string());
         for (const auto &e : it) {
             auto pid = e.path().filename().string();
-            if (!all_digits(pid)) continue;
+            if (!all_digits(pid) || !ours(e.path(), m_marker)) continue;
             for (const char *fd : {"0", "1", "2"}) {
                 std::error_code e2;
                 auto target = stdfs::read_symlink(e.path() / "fd" / fd, e2);
@@ -195,12 +207,13 @@ public:
 
 private:
     stdfs::path m_proc;
+    std::string m_marker;
 };
 
 class CpuReader : public SignalReader {
 public:
-    CpuReader(double threshold, stdfs::path proc)
-        : m_threshold(threshold), m_proc(std::move(proc)) {}
+    CpuReader(double threshold, stdfs::path proc, std::string marker)
+        : m_threshold(threshold), m_proc(std::move(proc)), m_marker(std::move(marker)) {}
     Reading read(double now) override {
         std::map<long, std::pair<unsigned long long, unsigned long long>> cur; // pid: ticks, start
         std::error_code ec;
@@ -211,7 +224,7 @@ public:
             auto name = e.path().filename().string();
             if (!all_digits(name) || name.size() > 9) continue;
             long pid = std::stol(name);
-            if (pid == self) continue;
+            if (pid == self || !ours(e.path(), m_marker)) continue;
             auto text = fs::read_file(e.path() / "stat");
             if (!text) continue; // exited meanwhile
             if (auto p = parse_proc_stat(*text)) cur[pid] = *p;
@@ -240,6 +253,7 @@ public:
 private:
     double m_threshold;
     stdfs::path m_proc;
+    std::string m_marker;
     std::map<long, std::pair<unsigned long long, unsigned long long>> m_last;
     double m_last_time = 0;
 };
@@ -300,11 +314,11 @@ private:
 std::unique_ptr<SignalReader> jupyter_reader(stdfs::path f) {
     return std::make_unique<JupyterReader>(std::move(f));
 }
-std::unique_ptr<SignalReader> pty_reader(stdfs::path proc) {
-    return std::make_unique<PtyReader>(std::move(proc));
+std::unique_ptr<SignalReader> pty_reader(stdfs::path proc, std::string marker) {
+    return std::make_unique<PtyReader>(std::move(proc), std::move(marker));
 }
-std::unique_ptr<SignalReader> cpu_reader(double t, stdfs::path proc) {
-    return std::make_unique<CpuReader>(t, std::move(proc));
+std::unique_ptr<SignalReader> cpu_reader(double t, stdfs::path proc, std::string marker) {
+    return std::make_unique<CpuReader>(t, std::move(proc), std::move(marker));
 }
 std::unique_ptr<SignalReader> network_reader(double t, stdfs::path f) {
     return std::make_unique<NetworkReader>(t, std::move(f));

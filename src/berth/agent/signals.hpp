@@ -34,10 +34,13 @@ public:
 
 // Where Jupyter listens and its token: ~/.berth/jupyter.json ({"port":..,"token":..}).
 std::unique_ptr<SignalReader> jupyter_reader(std::filesystem::path jupyter_json);
-// Pseudo-terminals held by processes under `proc` (default /proc).
-std::unique_ptr<SignalReader> pty_reader(std::filesystem::path proc = "/proc");
-std::unique_ptr<SignalReader> cpu_reader(double threshold_percent,
-                                         std::filesystem::path proc = "/proc");
+// Pseudo-terminals held by processes under `proc` (default /proc). Where several berth
+// machines share a host, `marker` ("BERTH_AGENT_DIR=DIR") keeps to this machine's processes:
+// those whose environment has it (Jupyter, its kernels, a Slurm node sshd's sessions).
+std::unique_ptr<SignalReader> pty_reader(std::filesystem::path proc = "/proc",
+                                         std::string marker = {});
+std::unique_ptr<SignalReader>
+cpu_reader(double threshold_percent, std::filesystem::path proc = "/proc", std::string marker = {});
 std::unique_ptr<SignalReader> network_reader(double threshold_kbps,
                                              std::filesystem::path net_dev = "/proc/net/dev");
 

@@ -195,9 +195,12 @@ std::vector<std::unique_ptr<SignalReader>> machine_readers(const WatchFiles &f,
                                                            const Thresholds &t) {
     std::vector<std::unique_ptr<SignalReader>> out;
     out.push_back(jupyter_reader(f.jupyter()));
-    out.push_back(pty_reader());
+    // A host shared with other machines (BERTH_AGENT_DIR set): only this machine's processes.
+    const char *shared = std::getenv("BERTH_AGENT_DIR");
+    std::string marker = shared && *shared ? std::string("BERTH_AGENT_DIR=") + shared : "";
+    out.push_back(pty_reader("/proc", marker));
     out.push_back(gpu_reader(t.gpu_percent, system_gpu_probe()));
-    out.push_back(cpu_reader(t.cpu_percent));
+    out.push_back(cpu_reader(t.cpu_percent, "/proc", marker));
     out.push_back(network_reader(t.network_kbps));
     return out;
 }

@@ -1,6 +1,7 @@
 // berth agent boot: the process that is the machine (see agent/machine.hpp). Not for users.
 #include "agent/bootstrap.hpp"
 #include "agent/machine.hpp"
+#include "agent/slurm_node.hpp"
 #include "agent/watch.hpp"
 #include "cli/commands.hpp"
 #include "engine/workspace.hpp"
@@ -49,6 +50,10 @@ void add_agent(CLI::App &app, Context &) {
         std::printf("%s\n", r->dump().c_str());
         std::exit(0);
     });
+    auto *sn = a->add_subcommand("slurm-node", "one node of a Slurm job: its own sshd for berth");
+    static std::string slurm_dir;
+    sn->add_option("--dir", slurm_dir, "the machine's directory on the cluster")->required();
+    sn->callback([] { std::exit(run_slurm_node(slurm_dir)); });
     auto *wd = a->add_subcommand("watch", "the machine's idle watcher (see agent/watch.hpp)");
     static std::string how = "provider", api_url, provider, label;
     wd->add_option("--stop", how, "pid1 (the local machine's PID 1) or provider (its API)");

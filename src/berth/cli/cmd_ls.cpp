@@ -1,6 +1,7 @@
 // berth ls | status | ssh | ssh-config | jupyter
 #include "cli/commands.hpp"
 #include "cli/providers.hpp"
+#include "core/json_read.hpp"
 #include "core/paths.hpp"
 #include "engine/idle.hpp"
 #include "engine/lifecycle.hpp"
@@ -96,9 +97,30 @@ void cmd_status(Context &ctx, const std::string &name) {
         else
             idle_error = st.error().what;
     }
+    // A machine of several nodes (Slurm --nodes N): each node's address, asked of the provider.
+    nlohmann::json nodes = nlohmann::json::array();
+    if (r.status == Status::running) {
+        auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
+        int n = 1;
+        if (spec.is_object() && spec.contains("options") && spec["options"].is_object())
+            n = std::atoi(jsonr::text(spec["options"], "nodes", "1", 4).c_str());
+        if (n > 1)
+            if (auto p = e.provider_of(r))
+                for (int k = 0; k < n && k < 256; ++k) {
+                    auto ep = (*p)->node(r.provider_id, k);
+                    nodes.push_back(ep ? nlohmann::json{{"node", k},
+                                                        {"host", ep->host},
+                                                        {"port", ep->port},
+                                                        {"up", true}}
+                                       : nlohmann::json{{"node", k},
+                                                        {"up", false},
+                                                        {"error", ep.error().what}});
+                }
+    }
     if (ctx.json) {
         auto j = instance_json(r);
         j["schema"] = "berth.status/1";
+        j["nodes"] = nodes;
         j["idle"] = idle ? *idle : nlohmann::json();
         if (!idle_error.empty()) j["idle_error"] = idle_error;
         nlohmann::json arr = nlohmann::json::array();
@@ -118,6 +140,16 @@ void cmd_status(Context &ctx, const std::string &name) {
         say("  ssh       " + r.ssh_user + "@" + r.ssh_host + ":" + std::to_string(r.ssh_port) +
             " (berth-" + r.name + ")");
     if (r.tunnel_port && r.status == Status::running) say("  jupyter   " + Engine::jupyter_url(r));
+    for (const auto &nd : nodes) {
+        int k = nd.value("node", 0);
+        if (nd.value("up", false))
+            say("  node " + std::to_string(k) + "    " + nd.value("host", std::string()) + ":" +
+                std::to_string(nd.value("port", 0)) + "   (berth ssh " + r.name + " --node " +
+                std::to_string(k) + ")");
+        else
+            say("  node " + std::to_string(k) + "    " +
+                term::paint("not up: " + nd.value("error", std::string()), term::Color::red));
+    }
     if (idle) say_idle_status(*idle);
     if (!idle_error.empty()) say("  idle      the machine did not say: " + idle_error);
     say("  intents:");
@@ -131,7 +163,8 @@ void cmd_status(Context &ctx, const std::string &name) {
 }
 
 // Waits for sshd with backoff while the machine boots, then becomes ssh.
-void cmd_ssh(Context &ctx, const std::string &name, const std::vector<std::string> &command) {
+void cmd_ssh(Context &ctx, const std::string &name, const std::vector<std::string> &command,
+             int node) {
     auto db = open_state();
     Engine e(db, registry(ctx), [](const std::string &) {});
     auto r = e.refresh(must(e.find(name)));
@@ -139,10 +172,24 @@ void cmd_ssh(Context &ctx, const std::string &name, const std::vector<std::strin
         throw Abort(Error{"instance '" + name + "' is " + status_name(r.status),
                           "start it with `berth start " + name + "`"});
     auto t = Engine::target_of(r);
+    if (node > 0) {
+        // Another node of the allocation: its own address and host key (pinned for this job).
+        auto p = must(e.provider_of(r));
+        auto ep = must(p->node(r.provider_id, node));
+        t.alias = "berth-" + name + "-n" + std::to_string(node);
+        t.host = ep.host;
+        t.port = ep.port;
+        t.user = ep.user;
+        must(ssh::pin_host_key(t.alias, ep.host_key));
+    } else if (node < 0) {
+        throw Abort(Error{"bad --node " + std::to_string(node), "0 is the first node", 2});
+    }
     // sshd itself, not just the port: a provider's proxy accepts and closes while the
-    // machine's sshd is still starting (Vast reports running before it answers).
+    // machine's sshd is still starting (Vast reports running before it answers). (A host of
+    // the user's own, or a node behind a login node, is reached by ssh itself.)
     int err = 0;
-    if (!net::wait_ssh(t.host, t.port, std::chrono::seconds(30), &err))
+    if (!t.user_ssh && t.jump.empty() &&
+        !net::wait_ssh(t.host, t.port, std::chrono::seconds(30), &err))
         throw Abort(Error{"cannot reach '" + name + "' at " + t.host + ":" +
                               std::to_string(t.port) + ": " + std::strerror(err),
                           "see `berth status " + name + "`"});
@@ -265,7 +312,9 @@ void add_ls(CLI::App &app, Context &ctx) {
     static std::vector<std::string> ssh_cmd;
     s->add_option("NAME", ssh_name)->required();
     s->add_option("CMD", ssh_cmd, "command to run (after --)");
-    s->callback([&ctx] { cmd_ssh(ctx, ssh_name, ssh_cmd); });
+    static int ssh_node = 0;
+    s->add_option("--node", ssh_node, "node K of a machine of several nodes (Slurm --nodes)");
+    s->callback([&ctx] { cmd_ssh(ctx, ssh_name, ssh_cmd, ssh_node); });
 
     auto *sc = command(app, "ssh-config");
     static bool print_only = false;

@@ -98,7 +98,10 @@ void print_ready(const Context &ctx, const InstanceRecord &r, const char *verb, 
     if (idle_s > 0)
         say("  idle      stops itself after " + idle::format_duration(idle_s) +
             " without activity (`berth idle " + r.name + " off`, `berth hold " + r.name + "`)");
-    say("  stop      berth stop " + r.name + "        destroy: berth destroy " + r.name);
+    if (caps.can_stop)
+        say("  stop      berth stop " + r.name + "        destroy: berth destroy " + r.name);
+    else
+        say("  end       berth destroy " + r.name + " (" + caps.stop_note + ")");
 }
 
 double since(std::chrono::steady_clock::time_point t0) {
@@ -356,9 +359,9 @@ void add_account(CLI::App &app, Context &ctx) {
                 {{"schema", "berth.account/1"},
                  {"provider", provider},
                  {"credit", credit ? nlohmann::json(*credit) : nlohmann::json()},
-                 {"standing", standing ? nlohmann::json{{"good", standing->good},
-                                                        {"why", standing->why}}
-                                       : nlohmann::json()},
+                 {"standing", standing
+                                  ? nlohmann::json{{"good", standing->good}, {"why", standing->why}}
+                                  : nlohmann::json()},
                  {"burn_per_hour", burn},
                  {"hours_left", hours_left >= 0 ? nlohmann::json(hours_left) : nlohmann::json()},
                  {"ledger_total", spent},

@@ -38,10 +38,11 @@ Result<Bootstrapped> bootstrap_over_ssh(const ssh::Target &t, const BootstrapPla
     auto local_hash = sha256_file(*bin);
     if (!local_hash) return tl::unexpected(local_hash.error());
     // What is there: the architecture, and any berth already installed (a restarted machine).
-    auto probe = proc::run(
-        ssh_argv(t, "uname -m; for b in /usr/local/bin/berth \"$HOME/.local/bin/berth\"; do "
-                    "[ -x \"$b\" ] && sha256sum \"$b\"; done; true"),
-        {.input = {}, .env = {}, .timeout = std::chrono::seconds(60)});
+    auto probe =
+        proc::run(ssh_argv(t, "uname -m; for b in /usr/local/bin/berth \"$HOME/.local/bin/berth\" "
+                              "\"$HOME/.berth/bin/berth\"; do "
+                              "[ -x \"$b\" ] && sha256sum \"$b\"; done; true"),
+                  {.input = {}, .env = {}, .timeout = std::chrono::seconds(60)});
     if (!probe) return tl::unexpected(probe.error());
     if (probe->status != 0)
         return fail("cannot run commands on the machine over SSH: " + last_line(probe->err),
@@ -88,10 +89,11 @@ Result<Bootstrapped> bootstrap_over_ssh(const ssh::Target &t, const BootstrapPla
     // "~/..." stays unquoted at its head: the machine's shell knows its home, the agent too.
     auto path_arg = [](const std::string &p) {
         return p.rfind("~/", 0) == 0 ? "\"$HOME\"/" + str::shell_quote(p.substr(2))
-               : p == "~"           ? std::string("\"$HOME\"")
-                                    : str::shell_quote(p);
+               : p == "~"            ? std::string("\"$HOME\"")
+                                     : str::shell_quote(p);
     };
-    std::string env = plan.agent_dir.empty() ? "" : "BERTH_AGENT_DIR=" + path_arg(plan.agent_dir) + " ";
+    std::string env =
+        plan.agent_dir.empty() ? "" : "BERTH_AGENT_DIR=" + path_arg(plan.agent_dir) + " ";
     std::string cmd = env + remote_path + " agent bootstrap --workdir " + path_arg(plan.workdir) +
                       " --max-hours " + num(plan.max_hours) + " --idle-seconds " +
                       std::to_string(plan.idle_seconds) + " --cpu-percent " +

@@ -18,9 +18,9 @@ struct BootstrapPlan {
     double max_hours = 0;
     long idle_seconds = 0;
     idle::Thresholds thresholds;
-    std::string api_url;  // for the watcher
-    std::string provider; // whose self-stop the watcher runs
-    std::string label;    // "berth:NAME"
+    std::string api_url;   // for the watcher
+    std::string provider;  // whose self-stop the watcher runs
+    std::string label;     // "berth:NAME"
     std::string store;     // "": the agent's default (<workdir>/.berth/storage)
     std::string agent_dir; // "": ~/.berth (one machine per home)
     bool link_home = true;

@@ -32,7 +32,9 @@ Result<> validate_name(const std::string &name) {
 
 ssh::Target Engine::target_of(const InstanceRecord &r) {
     ssh::Target t{"berth-" + r.name, r.ssh_host, r.ssh_port, r.ssh_user};
-    t.user_ssh = host_of(r).user_ssh;
+    auto h = host_of(r);
+    t.user_ssh = h.user_ssh;
+    t.jump = h.jump;
     return t;
 }
 
@@ -43,6 +45,7 @@ HostShape Engine::host_of(const InstanceRecord &r) {
     if (!spec.is_object() || !spec.contains("host") || !spec["host"].is_object()) return h;
     const auto &j = spec["host"];
     h.user_ssh = j.value("user_ssh", false);
+    h.jump = jsonr::text(j, "jump", "", 256);
     h.agent_dir = jsonr::text(j, "agent_dir", "", 1024);
     h.workdir = jsonr::text(j, "workdir", "", 1024);
     h.store = jsonr::text(j, "store", "", 1024);
@@ -82,7 +85,15 @@ Result<FileLock> lock_instance(const std::string &name) {
 }
 
 Result<std::unique_ptr<Provider>> Engine::provider_of(const InstanceRecord &r, const Options &opt) {
-    return m_registry.make(r.provider, opt);
+    // What the provider asked to be given again for this machine (a cluster's login host).
+    Options all = opt;
+    if (r.spec_json.find("\"options\"") != std::string::npos) {
+        auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
+        if (spec.is_object() && spec.contains("options") && spec["options"].is_object())
+            for (const auto &[k, v] : spec["options"].items())
+                if (v.is_string() && !all.count(k)) all[k] = v.get<std::string>();
+    }
+    return m_registry.make(r.provider, all);
 }
 
 Result<> Engine::check_interrupt(const std::string &step) {
@@ -295,7 +306,7 @@ Result<InstanceRecord> Engine::ensure_tunnel(InstanceRecord r) {
     // sshd answers: wait for the banner, not just an open port (a proxy accepts and closes).
     auto t = target_of(r);
     // (A host of the user's own may be an alias behind a ProxyJump: ssh itself reaches it.)
-    if (!t.user_ssh &&
+    if (!t.user_ssh && t.jump.empty() &&
         !net::wait_ssh(t.host, t.port, std::chrono::seconds(60), nullptr, interrupt::requested)) {
         BERTH_TRY(check_interrupt("while reaching '" + r.name + "'"));
         return fail(ErrorKind::network,
@@ -369,7 +380,8 @@ Result<InstanceRecord> Engine::wait_running(InstanceRecord r, Provider &p,
         if (std::chrono::steady_clock::now() > deadline)
             return fail(ErrorKind::timeout,
                         "instance '" + r.name + "' was not ready after " +
-                            std::to_string(timeout.count()) + " s",
+                            std::to_string(timeout.count()) + " s" +
+                            (last.empty() ? std::string() : " (" + last + ")"),
                         "see `berth status " + r.name + "`");
         std::this_thread::sleep_for(caps.poll_interval);
     }
@@ -534,12 +546,12 @@ Result<InstanceRecord> Engine::up(const UpRequest &req, const PlanFn &on_plan) {
     if (!plan->spec.image.empty()) spec_json["image"] = plan->spec.image;
     if (plan->spec.disk_gb > 0) spec_json["disk_gb"] = plan->spec.disk_gb;
     if (plan->spec.bid) spec_json["bid"] = *plan->spec.bid;
+    if (!plan->spec.remember.empty()) spec_json["options"] = plan->spec.remember;
     if (plan->spec.user_ssh || !plan->spec.agent_dir.empty())
-        spec_json["host"] = {{"user_ssh", plan->spec.user_ssh},
-                             {"agent_dir", plan->spec.agent_dir},
-                             {"workdir", plan->spec.host_workdir},
-                             {"store", plan->spec.host_store},
-                             {"link_home", plan->spec.host_link_home}};
+        spec_json["host"] = {
+            {"user_ssh", plan->spec.user_ssh},   {"jump", plan->spec.ssh_jump},
+            {"agent_dir", plan->spec.agent_dir}, {"workdir", plan->spec.host_workdir},
+            {"store", plan->spec.host_store},    {"link_home", plan->spec.host_link_home}};
     r.spec_json = spec_json.dump();
     BERTH_TRY(m_db.put(r)); // intent before action: the record, then the pending create
     auto intent = m_db.intend(r.name, "create", req.provider);
@@ -614,6 +626,11 @@ Result<InstanceRecord> Engine::start(const std::string &name, std::chrono::secon
     auto p = provider_of(refreshed);
     if (!p) return tl::unexpected(p.error());
     if (refreshed.status == Status::running) return ensure_tunnel(refreshed);
+    if (!(*p)->capabilities().can_stop)
+        return fail(ErrorKind::user,
+                    "'" + name + "' is " + status_name(refreshed.status) + " and " +
+                        refreshed.provider + " cannot start it again",
+                    "`berth up` a new one (the store keeps your environment)", 2);
     auto intent = m_db.intend(name, "start");
     if (!intent) return tl::unexpected(intent.error());
     BERTH_TRY(m_db.set_status(name, Status::starting));
@@ -654,6 +671,11 @@ Result<InstanceRecord> Engine::stop(const std::string &name) {
     if (!lock) return tl::unexpected(lock.error());
     auto p = provider_of(r);
     if (!p) return tl::unexpected(p.error());
+    if (auto caps = (*p)->capabilities(); !caps.can_stop)
+        return fail(
+            ErrorKind::user,
+            r.provider + " cannot stop '" + name + "' and resume it later: " + caps.stop_note,
+            "save what you need (`berth save " + name + "`), then `berth destroy " + name + "`", 2);
     auto intent = m_db.intend(name, "stop");
     if (!intent) return tl::unexpected(intent.error());
     Status before = r.status;

@@ -31,6 +31,7 @@ using ProgressFn = std::function<void(const std::string &)>;
 // kept in the record's spec).
 struct HostShape {
     bool user_ssh = false;
+    std::string jump; // reached through this host (a cluster's login node)
     std::string agent_dir, workdir, store;
     bool link_home = false;
 };

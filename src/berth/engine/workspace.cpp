@@ -48,8 +48,9 @@ std::vector<std::string> remote_berth(const InstanceRecord &r,
     argv.insert(argv.end(), opts.begin(), opts.end());
     argv.push_back(t.host);
     // The agent is in /usr/local/bin, or ~/.local/bin where the login user cannot write there
-    // (a Paperspace VM's `paperspace`): non-interactive shells do not have the latter on PATH.
-    argv.push_back("PATH=\"$HOME/.local/bin:$PATH\"");
+    // (a Paperspace VM's `paperspace`), or ~/.berth/bin on a cluster's shared home:
+    // non-interactive shells do not have the last two on PATH.
+    argv.push_back("PATH=\"$HOME/.local/bin:$HOME/.berth/bin:$PATH\"");
     // Several machines on one host's home: this machine's agent directory.
     if (auto h = Engine::host_of(r); !h.agent_dir.empty())
         argv.push_back("BERTH_AGENT_DIR=" + str::shell_quote(h.agent_dir));
@@ -367,7 +368,7 @@ Result<RestoreStats> restore_onto_new(RepoStore &repo, const Snapshot &s, const 
     if (!host.store.empty())
         args = {"--store", host.store};
     else if (caps.bootstrap_over_ssh && !caps.shared_volume)
-        args = {"--store", caps.workdir + "/.berth/storage"}; // where bootstrap put it
+        args = {"--store", caps.workdir + "/.berth/storage"};  // where bootstrap put it
     if (!host.agent_dir.empty() && !host.link_home) return st; // the home is left as it is
     args.insert(args.end(), {"persist", "restore"});
     auto out = proc::run(remote_berth(r, args),

@@ -68,9 +68,10 @@ struct Capabilities {
     bool lists_machines = false;     // list() works: reconcile and interrupted-up recovery by label
     bool filters_offers = false;     // its search applies the query itself (else berth does)
     bool offers_need_credentials = false; // offers() fails without them
-    bool key_arrives_late = false;        // berth's key reaches the machine after it is ready (a
-                                          // startup script): SSH refusing it is retried for a while
-    std::string workdir = "/notebooks";   // the machine's kept work directory
+    bool can_stop = true; // stop and start (a Slurm job cannot be suspended and resumed: no)
+    bool key_arrives_late = false;      // berth's key reaches the machine after it is ready (a
+                                        // startup script): SSH refusing it is retried for a while
+    std::string workdir = "/notebooks"; // the machine's kept work directory
     // What a destroy loses (paths on the machine, relative to /): the destroy guard counts
     // only these. What a stop keeps or loses is stop_keeps_disk.
     std::vector<std::string> destroy_loses;
@@ -121,6 +122,12 @@ struct InstanceSpec {
     bool user_ssh = false;
     std::string agent_dir, host_workdir, host_store;
     bool host_link_home = false;
+    // A machine reached through another host (a cluster's login node): its ssh destination,
+    // with the user's own ssh config. The machine itself is reached with berth's key and pin.
+    std::string ssh_jump;
+    // Options the provider needs again for this machine after `up` (a cluster's login host for
+    // `berth ls`'s recovery): kept with the record, given back to the provider each time.
+    Options remember;
 };
 
 struct SshEndpoint {
@@ -190,6 +197,13 @@ public:
     // Where the capability `key_arrives_late` says so, the key arrives at the next boot.
     virtual Result<> attach_key(const std::string & /*id*/, const std::string & /*public_key*/) {
         return fail(name() + " cannot add a key to a running machine");
+    }
+    // A machine of several nodes (a Slurm allocation): node K's SSH endpoint, with the host
+    // key to pin for it. Node 0 is the machine's own endpoint.
+    virtual Result<SshEndpoint> node(const std::string & /*id*/, int k) {
+        return fail(ErrorKind::user,
+                    name() + " machines have one node; there is no node " + std::to_string(k), "",
+                    2);
     }
     // Removes what `create` made for instance NAME besides the machine itself (a key script,
     // say), once an `up` is undone or the machine destroyed. Nothing it removes bills.

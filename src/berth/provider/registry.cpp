@@ -4,6 +4,7 @@
 #include "core/json_read.hpp"
 #include "provider/local/local_provider.hpp"
 #include "provider/paperspace/paperspace_provider.hpp"
+#include "provider/slurm/slurm_provider.hpp"
 #include "provider/ssh/host_provider.hpp"
 #include "provider/vast/vast_provider.hpp"
 #include "util/http_retry.hpp"
@@ -83,7 +84,7 @@ Result<std::unique_ptr<Provider>> ProviderRegistry::make(const std::string &name
 
 std::vector<ProviderRow> builtin_provider_rows() {
     return {local_provider_row(), vast_provider_row(), paperspace_provider_row(),
-            ssh_host_provider_row()};
+            ssh_host_provider_row(), slurm_provider_row()};
 }
 
 const ProviderRegistry &builtin_registry() {

@@ -88,13 +88,21 @@ std::vector<std::string> options(const Target &t) {
         out.insert(out.end(), {"-o", "ServerAliveInterval=30"});
         return out;
     }
-    return {"-i", key_file().string(),
-            "-p", std::to_string(t.port),
-            "-l", t.user,
-            "-o", "HostKeyAlias=" + t.alias,
-            "-o", "UserKnownHostsFile=\"" + known_hosts_file().string() + "\"",
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", "ServerAliveInterval=30"};
+    std::vector<std::string> out;
+    if (!t.jump.empty()) {
+        out = user_config_args(); // ssh hands -F to the jump's own ssh too
+        out.insert(out.end(), {"-J", t.jump});
+    }
+    std::vector<std::string> own = {
+        "-i", key_file().string(),
+        "-p", std::to_string(t.port),
+        "-l", t.user,
+        "-o", "HostKeyAlias=" + t.alias,
+        "-o", "UserKnownHostsFile=\"" + known_hosts_file().string() + "\"",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "ServerAliveInterval=30"};
+    out.insert(out.end(), own.begin(), own.end());
+    return out;
 }
 
 Result<> write_config(const std::vector<Target> &targets) {
@@ -102,10 +110,11 @@ Result<> write_config(const std::vector<Target> &targets) {
     for (const auto &t : targets)
         if (!t.user_ssh) // the user's own hosts are in the user's own config already
             text += "\nHost " + t.alias + "\n  HostName " + t.host + "\n  Port " +
-                std::to_string(t.port) + "\n  User " + t.user + "\n  IdentityFile \"" +
-                key_file().string() + "\"" + "\n  HostKeyAlias " + t.alias +
-                "\n  UserKnownHostsFile \"" + known_hosts_file().string() + "\"" +
-                "\n  StrictHostKeyChecking yes\n  ServerAliveInterval 30\n";
+                    std::to_string(t.port) + "\n  User " + t.user + "\n  IdentityFile \"" +
+                    key_file().string() + "\"" + "\n  HostKeyAlias " + t.alias +
+                    "\n  UserKnownHostsFile \"" + known_hosts_file().string() + "\"" +
+                    "\n  StrictHostKeyChecking yes\n  ServerAliveInterval 30\n" +
+                    (t.jump.empty() ? std::string() : "  ProxyJump " + t.jump + "\n");
     BERTH_TRY(fs::make_dirs(berth_dir(), 0700));
     return fs::write_file_atomic(config_file(), text, 0644);
 }

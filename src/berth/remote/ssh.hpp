@@ -23,6 +23,8 @@ struct Target {
     // user's ssh config, keys and known_hosts, never berth's key or pins. Port 0 and an empty
     // user leave them to the user's config.
     bool user_ssh = false;
+    // Reached through this host first (ssh -J), itself reached with the user's ssh config.
+    std::string jump;
 };
 
 // The user's ssh config as berth follows it: $HOME/.ssh/config when $HOME is not the account's

@@ -96,8 +96,7 @@ Result<std::optional<Provider::Standing>> PaperspaceProvider::standing() {
     out.good = s->value("isInGoodStanding", false) && !s->value("isAdminLocked", false);
     if (s->contains("messages") && (*s)["messages"].is_array())
         for (const auto &m : (*s)["messages"])
-            if (m.is_string())
-                out.why += (out.why.empty() ? "" : "; ") + jsonr::clean_text(m, 160);
+            if (m.is_string()) out.why += (out.why.empty() ? "" : "; ") + jsonr::clean_text(m, 160);
     if (s->value("isAdminLocked", false) && out.why.empty()) out.why = "locked by Paperspace";
     return std::optional<Standing>(out);
 }
@@ -465,10 +464,10 @@ Result<> PaperspaceProvider::attach_key(const std::string &id, const std::string
     for (const auto &k : str::split(public_key, '\n'))
         if (str::contains(k, "BERTH_KEYS")) return fail("a public key holds a bad line");
     BERTH_TRY(remove_key_script(name));
-    auto script = call("POST", "/startup-scripts",
-                       {{"name", name + "-key"}, {"script", key_script(public_key)},
-                        {"isRunOnce", true}},
-                       "creating the key script", true);
+    auto script =
+        call("POST", "/startup-scripts",
+             {{"name", name + "-key"}, {"script", key_script(public_key)}, {"isRunOnce", true}},
+             "creating the key script", true);
     if (!script) return tl::unexpected(script.error());
     std::string sid = jsonr::text(*script, "id", "", 40);
     auto a = call("POST", "/startup-scripts/" + sid + "/assign", {{"machineId", id}},

@@ -20,8 +20,7 @@ bool host_char(char c) {
 }
 
 bool valid_name(const std::string &n) {
-    if (n.empty() || n.size() > 40 || !std::isalnum(static_cast<unsigned char>(n[0])))
-        return false;
+    if (n.empty() || n.size() > 40 || !std::isalnum(static_cast<unsigned char>(n[0]))) return false;
     for (char c : n)
         if (!(std::islower(static_cast<unsigned char>(c)) ||
               std::isdigit(static_cast<unsigned char>(c)) || c == '-'))
@@ -33,8 +32,7 @@ bool valid_name(const std::string &n) {
 
 Result<Dest> parse_dest(const std::string &s) {
     auto bad = [&](const std::string &why) -> Result<Dest> {
-        return fail(ErrorKind::user,
-                    "bad host '" + str::trim(s.substr(0, 80)) + "': " + why,
+        return fail(ErrorKind::user, "bad host '" + str::trim(s.substr(0, 80)) + "': " + why,
                     "give [user@]host[:port] or an alias of your ~/.ssh/config", 2);
     };
     Dest d;
@@ -95,8 +93,8 @@ Result<Probe> parse_probe(const std::string &out) {
                     "check that the host runs a POSIX shell");
     if (p.home[0] != '/' || p.home.find_first_of("\"'`$\\\n") != std::string::npos ||
         str::contains(p.home, ".."))
-        return fail(ErrorKind::malformed, "the host's home '" + p.home.substr(0, 80) +
-                                              "' is not a plain absolute path");
+        return fail(ErrorKind::malformed,
+                    "the host's home '" + p.home.substr(0, 80) + "' is not a plain absolute path");
     return p;
 }
 
@@ -141,7 +139,7 @@ std::string expand(const std::string &p, const std::string &home) {
 }
 
 Result<std::string> path_on_host(const std::string &what, const std::string &p,
-                              const std::string &home) {
+                                 const std::string &home) {
     std::string e = expand(p, home);
     if (e.empty() || e[0] != '/' || str::contains(e, "/../") || e.size() > 1024 ||
         e.find_first_of("\n\r\t") != std::string::npos ||
@@ -216,17 +214,21 @@ Capabilities SshHostProvider::capabilities() const {
     return ssh_host_capabilities();
 }
 
-Result<std::string> SshHostProvider::run(const sh::Dest &d, const std::string &script,
-                                         const std::string &name, std::chrono::seconds timeout) {
-    std::vector<std::string> argv = {"ssh", "-T", "-o", "BatchMode=yes", "-o",
-                                     "ConnectTimeout=15"};
+Result<std::string> sshhost::run_on(const sh::Dest &d, const std::string &script,
+                                    const std::string &name, std::chrono::seconds timeout) {
+    return run_command(d, "sh -s -- " + (name.empty() ? std::string("-") : name), script, timeout);
+}
+
+Result<std::string> sshhost::run_command(const sh::Dest &d, const std::string &command,
+                                         const std::string &input, std::chrono::seconds timeout) {
+    std::vector<std::string> argv = {"ssh", "-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15"};
     auto cfg = ssh::user_config_args();
     argv.insert(argv.end(), cfg.begin(), cfg.end());
     if (d.port > 0) argv.insert(argv.end(), {"-p", std::to_string(d.port)});
     if (!d.user.empty()) argv.insert(argv.end(), {"-l", d.user});
     argv.push_back(d.host);
-    argv.push_back("sh -s -- " + (name.empty() ? std::string("-") : name));
-    auto r = proc::run(argv, {.input = script, .env = {}, .timeout = timeout});
+    argv.push_back(command);
+    auto r = proc::run(argv, {.input = input, .env = {}, .timeout = timeout});
     if (!r) return tl::unexpected(r.error());
     if (r->timed_out)
         return fail(ErrorKind::network, "host " + d.text + " did not answer within " +
@@ -234,8 +236,8 @@ Result<std::string> SshHostProvider::run(const sh::Dest &d, const std::string &s
     if (r->status == 255) {
         auto lines = str::split(str::trim(r->err), '\n');
         return fail(ErrorKind::network,
-                    "cannot reach host " + d.text + " over SSH: " +
-                        (lines.empty() ? "ssh failed" : str::trim(lines.back())),
+                    "cannot reach host " + d.text +
+                        " over SSH: " + (lines.empty() ? "ssh failed" : str::trim(lines.back())),
                     "check `ssh " + d.text + "` works without a password prompt (BatchMode)");
     }
     if (r->status == 3) return fail(ErrorKind::not_found, "no such berth machine on " + d.text);
@@ -249,7 +251,7 @@ Result<std::string> SshHostProvider::run(const sh::Dest &d, const std::string &s
 
 // The port and user ssh would use for this destination (`ssh -G`: the user's config applied),
 // so berth's own ssh commands say the same thing explicitly.
-SshEndpoint SshHostProvider::resolve(const sh::Dest &d) {
+SshEndpoint sshhost::resolve(const sh::Dest &d) {
     SshEndpoint e;
     e.host = d.host;
     e.port = d.port > 0 ? d.port : 22;
@@ -279,8 +281,8 @@ SshEndpoint SshHostProvider::resolve(const sh::Dest &d) {
     return e;
 }
 
-Result<sh::Probe> SshHostProvider::probe(const sh::Dest &d) {
-    auto out = run(d, probe_script, "", std::chrono::seconds(60));
+Result<sh::Probe> sshhost::probe(const sh::Dest &d) {
+    auto out = run_on(d, probe_script, "", std::chrono::seconds(60));
     if (!out) return tl::unexpected(out.error());
     return sh::parse_probe(*out);
 }
@@ -302,7 +304,7 @@ Result<std::vector<Offer>> SshHostProvider::offers(const nlohmann::json &) {
     for (const auto &h : hosts) {
         auto d = sh::parse_dest(h);
         if (!d) return tl::unexpected(d.error());
-        auto p = probe(*d);
+        auto p = sh::probe(*d);
         if (!p) {
             if (out.empty()) first = p.error();
             continue;
@@ -335,7 +337,7 @@ Result<UpPlan> SshHostProvider::plan(InstanceSpec spec, const Options &o) {
                     2);
     auto d = sh::parse_dest(host);
     if (!d) return tl::unexpected(d.error());
-    auto p = probe(*d);
+    auto p = sh::probe(*d);
     if (!p) return tl::unexpected(p.error());
     if (p->arch != "x86_64")
         return fail(ErrorKind::refused,
@@ -347,7 +349,8 @@ Result<UpPlan> SshHostProvider::plan(InstanceSpec spec, const Options &o) {
         return fail(ErrorKind::refused, "host " + host + " has " + b + " free in its home",
                     "free some space there first", 1);
     }
-    auto workdir = path_on_host("work directory", opt(o, "workdir", "~/berth/" + spec.name), p->home);
+    auto workdir =
+        path_on_host("work directory", opt(o, "workdir", "~/berth/" + spec.name), p->home);
     if (!workdir) return tl::unexpected(workdir.error());
     auto store = path_on_host("store", opt(o, "store", "~/.berth/storage"), p->home);
     if (!store) return tl::unexpected(store.error());
@@ -376,9 +379,8 @@ Result<UpPlan> SshHostProvider::plan(InstanceSpec spec, const Options &o) {
 Result<MachineInfo> SshHostProvider::create(const InstanceSpec &spec) {
     auto d = sh::parse_dest(spec.offer_id);
     if (!d) return tl::unexpected(d.error());
-    std::string script =
-        agent_dir_expr() + "W=" + str::shell_quote(spec.host_workdir) +
-        "\nS=" + str::shell_quote(spec.host_store) + R"SH(
+    std::string script = agent_dir_expr() + "W=" + str::shell_quote(spec.host_workdir) +
+                         "\nS=" + str::shell_quote(spec.host_store) + R"SH(
 if [ -f "$D/state" ]; then echo "a berth machine '$1' is already on this host ($D)" >&2; exit 4; fi
 umask 077
 mkdir -p "$D" "$S" && chmod 700 "$D"
@@ -387,12 +389,11 @@ mkdir -p "$W"
 date +%s > "$D/created"
 printf 'running\n' > "$D/state.new" && mv -f "$D/state.new" "$D/state"
 )SH";
-    auto out = run(*d, script, spec.name, std::chrono::seconds(60));
+    auto out = sh::run_on(*d, script, spec.name, std::chrono::seconds(60));
     if (!out) {
         if (str::contains(out.error().what, "already on this host"))
             return fail(ErrorKind::refused, out.error().what,
-                        "another berth made it: `berth destroy` it there, or pick another name",
-                        1);
+                        "another berth made it: `berth destroy` it there, or pick another name", 1);
         return tl::unexpected(out.error());
     }
     MachineInfo m;
@@ -406,10 +407,10 @@ Result<MachineInfo> SshHostProvider::describe(const std::string &id) {
     auto parsed = sh::parse_id(id);
     if (!parsed) return tl::unexpected(parsed.error());
     const auto &[name, d] = *parsed;
-    auto out = run(d,
-                   agent_dir_expr() + "[ -f \"$D/state\" ] && { cat \"$D/state\"; cat "
-                                      "\"$D/created\" 2>/dev/null; } || echo gone\n",
-                   name, std::chrono::seconds(30));
+    auto out = sh::run_on(d,
+                          agent_dir_expr() + "[ -f \"$D/state\" ] && { cat \"$D/state\"; cat "
+                                             "\"$D/created\" 2>/dev/null; } || echo gone\n",
+                          name, std::chrono::seconds(30));
     if (!out) return tl::unexpected(out.error());
     auto lines = str::split(str::trim(*out), '\n');
     std::string st = lines.empty() ? "" : str::trim(lines[0]);
@@ -418,7 +419,7 @@ Result<MachineInfo> SshHostProvider::describe(const std::string &id) {
     m.label = berth_label(name);
     if (st == "running") {
         m.state = MachineState::running;
-        m.ssh = resolve(d);
+        m.ssh = sh::resolve(d);
     } else if (st == "stopped") {
         m.state = MachineState::stopped;
     } else if (st == "gone") {
@@ -435,8 +436,8 @@ Result<MachineInfo> SshHostProvider::describe(const std::string &id) {
 Result<> SshHostProvider::stop(const std::string &id) {
     auto parsed = sh::parse_id(id);
     if (!parsed) return tl::unexpected(parsed.error());
-    auto out = run(parsed->second, agent_dir_expr() + ssh_host_stop_script(), parsed->first,
-                   std::chrono::seconds(60));
+    auto out = sh::run_on(parsed->second, agent_dir_expr() + ssh_host_stop_script(), parsed->first,
+                          std::chrono::seconds(60));
     if (!out && out.error().kind == ErrorKind::not_found) return {};
     if (!out) return tl::unexpected(out.error());
     return {};
@@ -445,7 +446,8 @@ Result<> SshHostProvider::stop(const std::string &id) {
 Result<> SshHostProvider::start(const std::string &id) {
     auto parsed = sh::parse_id(id);
     if (!parsed) return tl::unexpected(parsed.error());
-    auto out = run(parsed->second,
+    auto out =
+        sh::run_on(parsed->second,
                    agent_dir_expr() + "[ -d \"$D\" ] || exit 3\nprintf 'running\\n' > "
                                       "\"$D/state.new\" && mv -f \"$D/state.new\" \"$D/state\"\n",
                    parsed->first, std::chrono::seconds(60));
@@ -457,10 +459,10 @@ Result<> SshHostProvider::destroy(const std::string &id) {
     auto parsed = sh::parse_id(id);
     if (!parsed) return tl::unexpected(parsed.error());
     // berth's directory for this machine only: the work directory and the store stay.
-    auto out = run(parsed->second,
-                   agent_dir_expr() + "[ -d \"$D\" ] || exit 0\n(" + ssh_host_stop_script() +
-                       ")\nrm -rf -- \"$D\"\n",
-                   parsed->first, std::chrono::seconds(60));
+    auto out = sh::run_on(parsed->second,
+                          agent_dir_expr() + "[ -d \"$D\" ] || exit 0\n(" + ssh_host_stop_script() +
+                              ")\nrm -rf -- \"$D\"\n",
+                          parsed->first, std::chrono::seconds(60));
     if (!out) return tl::unexpected(out.error());
     return {};
 }

@@ -40,6 +40,18 @@ struct Probe {
 };
 Result<Probe> parse_probe(const std::string &out);
 
+// Runs `script` with sh on the host (on stdin; ARG as $1), through the user's own ssh. Exit 255
+// (ssh's own failure) is a network error naming the host; exit 3 is not_found.
+Result<std::string> run_on(const Dest &d, const std::string &script, const std::string &arg,
+                           std::chrono::seconds timeout);
+// Runs one command line on the host with `input` on its stdin (the same errors).
+Result<std::string> run_command(const Dest &d, const std::string &command, const std::string &input,
+                                std::chrono::seconds timeout);
+// What the host is: architecture, home, CPUs, RAM, free disk in the home, GPUs.
+Result<Probe> probe(const Dest &d);
+// The port and user ssh would use for it (`ssh -G`: the user's config applied).
+SshEndpoint resolve(const Dest &d);
+
 // "NAME@DEST" <-> its parts.
 std::string machine_id(const std::string &name, const std::string &dest);
 Result<std::pair<std::string, Dest>> parse_id(const std::string &id);
@@ -60,11 +72,6 @@ public:
     Result<> destroy(const std::string &id) override;
 
 private:
-    // Runs `script` with sh on the host (stdin), NAME as $1.
-    Result<std::string> run(const sshhost::Dest &d, const std::string &script,
-                            const std::string &name, std::chrono::seconds timeout);
-    Result<sshhost::Probe> probe(const sshhost::Dest &d);
-    static SshEndpoint resolve(const sshhost::Dest &d);
     Options m_opt;
 };
 
