@@ -48,10 +48,16 @@ state() { # NAME: the machine's state as its provider has it (never through bert
 stopped() { case "$(state "$1")" in stopped|exited) return 0 ;; *) return 1 ;; esac; }
 no_client() { # no berth process of this test but the machines themselves (their agents)
   local p
+  local cmd
   for p in $(pgrep -f "$BERTH" || true); do
+    # Read the command line first: a machine's agent exiting as its machine stops reads empty
+    # (it is gone, not a client), and its environment is the test's too.
+    cmd=$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null || true)
+    [ -n "$cmd" ] || continue
     tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qxF "XDG_DATA_HOME=$XDG_DATA_HOME" || continue
-    grep -qE " agent |berth-vast-replica" <(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null) && continue
-    die "a berth client is alive while the machines decide: $(tr '\0' ' ' < "/proc/$p/cmdline")"
+    grep -qE " agent |berth-vast-replica" <<<"$cmd" && continue
+    kill -0 "$p" 2>/dev/null || continue
+    die "a berth client is alive while the machines decide: $cmd"
   done
 }
 up() {
