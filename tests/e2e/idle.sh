@@ -77,6 +77,14 @@ kid=$("$PY" "$(dirname "$0")/idle_kernel.py" "$jport" "$jtoken" \
   $'import os, time\nwhile not os.path.exists("/tmp/end-cell"):\n    time.sleep(1)') \
   || die "could not start the kernel on b"
 echo "b: kernel $kid runs a sleeping loop"
+# Jupyter itself now calls it idle (a control message answered): only its shell tells the truth.
+for _ in 1 2 3 4 5; do
+  said=$(curl -s -H "Authorization: token $jtoken" "http://127.0.0.1:$jport/api/kernels/$kid" \
+    | "$PY" -c "import json,sys; print(json.load(sys.stdin)['execution_state'])")
+  [ "$said" = idle ] && break
+  sleep 1
+done
+[ "$said" = idle ] || die "Jupyter says '$said' for b's kernel: the case this test is for did not arise"
 
 up c
 "$BERTH" ssh-config > /dev/null
@@ -123,13 +131,15 @@ while :; do
   sleep 5
 done
 for n in b c d e f; do
-  [ "$(state "$n")" = running ] || die "$n is $(state "$n") $(( $(date +%s) - UPAT[$n] )) s after its up: it should be kept up"
+  [ "$(state "$n")" = running ] || die "$n is $(state "$n") $(( $(date +%s) - UPAT[$n] )) s after its up: it should be kept up ($("$BERTH" ls | grep "^$n "))"
 done
 echo "b c d e f still up $(( $(date +%s) - UPAT[b] ))-$(( $(date +%s) - UPAT[f] )) s after their up (idle 1m)"
 out=$("$BERTH" ls); echo "$out"
 grep -E "^a +$PROVIDER +stopped .*idle 1m: no jupyter, ssh, cpu or network activity \(gpu: absent\)" <<<"$out" >/dev/null \
   || die "ls does not say why a stopped"
-expect_in "jupyter  busy" "$("$BERTH" status b)"
+out=$("$BERTH" status b)
+expect_in "jupyter  busy" "$out"
+expect_in "1 executing, 1 that Jupyter calls idle" "$out"
 
 echo "== each one let go"
 "$BERTH" ssh b -- touch /tmp/end-cell

@@ -9,7 +9,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <netinet/in.h>
+#include <set>
 #include <sys/socket.h>
 #include <thread>
 #include <unistd.h>
@@ -347,6 +349,102 @@ TEST(IdleSignals, JupyterAbsentUnreachableRefusedBusyQuiet) {
     ASSERT_TRUE(fs::write_file_atomic(file, "{\"port\": \"x\"}"));
     EXPECT_EQ(jupyter_reader(file)->read(1000).level, Level::unreadable);
     stdfs::remove_all(dir);
+}
+
+namespace {
+
+// A shell probe that answers from a script and counts the questions.
+struct FakeProbe : ShellProbe {
+    std::map<std::string, Answer> answer;
+    std::map<std::string, int> asked;
+    std::set<std::string> forgotten;
+    Answer ask(int, const std::string &, const std::string &id,
+               std::chrono::milliseconds) override {
+        ++asked[id];
+        return answer.count(id) ? answer[id] : Answer::failed;
+    }
+    void forget(const std::string &id) override { forgotten.insert(id); }
+};
+
+} // namespace
+
+TEST(IdleSignals, AKernelJupyterCallsIdleIsAskedOnItsShell) {
+    FakeProbe p;
+    KernelJudge j(p);
+    // Jupyter says idle, but the shell does not answer: executing (the notebook 6 bug).
+    p.answer["k1"] = ShellProbe::Answer::blocked;
+    auto v = j.judge({{"k1", "idle", 500}}, 1000, 1, "t");
+    EXPECT_EQ(v.executing, 1);
+    EXPECT_EQ(v.found, 1);
+    // Still unanswered on the next tick; asked again (the open question is looked at).
+    v = j.judge({{"k1", "idle", 1001}}, 1030, 1, "t");
+    EXPECT_EQ(v.executing, 1);
+    EXPECT_EQ(p.asked["k1"], 2);
+    // The cell ended: answered. Its end is the kernel's activity, not older.
+    p.answer["k1"] = ShellProbe::Answer::free;
+    v = j.judge({{"k1", "idle", 1050}}, 1060, 1, "t");
+    EXPECT_EQ(v.executing, 0);
+    EXPECT_DOUBLE_EQ(v.last_active, 1060);
+    // The answer moved last_activity (our own asking): not asked again, not activity.
+    v = j.judge({{"k1", "idle", 1061}}, 1090, 1, "t");
+    EXPECT_EQ(p.asked["k1"], 3);
+    EXPECT_DOUBLE_EQ(v.last_active, 1060);
+    // A quiet kernel answers at once and keeps its own activity time; asking is not activity.
+    p.answer["k2"] = ShellProbe::Answer::free;
+    v = j.judge({{"k2", "idle", 700}}, 1100, 1, "t");
+    EXPECT_EQ(v.executing, 0);
+    EXPECT_DOUBLE_EQ(v.last_active, 700);
+    v = j.judge({{"k2", "idle", 1101}}, 1130, 1, "t");
+    EXPECT_DOUBLE_EQ(v.last_active, 700) << "the question's own messages kept it up";
+    EXPECT_EQ(p.asked["k2"], 1);
+    // New activity of its own (a short cell): asked again, and that activity counts.
+    v = j.judge({{"k2", "idle", 1150}}, 1160, 1, "t");
+    EXPECT_EQ(p.asked["k2"], 2);
+    EXPECT_DOUBLE_EQ(v.last_active, 1150);
+    // Jupyter's busy is believed without asking.
+    v = j.judge({{"k3", "busy", 1170}}, 1170, 1, "t");
+    EXPECT_EQ(v.executing, 1);
+    EXPECT_EQ(p.asked.count("k3"), 0u);
+    // A kernel that cannot be asked: Jupyter's word stands (idle), not asked again until
+    // it has activity of its own.
+    v = j.judge({{"k4", "idle", 900}}, 1200, 1, "t");
+    EXPECT_EQ(v.executing, 0);
+    EXPECT_DOUBLE_EQ(v.last_active, 900);
+    j.judge({{"k4", "idle", 1201}}, 1230, 1, "t");
+    EXPECT_EQ(p.asked["k4"], 1);
+    // Kernels gone from the list are forgotten (their open questions closed).
+    EXPECT_EQ(p.forgotten, (std::set<std::string>{"k1", "k2", "k3"}));
+    // "starting" for good (notebook 6, a kernel no frontend connected to) is asked too.
+    p.answer["k5"] = ShellProbe::Answer::free;
+    v = j.judge({{"k5", "starting", 800}}, 1300, 1, "t");
+    EXPECT_EQ(v.executing, 0);
+    EXPECT_EQ(p.asked["k5"], 1);
+}
+
+TEST(IdleSignals, JupyterReaderCountsAKernelItsShellFindsExecuting) {
+    auto dir = temp_dir();
+    auto file = dir / "jupyter.json";
+    CannedServer s(http(200, R"([{"id":"0b6c-11","execution_state":"idle",
+        "last_activity":"1970-01-01T00:10:00Z"}])"));
+    ASSERT_TRUE(
+        fs::write_file_atomic(file, nlohmann::json{{"port", s.port}, {"token", "tok"}}.dump()));
+    auto probe = std::make_unique<FakeProbe>();
+    probe->answer["0b6c-11"] = ShellProbe::Answer::blocked;
+    auto *seen = probe.get();
+    auto r = jupyter_reader(file, std::move(probe))->read(1000);
+    EXPECT_EQ(r.level, Level::busy) << r.value;
+    EXPECT_NE(r.value.find("1 executing, 1 that Jupyter calls idle"), std::string::npos) << r.value;
+    EXPECT_EQ(seen->asked["0b6c-11"], 1);
+    stdfs::remove_all(dir);
+}
+
+TEST(IdleSignals, KernelIdsFromJupyterAreCheckedBeforeUse) {
+    auto k = parse_jupyter_list(R"([{"id":"../../api/x","execution_state":"idle"},
+        {"id":"4e1c2f0a-9d1b-4c52-8a55-0c1b7d2e3f40","execution_state":"idle"},{"id":7}])");
+    ASSERT_TRUE(k);
+    EXPECT_EQ(k->items, 3);
+    ASSERT_EQ(k->kernels.size(), 1u);
+    EXPECT_EQ(k->kernels[0].id, "4e1c2f0a-9d1b-4c52-8a55-0c1b7d2e3f40");
 }
 
 namespace {

@@ -5,8 +5,10 @@
 #include "util/perms.hpp"
 #include "util/strings.hpp"
 #include "util/tree.hpp"
+#include "util/websocket.hpp"
 
 #include <fstream>
+#include <functional>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -173,4 +175,116 @@ TEST(Net, SshAnswersOnlyWithABanner) {
     int port = 0, fd = listen_loopback(port);
     ::close(fd); // nothing listens any more
     EXPECT_FALSE(berth::net::ssh_answers("127.0.0.1", port, std::chrono::milliseconds(500)));
+}
+
+// The WebSocket client: the RFC's handshake example, frames both ways, a server that lies.
+TEST(WebSocket, HandshakeFramesAndRefusals) {
+    using namespace berth::net;
+    EXPECT_EQ(websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    const std::uint8_t mask[4] = {0x37, 0xfa, 0x21, 0x3d};
+    // RFC 6455 5.7: a masked "Hello" from a client.
+    EXPECT_EQ(make_ws_frame(0x1, "Hello", mask),
+              std::string("\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58", 11));
+    WsFrame f;
+    EXPECT_EQ(*parse_ws_frame(std::string("\x81\x05Hel", 5), f, 100), 0u) << "needs more";
+    EXPECT_EQ(*parse_ws_frame(std::string("\x81\x05Hello", 7), f, 100), 7u);
+    EXPECT_TRUE(f.fin);
+    EXPECT_EQ(f.payload, "Hello");
+    std::string big = std::string("\x82\x7e\x01\x00", 4) + std::string(256, 'x');
+    EXPECT_EQ(*parse_ws_frame(big, f, 1000), big.size());
+    EXPECT_FALSE(parse_ws_frame(big, f, 100)) << "over the limit";
+    EXPECT_FALSE(parse_ws_frame(std::string("\x81\x85\x37\xfa\x21\x3d\x7f", 7), f, 100))
+        << "a server never masks";
+    EXPECT_FALSE(parse_ws_frame(std::string("\xc1\x00", 2), f, 100)) << "reserved bit";
+    std::string huge("\x81\x7f\xff\xff\xff\xff\xff\xff\xff\xff", 10);
+    EXPECT_FALSE(parse_ws_frame(huge, f, 1u << 20));
+
+    // A server that answers right: a fragmented message, a ping in between, then reads ours.
+    auto serve = [](std::function<std::string(const std::string &key)> answer, std::string *got) {
+        int port = 0, fd = listen_loopback(port);
+        std::thread t([fd, answer, got] {
+            int c = ::accept(fd, nullptr, nullptr);
+            std::string req;
+            char buf[4096];
+            while (req.find("\r\n\r\n") == std::string::npos) {
+                ssize_t n = ::read(c, buf, sizeof buf);
+                if (n <= 0) break;
+                req.append(buf, static_cast<std::size_t>(n));
+            }
+            auto k = req.find("Sec-WebSocket-Key: ");
+            std::string key = k == std::string::npos ? "" : req.substr(k + 19, 24);
+            std::string a = answer(key);
+            (void)!::write(c, a.data(), a.size());
+            if (got) {
+                std::string in;
+                while (in.size() < 6 + 2) { // a masked frame's head
+                    ssize_t n = ::read(c, buf, sizeof buf);
+                    if (n <= 0) break;
+                    in.append(buf, static_cast<std::size_t>(n));
+                }
+                std::size_t len = static_cast<std::uint8_t>(in[1]) & 0x7f;
+                while (in.size() < 6 + len) {
+                    ssize_t n = ::read(c, buf, sizeof buf);
+                    if (n <= 0) break;
+                    in.append(buf, static_cast<std::size_t>(n));
+                }
+                // Skip a pong if it came first.
+                if ((static_cast<std::uint8_t>(in[0]) & 0x0f) == 0xA) {
+                    in.erase(0, 6 + len);
+                    while (in.size() < 6) {
+                        ssize_t n = ::read(c, buf, sizeof buf);
+                        if (n <= 0) break;
+                        in.append(buf, static_cast<std::size_t>(n));
+                    }
+                    len = static_cast<std::uint8_t>(in[1]) & 0x7f;
+                    while (in.size() < 6 + len) {
+                        ssize_t n = ::read(c, buf, sizeof buf);
+                        if (n <= 0) break;
+                        in.append(buf, static_cast<std::size_t>(n));
+                    }
+                }
+                if ((static_cast<std::uint8_t>(in[1]) & 0x80) && in.size() >= 6 + len)
+                    for (std::size_t i = 0; i < len; ++i)
+                        got->push_back(static_cast<char>(in[6 + i] ^ in[2 + i % 4]));
+                ::sleep(1);
+            }
+            ::close(c);
+            ::close(fd);
+        });
+        return std::make_pair(port, std::move(t));
+    };
+    auto ok101 = [](const std::string &key) {
+        return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: "
+               "Upgrade\r\nsec-websocket-accept: " +
+               websocket_accept(key) + "\r\n\r\n" + std::string("\x01\x03{\"a", 5) +
+               std::string("\x89\x00", 2) + std::string("\x80\x04\":1}", 6);
+    };
+    std::string got;
+    auto [port, t] = serve(ok101, &got);
+    auto ws = WebSocket::open("127.0.0.1", port, "/api/kernels/k/channels",
+                              {"Authorization: token x"}, std::chrono::milliseconds(2000));
+    ASSERT_TRUE(ws) << ws.error().what;
+    auto msgs = ws->receive(std::chrono::milliseconds(2000));
+    ASSERT_TRUE(msgs) << msgs.error().what;
+    ASSERT_EQ(msgs->size(), 1u);
+    EXPECT_EQ((*msgs)[0], "{\"a\":1}");
+    ASSERT_TRUE(ws->send_text("{\"q\":2}", std::chrono::milliseconds(2000)));
+    t.join();
+    EXPECT_EQ(got, "{\"q\":2}");
+    EXPECT_FALSE(ws->receive(std::chrono::milliseconds(500))) << "the server closed it";
+
+    auto refused = [&](std::function<std::string(const std::string &)> answer) {
+        auto [p, th] = serve(answer, nullptr);
+        auto w = WebSocket::open("127.0.0.1", p, "/x", {}, std::chrono::milliseconds(2000));
+        th.join();
+        return !w;
+    };
+    EXPECT_TRUE(
+        refused([](const std::string &) { return std::string("HTTP/1.1 403 Forbidden\r\n\r\n"); }));
+    EXPECT_TRUE(refused([](const std::string &) {
+        return std::string("HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: "
+                           "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
+    })) << "a wrong accept";
+    EXPECT_FALSE(
+        WebSocket::open("127.0.0.1", port, "bad path", {}, std::chrono::milliseconds(100)));
 }

@@ -1,8 +1,10 @@
 #include "agent/signals.hpp"
 
 #include "util/fs.hpp"
+#include "util/hash.hpp"
 #include "util/net.hpp"
 #include "util/strings.hpp"
+#include "util/websocket.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -64,15 +66,135 @@ Result<JupyterActivity> parse_jupyter_list(const std::string &body) {
     for (const auto &k : j) {
         if (!k.is_object()) return fail(ErrorKind::malformed, "Jupyter listed a non-object");
         ++a.items;
+        KernelSeen seen;
         if (k.contains("execution_state") && k["execution_state"].is_string()) {
-            std::string st = k["execution_state"];
-            if (st == "busy" || st == "starting") ++a.executing;
+            seen.state = k["execution_state"];
+            if (seen.state == "busy" || seen.state == "starting") ++a.executing;
         }
         if (k.contains("last_activity") && k["last_activity"].is_string())
-            if (auto t = parse_iso_time(k["last_activity"]))
+            if (auto t = parse_iso_time(k["last_activity"])) {
+                seen.last = *t;
                 a.last_active = std::max(a.last_active, *t);
+            }
+        // An id goes into a URL path: a UUID's characters only.
+        if (k.contains("id") && k["id"].is_string()) {
+            std::string id = k["id"];
+            if (!id.empty() && id.size() <= 64 &&
+                id.find_first_not_of("0123456789abcdefABCDEF-") == std::string::npos) {
+                seen.id = id;
+                a.kernels.push_back(std::move(seen));
+            }
+        }
     }
     return a;
+}
+
+KernelJudge::Verdict KernelJudge::judge(const std::vector<KernelSeen> &kernels, double now,
+                                        int port, const std::string &token) {
+    constexpr double slack = 5; // Jupyter records our asking's messages a moment after
+    Verdict v;
+    std::set<std::string> listed;
+    for (const auto &k : kernels) {
+        listed.insert(k.id);
+        Memory &m = m_seen[k.id];
+        double last = k.last <= m.ours_until ? m.real_last : k.last;
+        // "busy" is believed. "starting" is asked too: notebook 6 leaves a kernel that no
+        // frontend ever connected to "starting" for good (it missed the kernel's first status).
+        bool said_busy = k.state == "busy";
+        if (said_busy) {
+            ++v.executing;
+        } else if (m.open || k.last > m.ours_until) {
+            bool was_open = m.open;
+            auto a = m_probe.ask(port, token, k.id, std::chrono::milliseconds(was_open ? 0 : 2000));
+            if (a == ShellProbe::Answer::blocked) {
+                m.open = true;
+                ++v.executing;
+                ++v.found;
+            } else {
+                // Answered: a question left open was answered when its cell ended, about now.
+                // Failed: Jupyter's word stands. Either way what we just did is not activity.
+                m.real_last = a == ShellProbe::Answer::free && was_open ? now : last;
+                m.ours_until = now + slack;
+                m.open = false;
+                last = m.real_last;
+            }
+        }
+        v.last_active = std::max(v.last_active, last);
+    }
+    for (auto it = m_seen.begin(); it != m_seen.end();) {
+        if (listed.count(it->first)) {
+            ++it;
+        } else {
+            m_probe.forget(it->first);
+            it = m_seen.erase(it);
+        }
+    }
+    return v;
+}
+
+namespace {
+
+// Asks over Jupyter's websocket; keeps the connection of an unanswered question.
+class WebSocketShellProbe : public ShellProbe {
+public:
+    Answer ask(int port, const std::string &token, const std::string &id,
+               std::chrono::milliseconds wait) override {
+        auto it = m_open.find(id);
+        if (it == m_open.end()) {
+            auto ws = net::WebSocket::open("127.0.0.1", port, "/api/kernels/" + id + "/channels",
+                                           {"Authorization: token " + token},
+                                           std::chrono::milliseconds(3000));
+            if (!ws) return Answer::failed;
+            std::string msg_id = random_hex(16);
+            nlohmann::json q = {{"header",
+                                 {{"msg_id", msg_id},
+                                  {"username", "berth"},
+                                  {"session", random_hex(16)},
+                                  {"msg_type", "kernel_info_request"},
+                                  {"version", "5.3"}}},
+                                {"parent_header", nlohmann::json::object()},
+                                {"metadata", nlohmann::json::object()},
+                                {"content", nlohmann::json::object()},
+                                {"channel", "shell"}};
+            if (!ws->send_text(q.dump(), std::chrono::milliseconds(3000))) return Answer::failed;
+            it = m_open.emplace(id, Question{std::move(*ws), msg_id}).first;
+        }
+        auto deadline = std::chrono::steady_clock::now() + wait;
+        for (;;) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
+            auto got = it->second.ws.receive(std::max(left, std::chrono::milliseconds(0)));
+            if (!got) {
+                m_open.erase(it);
+                return Answer::failed;
+            }
+            for (const auto &text : *got) {
+                auto j = nlohmann::json::parse(text, nullptr, false);
+                if (!j.is_object() || !j["parent_header"].is_object()) continue;
+                const auto &ph = j["parent_header"];
+                if (ph.contains("msg_id") && ph["msg_id"] == it->second.msg_id &&
+                    j.value("msg_type", std::string()) == "kernel_info_reply") {
+                    m_open.erase(it);
+                    return Answer::free;
+                }
+            }
+            if (left.count() <= 0) return Answer::blocked;
+        }
+    }
+    void forget(const std::string &id) override { m_open.erase(id); }
+
+private:
+    struct Question {
+        net::WebSocket ws;
+        std::string msg_id;
+    };
+    std::map<std::string, Question> m_open;
+};
+
+} // namespace
+
+std::unique_ptr<ShellProbe> websocket_shell_probe() {
+    return std::make_unique<WebSocketShellProbe>();
 }
 
 Result<std::map<std::string, unsigned long long>> parse_net_dev(const std::string &text) {
@@ -116,7 +238,9 @@ namespace {
 
 class JupyterReader : public SignalReader {
 public:
-    explicit JupyterReader(stdfs::path f) : m_file(std::move(f)) {}
+    JupyterReader(stdfs::path f, std::unique_ptr<ShellProbe> probe)
+        : m_file(std::move(f)), m_probe(probe ? std::move(probe) : websocket_shell_probe()),
+          m_judge(*m_probe) {}
     Reading read(double now) override {
         auto text = fs::read_file(m_file);
         if (!text) return make("jupyter", Level::absent, "no Jupyter on this machine");
@@ -148,17 +272,35 @@ public:
         } else if (!t || t->status != 404) { // 404: terminals disabled
             return make("jupyter", Level::unreadable, "/api/terminals does not answer");
         }
-        double last = std::max(kernels->last_active, terms.last_active);
+        auto judged = m_judge.judge(kernels->kernels, now, port, token);
+        // Kernels without a usable id (never from Jupyter itself) count by Jupyter's word.
+        int unjudged = kernels->items - static_cast<int>(kernels->kernels.size());
+        int executing = judged.executing;
+        double klast = judged.last_active;
+        if (unjudged > 0) {
+            int said = 0;
+            for (const auto &k : kernels->kernels)
+                if (k.state == "busy" || k.state == "starting") ++said;
+            executing += std::max(0, kernels->executing - said);
+            klast = std::max(klast, kernels->last_active);
+        }
+        double last = std::max(klast, terms.last_active);
         std::string v =
             std::to_string(kernels->items) + " kernel" + (kernels->items == 1 ? "" : "s");
-        if (kernels->executing) v += " (" + std::to_string(kernels->executing) + " executing)";
+        if (executing) {
+            v += " (" + std::to_string(executing) + " executing";
+            if (judged.found) v += ", " + std::to_string(judged.found) + " that Jupyter calls idle";
+            v += ")";
+        }
         v += ", " + std::to_string(terms.items) + " terminal" + (terms.items == 1 ? "" : "s");
         v += "; last activity " + ago(now, last);
-        return make("jupyter", kernels->executing ? Level::busy : Level::quiet, v, last);
+        return make("jupyter", executing ? Level::busy : Level::quiet, v, last);
     }
 
 private:
     stdfs::path m_file;
+    std::unique_ptr<ShellProbe> m_probe;
+    KernelJudge m_judge;
 };
 
 // Whether process dir `pd` is this machine's where several share a host: its environment
@@ -311,8 +453,8 @@ private:
 
 } // namespace
 
-std::unique_ptr<SignalReader> jupyter_reader(stdfs::path f) {
-    return std::make_unique<JupyterReader>(std::move(f));
+std::unique_ptr<SignalReader> jupyter_reader(stdfs::path f, std::unique_ptr<ShellProbe> probe) {
+    return std::make_unique<JupyterReader>(std::move(f), std::move(probe));
 }
 std::unique_ptr<SignalReader> pty_reader(stdfs::path proc, std::string marker) {
     return std::make_unique<PtyReader>(std::move(proc), std::move(marker));

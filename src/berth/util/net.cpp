@@ -13,9 +13,7 @@
 
 namespace berth::net {
 
-namespace {
-
-int connect_fd(const std::string &host, int port, std::chrono::milliseconds timeout, int *err) {
+int connect_tcp(const std::string &host, int port, std::chrono::milliseconds timeout, int *err) {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return -1;
     sockaddr_in a{};
@@ -43,8 +41,6 @@ int connect_fd(const std::string &host, int port, std::chrono::milliseconds time
     return fd;
 }
 
-} // namespace
-
 Result<int> free_loopback_port() {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return fail_errno("socket", errno);
@@ -63,14 +59,14 @@ Result<int> free_loopback_port() {
 }
 
 bool connectable(const std::string &host, int port, std::chrono::milliseconds timeout, int *err) {
-    int fd = connect_fd(host, port, timeout, err);
+    int fd = connect_tcp(host, port, timeout, err);
     if (fd < 0) return false;
     ::close(fd);
     return true;
 }
 
 bool ssh_answers(const std::string &host, int port, std::chrono::milliseconds timeout, int *err) {
-    int fd = connect_fd(host, port, timeout, err);
+    int fd = connect_tcp(host, port, timeout, err);
     if (fd < 0) return false;
     int flags = ::fcntl(fd, F_GETFL);
     ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
@@ -105,7 +101,7 @@ bool wait_ssh(const std::string &host, int port, std::chrono::milliseconds limit
 Result<int> http_status(const std::string &host, int port, const std::string &path,
                         std::chrono::milliseconds timeout) {
     int err = 0;
-    int fd = connect_fd(host, port, timeout, &err);
+    int fd = connect_tcp(host, port, timeout, &err);
     if (fd < 0) return fail_errno(host + ":" + std::to_string(port), err);
     int flags = ::fcntl(fd, F_GETFL);
     ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
@@ -131,7 +127,7 @@ Result<HttpAnswer> http_get(const std::string &host, int port, const std::string
     if (path.find_first_of(" \r\n") != std::string::npos) return fail("bad HTTP path");
     int err = 0;
     auto deadline = std::chrono::steady_clock::now() + timeout;
-    int fd = connect_fd(host, port, timeout, &err);
+    int fd = connect_tcp(host, port, timeout, &err);
     if (fd < 0) return fail_errno(host + ":" + std::to_string(port), err);
     std::string req = "GET " + path + " HTTP/1.0\r\nHost: " + host + ":" + std::to_string(port) +
                       "\r\nAccept: application/json\r\n";

@@ -10,6 +10,11 @@
 
 namespace berth::net {
 
+// A non-blocking, close-on-exec TCP socket connected to host (an IPv4 address):port within
+// timeout; -1 with errno in *err when it is not.
+int connect_tcp(const std::string &host, int port, std::chrono::milliseconds timeout,
+                int *err = nullptr);
+
 // A port on 127.0.0.1 that was free a moment ago (bind to 0, read, close).
 Result<int> free_loopback_port();
 
