@@ -8,7 +8,10 @@
 # when the first is destroyed, over two nodes (--nodes 2: `berth ssh --node 1`, the launcher's
 # variables on node 0); --timeout ends a wait with scancel; kill -9 of up while pending leaves
 # no job after `berth ls`; the time limit ends a job and `berth ls` says so; scancel outside
-# berth is noticed; an idle machine ends its job.
+# berth is noticed; an idle machine ends its job; a job reconciled after berth's data is lost
+# is reached by ssh; `account` shows berth's jobs in GPU- and
+# CPU-hours from Slurm's job completion log; destroy --purge removes the store once no other
+# machine may use it.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/sshd_host.sh"
 need_namespaces
@@ -25,7 +28,7 @@ SLURM_NODES=2 sshd_host_start "$T/cluster" slurm || die "the test cluster did no
 H=$T/cluster/home # the cluster's shared home, as this machine sees it
 finish() {
   set +e
-  for n in c1 c2 c3 c4 c5 c6; do "$BERTH" destroy -y --force "$n" > /dev/null 2>&1; done
+  for n in c1 c2 c3 c4 c5 c6 c7 c8; do "$BERTH" destroy -y --force "$n" > /dev/null 2>&1; done
   sshd_host_stop "$T/cluster"
   cleanup
 }
@@ -107,13 +110,16 @@ echo "== reconcile after berth's data directory is lost: the job is found by its
 mv "$XDG_DATA_HOME/berth" "$T/data-kept"
 "$BERTH" ls --reconcile --provider slurm --host login > "$T/rec.out" 2>&1 || die "reconcile: $(cat "$T/rec.out")"
 grep -E "^c4 " "$T/rec.out" > /dev/null || die "reconcile did not find c4: $(cat "$T/rec.out")"
+# The recovered record has the job's shape: berth's new key let in, node 0's key pinned.
+[ "$("$BERTH" ssh c4 -- 'cat ~/.berth/machines/c4/job')" = "$(lsh "squeue -h -n berth-c4 -o %i")" ] \
+  || die "berth ssh does not reach the reconciled c4's node: $("$BERTH" status c4 2>&1)"
 "$BERTH" destroy -y --force c4 > /dev/null 2>&1 || die "destroy the reconciled c4"
 [ "$(jobs_named c4)" = 0 ] || die "c4's job is still there"
 rm -rf "$XDG_DATA_HOME/berth"; mv "$T/data-kept" "$XDG_DATA_HOME/berth"
 "$BERTH" ls > /dev/null 2>&1 || true
 
 echo "== the time limit ends a job; berth ls says why"
-"$BERTH" up c5 --provider slurm --host login --time 1 > /dev/null 2> "$T/c5.err" || die "up c5: $(cat "$T/c5.err")"
+"$BERTH" up c5 --provider slurm --host login --time 1 --gres gpu:1 > /dev/null 2> "$T/c5.err" || die "up c5: $(cat "$T/c5.err")"
 for i in $(seq 1 60); do [ "$(jobs_named c5)" = 0 ] && break; sleep 2; done
 [ "$(jobs_named c5)" = 0 ] || die "c5 outlived its time limit"
 out=$("$BERTH" ls 2>&1); echo "$out"
@@ -129,4 +135,35 @@ grep -E "^c2 " <<<"$out" | grep -q "cancelled" || die "berth did not notice the 
 for i in $(seq 1 90); do [ "$(jobs_named c6)" = 0 ] && break; sleep 2; done
 [ "$(jobs_named c6)" = 0 ] || die "the idle c6 did not end its job: $("$BERTH" status c6 2>&1)"
 expect_in "idle" "$(cat "$H/.berth/machines/c6/stops.log" 2>/dev/null || true)"
+
+echo "== account: berth's jobs in GPU- and CPU-hours (Slurm's completion log: no slurmdbd here)"
+"$BERTH" config set provider.slurm.gpu-hour-rate 0.5 > /dev/null
+out=$("$BERTH" account --provider slurm --host login 2>&1) || die "account: $out"
+echo "$out"
+expect_in "(sacct --completion)" "$out"
+grep -E "^c5 +[0-9]+ +TIMEOUT +1 +1 +1 " <<<"$out" > /dev/null || die "account does not show c5's job (one GPU) ended by its time limit"
+grep -E "^c4 +[0-9]+ +[A-Z]+ +2 " <<<"$out" > /dev/null || die "account does not show c4's two nodes"
+expect_in "GPU-hours" "$out"; expect_in "per GPU-hour" "$out"
+"$BERTH" --json account --provider slurm --host login | "$PY" -c "
+import json,sys; u=json.load(sys.stdin)['usage']
+names={j['instance'] for j in u['jobs']}
+assert {'c1','c4','c5'} <= names, names
+assert u['cpu_hours'] > 0 and u['gpu_hours'] > 0.01 and u['gpu_hour_rate'] == 0.5 and u['cost'] == u['gpu_hours'] * 0.5, u
+assert all(j['id'].isdigit() and j['hours'] >= 0 for j in u['jobs']), u" || die "account --json"
+
+echo "== destroy --purge: the store on the shared home goes once no other machine may use it"
+echo kept > "$H/.berth/storage/kept"
+"$BERTH" up c7 --provider slurm --host login --time 5 > /dev/null 2> "$T/c7.err" || die "up c7: $(cat "$T/c7.err")"
+"$BERTH" up c8 --provider slurm --host login --time 5 > /dev/null 2> "$T/c8.err" || die "up c8: $(cat "$T/c8.err")"
+expect_exit 1 "$BERTH" destroy -y --force c7 --purge
+expect_in "may use" "$out"; expect_in "c8" "$out"
+expect_not_in "c2" "$out" # its job ended (scancel): it uses nothing, though its directory stays
+[ -f "$H/.berth/storage/kept" ] && [ "$(jobs_named c7)" = 1 ] || die "a refused purge changed something"
+"$BERTH" destroy -y --force c8 > /dev/null 2>&1 || die "destroy c8"
+out=$("$BERTH" destroy -y --force c7 --purge 2>&1) || die "destroy --purge c7: $out"
+expect_in "store login:/root/.berth/storage" "$out"
+[ ! -e "$H/.berth/storage" ] || die "the purged store is still there"
+[ -f "$H/berth/c1/hello.txt" ] || die "the purge removed a work directory"
+out=$("$BERTH" destroy -y c6 --purge 2>&1) || die "destroy --purge of c6, whose job ended by itself: $out"
+expect_in "no store to purge" "$out"
 echo "slurm: all checks passed"

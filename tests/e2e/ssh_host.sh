@@ -7,7 +7,9 @@
 # in Chromium through the tunnel, a kernel computes 1+1; two machines share the host with their
 # own Jupyter; stop ends berth's processes there and start brings Jupyter back; save and
 # restore of the work directory; an idle machine stops itself; destroy removes only berth's
-# machine directory (the user's files, the work directory and the store stay).
+# machine directory (the user's files, the work directory and the store stay); an up killed
+# after the host has its directory is undone by `berth ls` (a namesake's stays); destroy --purge
+# removes the store only when no other machine there uses it and the home links nothing into it.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/sshd_host.sh"
 need_namespaces
@@ -24,7 +26,7 @@ sshd_host_start "$T/host" || die "the test sshd did not start"
 H=$T/host/home # the host's home, as this machine sees it
 finish() {
   set +e
-  for n in s1 s2 s3; do "$BERTH" destroy -y --force "$n" > /dev/null 2>&1; done
+  for n in s1 s2 s3 s4 s5 s6 s7; do "$BERTH" destroy -y --force "$n" > /dev/null 2>&1; done
   sshd_host_stop "$T/host"
   cleanup
 }
@@ -126,4 +128,49 @@ for n in s1 s2 s3; do "$BERTH" destroy -y "$n" > /dev/null 2>&1 || die "destroy 
 [ "$(cat "$H/mine.txt")" = mine ] || die "the user's own file changed"
 [ -f "$H/berth/s1/hello.txt" ] && [ -d "$H/projects/two" ] && [ -d "$H/.berth/storage" ] \
   || die "destroy removed the user's work directory or the store"
+echo "== kill -9 of up once the host has its machine directory, before berth recorded it"
+rc=0; BERTH_CRASH_AT=up-created "$BERTH" up s7 --provider ssh --host lab > "$T/up7.out" 2>&1 || rc=$?
+[ $rc = 137 ] || die "up s7 was not killed at up-created (exit $rc): $(cat "$T/up7.out")"
+[ -f "$H/.berth/machines/s7/claim" ] || die "the killed up left no claimed machine directory to undo"
+mkdir -p "$H/.berth/machines/s8" && echo someone-elses > "$H/.berth/machines/s8/claim" # a namesake's
+"$BERTH" ls > "$T/ls7.out" 2>&1 || die "ls after the kill: $(cat "$T/ls7.out")"
+! grep -E "^s7 " "$T/ls7.out" | grep -vq " destroyed " || die "the killed up's machine is still listed: $(cat "$T/ls7.out")"
+! "$BERTH" ls | grep -q "^s7 " || die "the undone up is still listed: $("$BERTH" ls)"
+[ ! -e "$H/.berth/machines/s7" ] || die "berth ls did not undo the killed up on the host: $(ls -A "$H/.berth/machines/s7")"
+"$BERTH" up s7 --provider ssh --host lab > /dev/null 2> "$T/up7b.err" || die "up s7 again: $(cat "$T/up7b.err")"
+"$BERTH" destroy -y s7 > /dev/null 2>&1 || die "destroy s7"
+[ "$(cat "$H/.berth/machines/s8/claim")" = someone-elses ] || die "the undo touched another berth's directory"
+rm -rf "$H/.berth/machines/s8"
+
+echo "== destroy --purge: the store goes only when nothing else needs it"
+"$BERTH" up s4 --provider ssh --host lab --store '~/store4' > /dev/null 2> "$T/up4.err" || die "up s4: $(cat "$T/up4.err")"
+"$BERTH" up s5 --provider ssh --host lab --store '~/store4' > /dev/null 2> "$T/up5.err" || die "up s5: $(cat "$T/up5.err")"
+mkdir -p "$H/store4/cfg" && echo kept > "$H/store4/cfg/kept"
+expect_exit 1 "$BERTH" destroy -y s4 --purge
+expect_in "may use" "$out"; expect_in "s5" "$out"
+"$BERTH" ls | grep -E "^s4 .*running" > /dev/null || die "a refused purge destroyed s4: $("$BERTH" ls)"
+"$BERTH" destroy -y s5 > /dev/null 2>&1 || die "destroy s5"
+ln -s "/root/store4/cfg/kept" "$H/.kept"
+expect_exit 1 "$BERTH" destroy -y s4 --purge
+expect_in "your home links into" "$out"; expect_in ".kept" "$out"
+[ "$(cat "$H/store4/cfg/kept")" = kept ] || die "a refused purge touched the store"
+rm "$H/.kept"
+out=$("$BERTH" --json destroy -y s4 --purge) || die "destroy --purge s4: $out"
+python3 -c "import json,sys; j=json.loads(sys.argv[1]); assert j['status']=='destroyed' and j['purged'].startswith('lab:/root/store4'), j" "$out" \
+  || die "destroy --purge --json: $out"
+[ ! -e "$H/store4" ] || die "the purged store is still there"
+[ "$(cat "$H/mine.txt")" = mine ] && [ -d "$H/.berth/storage" ] || die "the purge removed more than s4's store"
+"$BERTH" up s6 --provider ssh --host lab --store '~' > /dev/null 2> "$T/up6.err" || die "up s6: $(cat "$T/up6.err")"
+expect_exit 1 "$BERTH" destroy -y s6 --purge
+expect_in "holds your home" "$out"
+"$BERTH" destroy -y s6 > /dev/null 2>&1 || die "destroy s6"
+mkdir -p "$H/mydata" && echo precious > "$H/mydata/data.csv" # the user's, given as the store
+"$BERTH" up s6 --provider ssh --host lab --store '~/mydata' > /dev/null 2> "$T/up6b.err" || die "up s6 on mydata: $(cat "$T/up6b.err")"
+expect_exit 1 "$BERTH" destroy -y s6 --purge
+expect_in "was not made by berth" "$out"
+"$BERTH" destroy -y s6 > /dev/null 2>&1 || die "destroy s6 (mydata)"
+[ "$(cat "$H/mydata/data.csv")" = precious ] || die "the user's own directory was touched"
+[ "$(cat "$H/mine.txt")" = mine ] || die "the user's own file changed"
+expect_exit 1 "$BERTH" destroy -y nosuch --purge
+expect_in "no instance named 'nosuch'" "$out"
 echo "ssh host: all checks passed"

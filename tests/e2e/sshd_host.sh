@@ -100,15 +100,19 @@ slurm_config() {
     echo "InactiveLimit=0"
     echo "JobAcctGatherType=jobacct_gather/none"
     echo "AccountingStorageType=accounting_storage/none"
+    echo "JobCompType=jobcomp/filetxt"           # no slurmdbd: sacct --completion reads this
+    echo "JobCompLoc=$dir/slurm/jobcomp.txt"
+    echo "GresTypes=gpu"                         # GPUs without devices: counted, not bound
     echo "MpiDefault=none"
     echo "SlurmctldDebug=info"
     echo "SlurmdDebug=info"
     for i in $(seq 1 "$n"); do
-      echo "NodeName=node$i NodeHostname=$(hostname) NodeAddr=127.0.0.1 Port=$((port + i)) CPUs=${SLURM_CPUS:-1} RealMemory=1000 State=UNKNOWN"
+      echo "NodeName=node$i NodeHostname=$(hostname) NodeAddr=127.0.0.1 Port=$((port + i)) CPUs=${SLURM_CPUS:-1} RealMemory=1000 Gres=gpu:1 State=UNKNOWN"
       nodes="$nodes${nodes:+,}node$i"
     done
     echo "PartitionName=debug Nodes=$nodes Default=YES MaxTime=8:00:00 State=UP"
   } > "$dir/slurm/slurm.conf"
+  echo "Name=gpu File=/dev/null Count=1" > "$dir/slurm/gres.conf"
   touch "$dir/slurm/plugstack.conf"
 }
 

@@ -32,6 +32,16 @@ TEST(Slurm, JobStatesForTheEngine) {
     EXPECT_NE(slurm::job_state({{"JobState", "CANCELLED"}}).message.find("cancelled"),
               std::string::npos);
     EXPECT_EQ(slurm::job_state({}).state, MachineState::gone); // no longer known
+    // A crafted reason reaches no terminal as escape codes, and stays short.
+    auto h =
+        slurm::job_state({{"JobState", "PENDING"},
+                          {"Reason", "Priority\x1b]0;pwned\x07\x1b[2J" + std::string(500, 'x')}});
+    EXPECT_EQ(h.message.find('\x1b'), std::string::npos) << h.message;
+    EXPECT_EQ(h.message.find('\x07'), std::string::npos);
+    EXPECT_LT(h.message.size(), 200u);
+    auto w = slurm::job_state({{"JobState", "WEIRD\nSTATE"}});
+    EXPECT_EQ(w.state, MachineState::gone);
+    EXPECT_EQ(w.message.find('\n'), std::string::npos);
 }
 
 TEST(Slurm, OffersFromSinfo) {
@@ -96,4 +106,43 @@ TEST(Slurm, CapabilitiesRefuseStop) {
     auto s = p.stop("1@c1@login");
     ASSERT_FALSE(s);
     EXPECT_EQ(s.error().code, 2);
+}
+
+TEST(Slurm, AccountingFromSacct) {
+    EXPECT_EQ(slurm::gpus_of_tres("billing=4,cpu=4,gres/gpu=2,mem=8G,node=1"), 2);
+    EXPECT_EQ(slurm::gpus_of_tres("cpu=4,gres/gpu:a100=1,gres/gpu:v100=2"), 3);
+    EXPECT_EQ(slurm::gpus_of_tres("cpu=4,gres/gpu=2,gres/gpu:a100=2"), 2) << "untyped is the sum";
+    EXPECT_EQ(slurm::gpus_of_tres("cpu=1,mem=500M,node=1"), 0);
+    EXPECT_EQ(slurm::gpus_of_tres("gres/gpu=lots,gres/gpu=99999999"), 0);
+    EXPECT_EQ(slurm::gpus_of_tres(""), 0);
+    auto rows = slurm::parse_sacct(
+        "12|berth-c1|COMPLETED|1796170000|1796173600|1|4|cpu=4,gres/gpu=2,node=1\n"
+        "12.batch|batch|COMPLETED|1796170000|1796173600|1|4|cpu=4\n"
+        "13|berth-c2|RUNNING|1796173000|Unknown|2|2|cpu=2,node=2\n"
+        "14|train.sh|COMPLETED|1796170000|1796173600|1|4|cpu=4\n"
+        "15|berth-Bad;rm|FAILED|1|2|1|1|\n"
+        "16|berth-c3|CANCELLED by 1000|1796170000|1796170360|1|1|cpu=1\n"
+        "garbage\n");
+    ASSERT_EQ(rows.size(), 3u);
+    EXPECT_EQ(rows[0].name, "c1");
+    EXPECT_EQ(rows[0].id, "12");
+    EXPECT_EQ(rows[0].gpus, 2);
+    EXPECT_EQ(rows[0].cpus, 4);
+    EXPECT_DOUBLE_EQ(rows[0].hours(0) * rows[0].gpus, 2.0);
+    EXPECT_EQ(rows[1].state, "RUNNING");
+    EXPECT_EQ(rows[1].end, 0) << "still running: counted up to now";
+    EXPECT_EQ(rows[1].nodes, 2);
+    EXPECT_DOUBLE_EQ(rows[1].hours(1796173000 + 1800), 0.5);
+    EXPECT_EQ(rows[2].state, "CANCELLED") << "the reason's words are not the state";
+    EXPECT_DOUBLE_EQ(rows[2].hours(0), 0.1);
+}
+
+TEST(Slurm, GpusAGresAsksFor) {
+    EXPECT_EQ(slurm::gpus_of_gres("gpu:2"), 2);
+    EXPECT_EQ(slurm::gpus_of_gres("gpu:a100:4"), 4);
+    EXPECT_EQ(slurm::gpus_of_gres("gpu"), 1);
+    EXPECT_EQ(slurm::gpus_of_gres("gpu:a100"), 1);
+    EXPECT_EQ(slurm::gpus_of_gres("shard:2,gpu:1"), 1);
+    EXPECT_EQ(slurm::gpus_of_gres(""), 0);
+    EXPECT_EQ(slurm::gpus_of_gres("mps:100"), 0);
 }

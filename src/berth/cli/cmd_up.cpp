@@ -264,40 +264,63 @@ void add_up(CLI::App &app, Context &ctx) {
 
     auto *d = command(app, "destroy");
     static std::string destroy_name;
-    static bool yes = false, force = false;
+    static bool yes = false, force = false, purge = false;
     static std::string guard_repo;
     d->add_option("NAME", destroy_name)->required();
     d->add_flag("-y,--yes", yes, "do not ask for confirmation");
     d->add_flag("--force", force, "destroy even if it holds work no snapshot has");
+    d->add_flag("--purge", purge,
+                "also remove the persistent store it used on your own host (ssh, slurm), "
+                "unless another machine there uses it or your home links into it");
     d->add_option("--repo", guard_repo,
                   "the repository its snapshots are in (default $XDG_DATA_HOME/berth/repo)");
     d->callback([&ctx] {
         auto db = open_state();
         Engine e(db, registry(ctx), progress_for(ctx));
-        auto rec = e.refresh(must(e.find(destroy_name)));
-        if (rec.status == Status::destroyed) {
+        // --purge also finds a machine that ended on its own (a Slurm job past its limit):
+        // its record is destroyed, its store may still be there.
+        auto known = must(db.get(destroy_name));
+        auto rec = purge && known && known->status == Status::destroyed
+                       ? *known
+                       : e.refresh(must(e.find(destroy_name)));
+        // --purge asks first whether the store may go: a refusal changes nothing.
+        std::string store;
+        if (purge) store = must(e.purge_store(rec, true));
+        if (rec.status == Status::destroyed && !purge) {
             say("berth: '" + destroy_name + "' is already destroyed (" + rec.message + ")");
             return;
         }
-        if (!force) guard_unsaved(ctx, rec, guard_repo);
+        if (!force && rec.status != Status::destroyed) guard_unsaved(ctx, rec, guard_repo);
         if (!yes) {
             if (!::isatty(0))
                 throw Abort(Error{"destroy needs confirmation",
                                   "pass -y to destroy '" + destroy_name + "' without asking", 2});
-            std::cerr << "destroy '" << destroy_name
-                      << "' and its /notebooks? /storage is kept. [y/N] " << std::flush;
+            if (purge)
+                std::cerr << "destroy '" << destroy_name << "' and its store "
+                          << (store.empty() ? std::string("(none there now)") : store)
+                          << "? Everything persisted in it is deleted. [y/N] " << std::flush;
+            else
+                std::cerr << "destroy '" << destroy_name
+                          << "' and its /notebooks? /storage is kept. [y/N] " << std::flush;
             std::string answer;
             std::getline(std::cin, answer);
             if (answer != "y" && answer != "yes") throw Abort(Error{"not destroyed", "", 1});
         }
-        must(e.destroy(destroy_name));
-        if (ctx.json)
-            print_json(
-                {{"schema", "berth.destroy/1"}, {"name", destroy_name}, {"status", "destroyed"}});
-        else
+        if (rec.status != Status::destroyed) must(e.destroy(destroy_name));
+        std::string purged;
+        if (purge) purged = must(e.purge_store(rec, false));
+        if (ctx.json) {
+            nlohmann::json j = {
+                {"schema", "berth.destroy/1"}, {"name", destroy_name}, {"status", "destroyed"}};
+            if (purge) j["purged"] = purged;
+            print_json(j);
+        } else {
             say("berth: '" + destroy_name + "' destroyed" +
-                (caps_of(ctx, rec).destroy_note.empty() ? std::string()
-                                                        : "; " + caps_of(ctx, rec).destroy_note));
+                (purge ? (purged.empty() ? "; it had no store to purge"
+                                         : "; its store " + purged + " removed")
+                 : caps_of(ctx, rec).destroy_note.empty() ? std::string()
+                                                          : "; " + caps_of(ctx, rec).destroy_note));
+        }
     });
 }
 
@@ -311,13 +334,17 @@ void add_account(CLI::App &app, Context &ctx) {
     a->callback([&ctx] {
         const auto &reg = registry(ctx);
         if (provider.empty()) {
-            // The billed provider of the newest machine that is not destroyed, else the first.
+            // The billed provider of the newest machine that is not destroyed.
+            // Else the provider of the newest machine (a Slurm cluster's use in GPU-hours).
             auto db0 = open_state();
+            std::string any;
             for (const auto &r : must(db0.list())) {
                 auto row = reg.find(r.provider);
                 if (r.status != Status::destroyed && row && (*row)->capabilities.billed)
                     provider = r.provider;
+                if (r.status != Status::destroyed && row) any = r.provider;
             }
+            if (provider.empty()) provider = any;
             for (const auto &row : reg.rows())
                 if (row.capabilities.billed && provider.empty()) provider = row.name;
         }
@@ -329,7 +356,12 @@ void add_account(CLI::App &app, Context &ctx) {
             if (r.status != Status::destroyed) (void)e.refresh(r);
         double now = epoch_now();
         auto ledger = summarize(must(db.meters()), now);
-        auto p = must(reg.make(provider, provider_options(ctx, *row, flags, true)));
+        // The newest machine of that provider gives back what it remembered (a login node).
+        std::optional<InstanceRecord> newest;
+        for (const auto &r : must(db.list()))
+            if (r.provider == provider && r.status != Status::destroyed) newest = r;
+        auto p = newest ? must(e.provider_of(*newest, provider_options(ctx, *row, flags, true)))
+                        : must(reg.make(provider, provider_options(ctx, *row, flags, true)));
         auto credit = must(p->credit());
         auto standing = must(p->standing());
         // The provider's view of the burn: every machine of the account, berth's or not.
@@ -341,6 +373,43 @@ void add_account(CLI::App &app, Context &ctx) {
                 if (m.state != MachineState::gone) burn += m.storage_per_hour;
             }
         double hours_left = credit && burn > 0 ? *credit / burn : -1;
+        // Providers that account in resource-hours (Slurm): berth's jobs of the last 30 days.
+        auto opts = provider_options(ctx, *row, flags, true);
+        double rate = -1;
+        if (auto it = opts.find("gpu-hour-rate"); it != opts.end() && !it->second.empty()) {
+            char *end = nullptr;
+            rate = std::strtod(it->second.c_str(), &end);
+            if (!end || *end || rate < 0 || rate > 1e6)
+                throw Abort(Error{"bad provider." + provider + ".gpu-hour-rate '" +
+                                      it->second.substr(0, 40) + "'",
+                                  "dollars per GPU-hour, like 0.85", 2, ErrorKind::user});
+        }
+        auto usage = p->usage(30);
+        std::string usage_error = usage ? "" : usage.error().what;
+        std::optional<Provider::Usage> used = usage ? *usage : std::nullopt;
+        double gpu_h = 0, cpu_h = 0;
+        // Where the provider's accounting has no GPU counts (Slurm without slurmdbd keeps no
+        // GPU TRES), berth's own record of what the job asked for.
+        if (used)
+            for (auto &l : used->lines) {
+                if (l.gpus > 0) continue;
+                for (const auto &r : must(db.list())) {
+                    if (r.provider != provider || r.provider_id.rfind(l.id + "@", 0) != 0) continue;
+                    auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
+                    if (!spec.is_object() || !spec.contains("options") ||
+                        !spec["options"].is_object())
+                        continue;
+                    auto g = spec["options"].value("gpus-per-node", std::string());
+                    if (!g.empty() && g.size() <= 4 &&
+                        g.find_first_not_of("0123456789") == std::string::npos)
+                        l.gpus = std::atoi(g.c_str()) * std::max(1, l.nodes);
+                }
+            }
+        if (used)
+            for (const auto &l : used->lines) {
+                gpu_h += l.hours(now) * l.gpus;
+                cpu_h += l.hours(now) * l.cpus;
+            }
         if (ctx.json) {
             nlohmann::json rows = nlohmann::json::array();
             for (const auto &l : ledger.entries)
@@ -365,7 +434,58 @@ void add_account(CLI::App &app, Context &ctx) {
                  {"burn_per_hour", burn},
                  {"hours_left", hours_left >= 0 ? nlohmann::json(hours_left) : nlohmann::json()},
                  {"ledger_total", spent},
-                 {"ledger", rows}});
+                 {"ledger", rows},
+                 {"usage", [&]() -> nlohmann::json {
+                      if (!usage_error.empty()) return {{"error", usage_error}};
+                      if (!used) return nullptr;
+                      nlohmann::json jobs = nlohmann::json::array();
+                      for (const auto &l : used->lines)
+                          jobs.push_back({{"instance", l.name},
+                                          {"id", l.id},
+                                          {"state", l.state},
+                                          {"start", l.start},
+                                          {"end", l.end > 0 ? nlohmann::json(l.end) : nullptr},
+                                          {"nodes", l.nodes},
+                                          {"cpus", l.cpus},
+                                          {"gpus", l.gpus},
+                                          {"hours", l.hours(now)},
+                                          {"gpu_hours", l.hours(now) * l.gpus},
+                                          {"cpu_hours", l.hours(now) * l.cpus}});
+                      return {{"source", used->source},
+                              {"days", 30},
+                              {"gpu_hours", gpu_h},
+                              {"cpu_hours", cpu_h},
+                              {"gpu_hour_rate", rate >= 0 ? nlohmann::json(rate) : nullptr},
+                              {"cost", rate >= 0 ? nlohmann::json(gpu_h * rate) : nullptr},
+                              {"jobs", jobs}};
+                  }()}});
+            return;
+        }
+        if (!row->capabilities.billed) {
+            say(provider + " is not billed by berth's ledger" +
+                (used || !usage_error.empty() ? ": its use is in resource-hours below" : ""));
+            if (!usage_error.empty()) {
+                say(term::paint("usage       unavailable: " + usage_error, term::Color::yellow));
+                return;
+            }
+            if (!used) return;
+            say("");
+            say("berth's jobs of the last 30 days (" + used->source + "):");
+            std::printf("%-16s %-10s %-12s %5s %5s %5s %9s %9s %9s\n", "INSTANCE", "JOB", "STATE",
+                        "NODES", "CPUS", "GPUS", "HOURS", "GPU-H", "CPU-H");
+            for (const auto &l : used->lines)
+                std::printf("%-16s %-10s %-12s %5d %5d %5d %9.3f %9.3f %9.3f\n", l.name.c_str(),
+                            l.id.c_str(), l.state.c_str(), l.nodes, l.cpus, l.gpus, l.hours(now),
+                            l.hours(now) * l.gpus, l.hours(now) * l.cpus);
+            char total[200];
+            std::snprintf(total, sizeof total, "total       %.3f GPU-hours, %.3f CPU-hours", gpu_h,
+                          cpu_h);
+            say(total);
+            if (rate >= 0) {
+                std::snprintf(total, sizeof total, "cost        $%.2f at $%.2f per GPU-hour",
+                              gpu_h * rate, rate);
+                say(total);
+            }
             return;
         }
         char line[160];

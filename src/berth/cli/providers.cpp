@@ -21,7 +21,7 @@ void add_provider_flags(CLI::App *cmd, FlagValues &given, bool everywhere_only) 
     auto rows = builtin_provider_rows();
     for (const auto &row : rows)
         for (const auto &o : row.options) {
-            if (everywhere_only && !o.everywhere) continue;
+            if (o.internal || (everywhere_only && !o.everywhere)) continue;
             if (!done.insert(o.name).second) continue;
             std::vector<std::string> who;
             for (const auto &r : rows)
@@ -44,7 +44,7 @@ Options provider_options(const Context &ctx, const ProviderRow &row, const FlagV
                          bool lenient) {
     Options out;
     for (const auto &o : row.options) {
-        if (!o.config) continue;
+        if (!o.config || o.internal) continue;
         std::string key = "provider." + row.name + "." + o.name;
         const auto &all = ctx.config.all();
         auto it = all.find(key);
@@ -53,7 +53,7 @@ Options provider_options(const Context &ctx, const ProviderRow &row, const FlagV
     }
     for (const auto &[k, v] : given) {
         bool takes = std::any_of(row.options.begin(), row.options.end(),
-                                 [&](const OptionSpec &o) { return o.name == k; });
+                                 [&](const OptionSpec &o) { return o.name == k && !o.internal; });
         if (takes)
             out[k] = v;
         else if (!lenient) {
@@ -75,7 +75,7 @@ void register_provider_config() {
     std::vector<ConfigKey> keys;
     for (const auto &row : builtin_provider_rows())
         for (const auto &o : row.options)
-            if (o.config)
+            if (o.config && !o.internal)
                 keys.push_back({"provider." + row.name + "." + o.name, ConfigType::string,
                                 o.default_value, row.name + ": " + o.help});
     add_config_keys(keys);

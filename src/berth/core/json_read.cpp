@@ -37,6 +37,11 @@ std::string clean_text(const std::string &s, std::size_t max) {
         for (std::size_t k = 1; ok && k < len; ++k)
             ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 2;
         if (!ok) len = 1;
+        // Control characters (C0, DEL, C1 as U+0080..U+009F) would reach a terminal as
+        // escape sequences or break a one-line message: each becomes '?'.
+        if (ok && ((len == 1 && (c < 0x20 || c == 0x7f)) ||
+                   (len == 2 && c == 0xc2 && static_cast<unsigned char>(s[i + 1]) < 0xa0)))
+            ok = false;
         if (out.size() + (ok ? len : 1) > max) break;
         if (ok)
             out.append(s, i, len);

@@ -5,6 +5,7 @@
 #include "core/json_read.hpp"
 #include "engine/bootstrap.hpp"
 #include "engine/ledger.hpp"
+#include "util/crash.hpp"
 #include "util/fs.hpp"
 #include "util/interrupt.hpp"
 #include "util/net.hpp"
@@ -558,6 +559,7 @@ Result<InstanceRecord> Engine::up(const UpRequest &req, const PlanFn &on_plan) {
     if (!intent) return tl::unexpected(intent.error());
     m_progress("creating '" + r.name + "' on " + req.provider);
     auto m = (*p)->create(plan->spec);
+    crash_point("up-created"); // tests: made, not yet recorded (undone by the claim or label)
     // A marketplace offer can be rented by someone else between the search and the rental
     // (nothing was made): search again and rent the next best, a few times at most.
     for (int again = 0; again < 3 && !m && m.error().kind == ErrorKind::conflict; ++again) {
@@ -721,6 +723,12 @@ Result<> Engine::destroy(const std::string &name) {
     return destroy_locked(*r, **p);
 }
 
+Result<std::string> Engine::purge_store(const InstanceRecord &r, bool check_only) {
+    auto p = provider_of(r);
+    if (!p) return tl::unexpected(p.error());
+    return (*p)->purge_store(r.provider_id, check_only);
+}
+
 Result<> Engine::destroy_locked(InstanceRecord r, Provider &p) {
     auto intent = m_db.intend(r.name, "destroy");
     if (!intent) return tl::unexpected(intent.error());
@@ -771,24 +779,43 @@ Result<std::vector<std::string>> Engine::reconcile(const std::string &provider,
         r.ssh_host = m.ssh.host;
         r.ssh_port = m.ssh.port;
         r.ssh_user = m.ssh.user.empty() ? "root" : m.ssh.user;
-        r.spec_json = nlohmann::json{{"max_hours", 0}, {"label", m.label}}.dump();
+        nlohmann::json spec = {{"max_hours", 0}, {"label", m.label}};
+        // The machine's shape where the provider knows it (a Slurm job's login node and
+        // directories): ssh and Jupyter work on the recovered record as on the one `up` made.
+        auto hint = nlohmann::json::parse(m.spec_hint, nullptr, false);
+        if (hint.is_object())
+            for (const char *k : {"host", "options"})
+                if (hint.contains(k) && hint[k].is_object()) spec[k] = hint[k];
+        r.spec_json = spec.dump();
         r.message = "recovered from " + provider + " by `berth ls --reconcile`";
         bool late = (*p)->capabilities().key_arrives_late;
+        // A list may leave the endpoint out (a job's node): the machine's own answer has it.
+        MachineInfo full = m;
+        if (m.ssh.port == 0 &&
+            (m.state == MachineState::running || m.state == MachineState::loading))
+            if (auto d = (*p)->describe(m.id); d && d->ssh.port > 0) {
+                full = *d;
+                r.ssh_host = full.ssh.host;
+                r.ssh_port = full.ssh.port;
+                if (!full.ssh.user.empty()) r.ssh_user = full.ssh.user;
+                r.status = status_from(full.state);
+            }
         if (late && m.state == MachineState::stopped) {
             // The key arrives as it boots: in time for the next `berth start`.
             auto pub = ssh::ensure_key();
             if (!pub || !(*p)->attach_key(m.id, *pub))
                 r.message += "; berth's key could not be sent to it";
-        } else if (m.state == MachineState::running && m.ssh.port > 0) {
+        } else if (full.state == MachineState::running && full.ssh.port > 0) {
             // berth's key and pins may be gone with the state: let this berth's key in, and
-            // pin the host key on first use again.
+            // pin the host key the provider states, else on first use again.
             auto pub = ssh::ensure_key();
             bool attached = pub && (*p)->attach_key(m.id, *pub);
             if (attached && late)
                 r.message += "; berth's key reaches it at its next boot: `berth stop " + name +
                              "` then `berth start " + name + "`";
             if (attached) {
-                auto k = scan_host_key(m.ssh.host, m.ssh.port);
+                auto k = full.ssh.host_key.empty() ? scan_host_key(full.ssh.host, full.ssh.port)
+                                                   : Result<std::string>(full.ssh.host_key);
                 if (k) {
                     r.host_key = *k;
                     (void)ssh::pin_host_key("berth-" + name, *k);

@@ -65,6 +65,9 @@ public:
     Result<InstanceRecord> start(const std::string &name, std::chrono::seconds timeout);
     Result<InstanceRecord> stop(const std::string &name);
     Result<> destroy(const std::string &name);
+    // `destroy --purge`: the store the machine used, through its provider (see
+    // Provider::purge_store); `r` as it was before its destroy.
+    Result<std::string> purge_store(const InstanceRecord &r, bool check_only);
 
     // Asks the provider and updates the record (a machine that stopped itself at its deadline
     // becomes `stopped`); resolves a record an interrupted berth left first. Never fails the

@@ -54,6 +54,8 @@ struct OptionSpec {
     bool flag = false;         // takes no value
     bool config = true;        // also settable in [provider.NAME]
     bool everywhere = false;   // also on `offers`, `account` and `ls --reconcile` (credentials)
+    bool internal = false;     // the provider's own, kept with a machine's record (its
+                               // `remember`): never a flag or a config key
 };
 // Values given (flag, else config section), by option name.
 using Options = std::map<std::string, std::string>;
@@ -156,6 +158,9 @@ struct MachineInfo {
     double running_since = 0;    // epoch seconds; 0 unless running
     bool interruptible = false;
     double transfer_cost = 0; // dollars of transfer so far (the provider's byte counts)
+    // From list(), for `ls --reconcile`: what a recovered record's spec needs besides the label
+    // (JSON with "host" and "options", as `up` records them), where the provider knows it.
+    std::string spec_hint;
 };
 
 // The plan of a rental before anything is created: the spec, and what to tell the user.
@@ -208,6 +213,15 @@ public:
     // Removes what `create` made for instance NAME besides the machine itself (a key script,
     // say), once an `up` is undone or the machine destroyed. Nothing it removes bills.
     virtual Result<> forget(const std::string & /*name*/) { return {}; }
+    // `destroy --purge`: the persistent store machine `id` used, where it outlives the
+    // machine (a directory on your own host). With check_only, says what would go ("HOST:PATH,
+    // 12 MB"; "" when there is none) or refuses why it must stay (other machines use it, your
+    // home links into it); else removes it. Providers without such a store refuse.
+    virtual Result<std::string> purge_store(const std::string & /*id*/, bool /*check_only*/) {
+        return fail(ErrorKind::user,
+                    "--purge: " + name() + " keeps no store apart from its machines",
+                    "destroy without --purge", 2);
+    }
     // For machines bootstrapped over SSH: where the machine's watchdog asks to stop itself.
     virtual std::string api_url() const { return {}; }
     // Money: the account's credit in dollars, when the provider has one.
@@ -219,6 +233,22 @@ public:
         std::string why;
     };
     virtual Result<std::optional<Standing>> standing() { return std::optional<Standing>{}; }
+    // Use in resource-hours, for providers that account in them instead of dollars (a Slurm
+    // cluster's sacct): berth's machines of the last `days` days. nullopt: not such a provider.
+    struct UsageLine {
+        std::string name, id, state; // the berth machine, the provider's id, its last state
+        double start = 0, end = 0;   // epoch seconds; end 0: still running
+        int nodes = 0, cpus = 0, gpus = 0;
+        double hours(double now) const {
+            double e = end > 0 ? end : now;
+            return start > 0 && e > start ? (e - start) / 3600 : 0;
+        }
+    };
+    struct Usage {
+        std::string source; // "sacct", "sacct --completion"
+        std::vector<UsageLine> lines;
+    };
+    virtual Result<std::optional<Usage>> usage(int /*days*/) { return std::optional<Usage>{}; }
     // Where a path of the machine is on this host, for providers whose disks are local
     // (lets the destroy guard look at a stopped machine). nullopt: only over SSH.
     virtual std::optional<std::filesystem::path> host_path(const std::string & /*id*/,

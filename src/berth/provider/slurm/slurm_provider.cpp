@@ -53,9 +53,11 @@ std::map<std::string, std::string> parse_record(const std::string &line) {
 }
 
 MachineInfo job_state(const std::map<std::string, std::string> &job) {
+    // Words from the cluster reach the user's terminal: control characters go, and they stay
+    // short.
     auto get = [&](const char *k) {
         auto it = job.find(k);
-        return it == job.end() ? std::string() : it->second;
+        return it == job.end() ? std::string() : jsonr::clean_text(it->second, 120);
     };
     MachineInfo m;
     std::string st = get("JobState"), reason = get("Reason"), start = get("StartTime");
@@ -328,7 +330,11 @@ Result<UpPlan> SlurmProvider::plan(InstanceSpec spec, const Options &o) {
     spec.host_workdir = *workdir;
     spec.host_store = *store;
     spec.host_link_home = false;
-    spec.remember = {{"host", d->text}, {"nodes", opt(all, "nodes", "1")}};
+    // gpus-per-node: `account`'s GPU-hours where sacct has no TRES (no slurmdbd).
+    spec.remember = {{"host", d->text},
+                     {"nodes", opt(all, "nodes", "1")},
+                     {"machine-store", *store},
+                     {"gpus-per-node", std::to_string(slurm::gpus_of_gres(opt(all, "gres")))}};
     std::string flags;
     for (const auto &a : *args)
         flags += " " + a;
@@ -367,13 +373,20 @@ if [ -f "$D/job" ] && squeue -h -j "$(cat "$D/job")" 2>/dev/null | grep -q .; th
 fi
 umask 077
 mkdir -p "$D" && rm -f "$D"/node*.json "$D/dist.env"
+printf '%s\n' )SH" + str::shell_quote(spec.host_store) +
+                         R"SH( > "$D/store"
+printf '%s\n' )SH" + str::shell_quote(spec.host_workdir) +
+                         R"SH( > "$D/workdir"
 printf '%s' )SH" + str::shell_quote(spec.authorized_keys) +
                          R"SH( > "$D/authorized_keys"
 printf '%s' )SH" + str::shell_quote(job) +
                          R"SH( > "$D/job.sh" && chmod 700 "$D/job.sh"
+S=)SH" + str::shell_quote(spec.host_store) +
+                         R"SH(
+if [ ! -e "$S" ] || [ -z "$(ls -A "$S" 2>/dev/null)" ]; then mkdir -p "$S" && printf 'a berth store\n' > "$S/.berth-store"; fi
 umask 022
 mkdir -p )SH" + str::shell_quote(spec.host_workdir) +
-                         " " + str::shell_quote(spec.host_store) + "\nid=$(" + sbatch +
+                         " \"$S\"\nid=$(" + sbatch +
                          R"SH( "$D/job.sh") || exit 5
 id=${id%%;*}
 printf '%s\n' "$id" > "$D/job"
@@ -533,15 +546,152 @@ exit 0
     return {};
 }
 
+Result<> SlurmProvider::attach_key(const std::string &id, const std::string &public_key) {
+    auto j = parse_job_id(id);
+    if (!j) return tl::unexpected(j.error());
+    if (public_key.rfind("ssh-", 0) != 0 || public_key.find_first_of("\r\n'") != std::string::npos)
+        return fail(ErrorKind::user, "not an SSH public key");
+    // The node's sshd reads this file on each login: the key works at once, for this job only.
+    auto out = sh::run_on(j->login,
+                          machine_dir() +
+                              "[ \"$(cat \"$D/job\" 2>/dev/null)\" = \"$1\" ] || exit 3\n"
+                              "umask 077\nprintf '%s\\n' " +
+                              str::shell_quote(public_key) +
+                              " > \"$D/authorized_keys.new\" && mv -f \"$D/authorized_keys.new\" "
+                              "\"$D/authorized_keys\"\n",
+                          j->job + " " + j->name, std::chrono::seconds(30));
+    if (!out) return tl::unexpected(out.error());
+    return {};
+}
+
+Result<std::string> SlurmProvider::purge_store(const std::string &id, bool check_only) {
+    auto j = parse_job_id(id);
+    if (!j) return tl::unexpected(j.error());
+    std::string store = opt(m_opt, "machine-store");
+    if (store.empty())
+        return fail(ErrorKind::user,
+                    "--purge: berth did not record which store '" + j->name +
+                        "' used (it was made by an older berth)",
+                    "remove the store on " + j->login.text + " by hand if you mean to", 2);
+    return sh::purge_store(j->login, j->name, store, check_only);
+}
+
+int slurm::gpus_of_gres(const std::string &gres) {
+    int n = 0;
+    for (const auto &g : str::split(gres, ',')) {
+        auto parts = str::split(str::trim(g), ':');
+        if (parts.empty() || parts[0] != "gpu") continue;
+        const std::string &last = parts.back();
+        bool count = parts.size() > 1 && !last.empty() && last.size() <= 4 &&
+                     last.find_first_not_of("0123456789") == std::string::npos;
+        n += count ? std::atoi(last.c_str()) : 1;
+    }
+    return n;
+}
+
+int slurm::gpus_of_tres(const std::string &tres) {
+    int untyped = -1, typed = 0;
+    for (const auto &kv : str::split(tres, ',')) {
+        auto eq = kv.find('=');
+        if (eq == std::string::npos) continue;
+        std::string k = str::trim(kv.substr(0, eq)), v = str::trim(kv.substr(eq + 1));
+        if (v.empty() || v.size() > 6 || v.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        int n = std::atoi(v.c_str());
+        if (k == "gres/gpu")
+            untyped = n;
+        else if (k.rfind("gres/gpu:", 0) == 0)
+            typed += n;
+    }
+    return untyped >= 0 ? untyped : typed;
+}
+
+std::vector<Provider::UsageLine> slurm::parse_sacct(const std::string &out) {
+    std::vector<Provider::UsageLine> rows;
+    auto num = [](const std::string &v, double &to) {
+        if (v.empty() || v.size() > 12 || v.find_first_not_of("0123456789") != std::string::npos)
+            return; // "Unknown", "None": not yet
+        to = std::atof(v.c_str());
+    };
+    for (const auto &line : str::split(out, '\n')) {
+        auto f = str::split(str::trim(line), '|');
+        if (f.size() < 8) continue;
+        const std::string &job = f[0], &name = f[1];
+        if (job.empty() || job.size() > 12 ||
+            job.find_first_not_of("0123456789") != std::string::npos)
+            continue; // steps (123.batch), arrays and heterogeneous parts are not machines
+        if (name.rfind("berth-", 0) != 0 || name.size() > 46) continue;
+        std::string n = name.substr(6);
+        if (n.empty() ||
+            n.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
+            continue;
+        Provider::UsageLine u;
+        u.name = n;
+        u.id = job;
+        u.state = jsonr::clean_text(str::split(f[2], ' ')[0], 24);
+        num(f[3], u.start);
+        num(f[4], u.end);
+        double v = 0;
+        num(f[5], v);
+        u.nodes = static_cast<int>(v);
+        v = 0;
+        num(f[6], v);
+        u.cpus = static_cast<int>(v);
+        u.gpus = slurm::gpus_of_tres(f[7]);
+        rows.push_back(std::move(u));
+    }
+    return rows;
+}
+
+Result<std::optional<Provider::Usage>> SlurmProvider::usage(int days) {
+    auto d = login();
+    if (!d) return tl::unexpected(d.error());
+    // The accounting database when the cluster has one, else the job completion log.
+    std::string script = "export SLURM_TIME_FORMAT=%s\n"
+                         "F=JobID,JobName,State,Start,End,NNodes,AllocCPUS,AllocTRES\n"
+                         "S=now-" +
+                         std::to_string(std::max(1, days)) + R"SH(days
+if out=$(sacct -X -P -n -u "$(id -un)" -S "$S" -o "$F" 2>&1); then echo sacct; printf '%s\n' "$out"; exit 0; fi
+if out2=$(sacct --completion -X -P -n -u "$(id -un)" -S "$S" -o "$F" 2>&1); then echo "sacct --completion"; printf '%s\n' "$out2"; exit 0; fi
+printf '%s\n' "$out" | head -1 >&2; exit 7
+)SH";
+    auto out = sh::run_on(*d, script, "", std::chrono::seconds(60));
+    if (!out)
+        return fail(ErrorKind::refused,
+                    "no accounting from " + d->text + ": " +
+                        jsonr::clean_text(out.error().what, 200),
+                    "the cluster keeps no accounting (sacct) nor a job completion log");
+    auto nl = out->find('\n');
+    Usage u;
+    u.source = str::trim(out->substr(0, nl));
+    u.lines = slurm::parse_sacct(nl == std::string::npos ? "" : out->substr(nl + 1));
+    return std::optional<Usage>(std::move(u));
+}
+
 Result<std::vector<MachineInfo>> SlurmProvider::list() {
     auto d = login();
     if (!d) return tl::unexpected(d.error());
-    auto out = sh::run_command(*d, "squeue -h -u \"$(id -un)\" -o '%i|%j|%T|%r'", "",
-                               std::chrono::seconds(60));
+    // Each berth job with its machine's directories, as its `up` wrote them (for reconcile).
+    auto out = sh::run_on(*d, R"SH(echo "HOME|$HOME"
+squeue -h -u "$(id -un)" -o '%i|%j|%T|%r' | while IFS='|' read -r i j t r; do
+  n=${j#berth-}; w=; s=
+  case "$n" in ''|*[!a-z0-9-]*) ;; *) D="$HOME/.berth/machines/$n"
+    w=$(head -1 "$D/workdir" 2>/dev/null); s=$(head -1 "$D/store" 2>/dev/null) ;; esac
+  printf '%s|%s|%s|%s|%s|%s
+' "$i" "$j" "$t" "$r" "$w" "$s"
+done
+)SH",
+                          "", std::chrono::seconds(60));
     if (!out) return tl::unexpected(out.error());
     std::vector<MachineInfo> ms;
+    std::string home;
+    auto path_ok = [](const std::string &p) {
+        return !p.empty() && p[0] == '/' && p.size() < 1024 && !str::contains(p, "..") &&
+               p.find_first_of("\r\n\t") == std::string::npos;
+    };
     for (const auto &line : str::split(*out, '\n')) {
         auto c = str::split(str::trim(line), '|');
+        if (c.size() == 2 && c[0] == "HOME" && path_ok(c[1])) home = c[1];
         if (c.size() < 4 || c[1].rfind("berth-", 0) != 0) continue;
         std::string name = c[1].substr(6);
         auto id = c[0] + "@" + name + "@" + d->text;
@@ -549,6 +699,19 @@ Result<std::vector<MachineInfo>> SlurmProvider::list() {
         auto m = slurm::job_state({{"JobState", c[2]}, {"Reason", c[3]}});
         m.id = id;
         m.label = berth_label(name);
+        if (!home.empty()) {
+            std::string w = c.size() > 4 && path_ok(c[4]) ? c[4] : home + "/berth/" + name;
+            std::string st = c.size() > 5 && path_ok(c[5]) ? c[5] : home + "/.berth/storage";
+            m.spec_hint = nlohmann::json{{"host",
+                                          {{"user_ssh", false},
+                                           {"jump", d->text},
+                                           {"agent_dir", home + "/.berth/machines/" + name},
+                                           {"workdir", w},
+                                           {"store", st},
+                                           {"link_home", false}}},
+                                         {"options", {{"host", d->text}, {"machine-store", st}}}}
+                              .dump();
+        }
         ms.push_back(std::move(m));
     }
     return ms;
@@ -571,6 +734,9 @@ ProviderRow slurm_provider_row() {
         {"account", "the Slurm account to charge", ""},
         {"workdir", "where Jupyter is rooted on the cluster", "~/berth/NAME"},
         {"store", "the persistent store on the cluster's shared file system", "~/.berth/storage"},
+        {"gpu-hour-rate", "dollars per GPU-hour, for `berth account` (the cluster's own rate)", ""},
+        {"machine-store", "", "", false, false, false, true},
+        {"gpus-per-node", "", "", false, false, false, true},
     };
     row.make = [](const ProviderContext &ctx) -> Result<std::unique_ptr<Provider>> {
         return std::unique_ptr<Provider>(new SlurmProvider(ctx.options));

@@ -11,7 +11,9 @@
 // the engine bootstraps Jupyter there as on every provider. While the job waits, its state,
 // Slurm's reason and the expected start are the progress. The job's time limit is the hard
 // deadline (--max-hours becomes --time); a job cannot be stopped and resumed (capability
-// can_stop: no), `destroy` is scancel. Machine id: JOBID@LOGIN. Nothing is billed.
+// can_stop: no), `destroy` is scancel. Machine id: JOBID@LOGIN. Nothing is billed: `account`
+// shows berth's jobs in GPU-hours (and CPU-hours) from sacct, its completion log when the
+// cluster keeps no accounting database, in dollars only with a configured gpu-hour-rate.
 #pragma once
 
 #include "provider/registry.hpp"
@@ -33,6 +35,15 @@ std::vector<Offer> parse_sinfo(const std::string &out, const std::string &login)
 // The sbatch options berth passes, each checked (they reach a command line on the cluster).
 Result<std::vector<std::string>> sbatch_args(const Options &opt, double max_hours);
 
+// GPUs in a job's AllocTRES ("cpu=4,gres/gpu=2,node=1"; typed "gres/gpu:a100=2" when
+// untyped is absent).
+int gpus_of_tres(const std::string &tres);
+// GPUs per node a --gres asks for ("gpu:2", "gpu:a100:2", "gpu" = 1; 0 without gpu).
+int gpus_of_gres(const std::string &gres);
+// `sacct -X -P -n -o JobID,JobName,State,Start,End,NNodes,AllocCPUS,AllocTRES` with
+// SLURM_TIME_FORMAT=%s: berth's jobs (named berth-NAME) only; other lines are skipped.
+std::vector<Provider::UsageLine> parse_sacct(const std::string &out);
+
 } // namespace slurm
 
 class SlurmProvider : public Provider {
@@ -47,8 +58,11 @@ public:
     Result<> stop(const std::string &id) override;
     Result<> start(const std::string &id) override;
     Result<> destroy(const std::string &id) override;
+    Result<std::string> purge_store(const std::string &id, bool check_only) override;
+    Result<> attach_key(const std::string &id, const std::string &public_key) override;
     Result<std::vector<MachineInfo>> list() override;
     Result<SshEndpoint> node(const std::string &id, int k) override;
+    Result<std::optional<Usage>> usage(int days) override;
 
 private:
     Result<sshhost::Dest> login() const;

@@ -2,6 +2,7 @@
 
 #include "core/paths.hpp"
 #include "remote/ssh.hpp"
+#include "util/hash.hpp"
 #include "util/process.hpp"
 #include "util/strings.hpp"
 
@@ -360,6 +361,9 @@ Result<UpPlan> SshHostProvider::plan(InstanceSpec spec, const Options &o) {
     spec.host_workdir = *workdir;
     spec.host_store = *store;
     spec.host_link_home = opt(o, "link-home") == "true";
+    // Given back to forget/purge_store with the record (never from the command line).
+    spec.remember["claim"] = random_hex(8) + "@" + d->text;
+    spec.remember["machine-store"] = *store;
     UpPlan plan{std::move(spec), {}, {}};
     char line[256];
     std::snprintf(line, sizeof line, "host %s: %s, %d CPUs, %.0f GB RAM, %.0f GB free",
@@ -379,11 +383,19 @@ Result<UpPlan> SshHostProvider::plan(InstanceSpec spec, const Options &o) {
 Result<MachineInfo> SshHostProvider::create(const InstanceSpec &spec) {
     auto d = sh::parse_dest(spec.offer_id);
     if (!d) return tl::unexpected(d.error());
+    std::string claim = opt(spec.remember, "claim");
+    claim = claim.substr(0, claim.find('@'));
     std::string script = agent_dir_expr() + "W=" + str::shell_quote(spec.host_workdir) +
-                         "\nS=" + str::shell_quote(spec.host_store) + R"SH(
+                         "\nS=" + str::shell_quote(spec.host_store) +
+                         "\nC=" + str::shell_quote(claim) + R"SH(
 if [ -f "$D/state" ]; then echo "a berth machine '$1' is already on this host ($D)" >&2; exit 4; fi
 umask 077
+# A store berth makes is marked so: `destroy --purge` removes only what berth made or filled.
+if [ ! -e "$S" ] || [ -z "$(ls -A "$S" 2>/dev/null)" ]; then mkdir -p "$S" && printf 'a berth store\n' > "$S/.berth-store"; fi
 mkdir -p "$D" "$S" && chmod 700 "$D"
+# The claim first: an `up` killed from here on is undone by the record that holds it.
+printf '%s\n' "$C" > "$D/claim"
+printf '%s\n' "$S" > "$D/store"
 umask 022
 mkdir -p "$W"
 date +%s > "$D/created"
@@ -467,6 +479,92 @@ Result<> SshHostProvider::destroy(const std::string &id) {
     return {};
 }
 
+Result<> SshHostProvider::forget(const std::string &name) {
+    // Only the directory this machine's own `up` claimed: a namesake made by another berth
+    // (another laptop) has another claim, or none.
+    std::string claim = opt(m_opt, "claim");
+    auto at = claim.find('@');
+    if (at == std::string::npos || at == 0 || !sh::valid_name(name)) return {};
+    auto d = sh::parse_dest(claim.substr(at + 1));
+    if (!d) return {};
+    auto out = sh::run_on(*d,
+                          agent_dir_expr() + "C=" + str::shell_quote(claim.substr(0, at)) +
+                              "\n[ -d \"$D\" ] || exit 0\n"
+                              "[ \"$(cat \"$D/claim\" 2>/dev/null)\" = \"$C\" ] || exit 0\n(" +
+                              ssh_host_stop_script() + ")\nrm -rf -- \"$D\"\n",
+                          name, std::chrono::seconds(60));
+    if (!out) return tl::unexpected(out.error());
+    return {};
+}
+
+Result<std::string> SshHostProvider::purge_store(const std::string &id, bool check_only) {
+    auto parsed = sh::parse_id(id);
+    if (!parsed) return tl::unexpected(parsed.error());
+    std::string store = opt(m_opt, "machine-store");
+    if (store.empty())
+        return fail(ErrorKind::user,
+                    "--purge: berth did not record which store '" + parsed->first +
+                        "' used (it was made by an older berth)",
+                    "remove the store on " + parsed->second.text + " by hand if you mean to", 2);
+    return sh::purge_store(parsed->second, parsed->first, store, check_only);
+}
+
+Result<std::string> sh::purge_store(const Dest &d, const std::string &name,
+                                    const std::string &store, bool check_only) {
+    if (store.empty() || store[0] != '/' || str::contains(store, "/../") ||
+        store.find_first_of("\n\r") != std::string::npos)
+        return fail(ErrorKind::malformed, "--purge: the recorded store '" + store + "' is bad");
+    std::string script = "S=" + str::shell_quote(store) + "\nCHECK=" + (check_only ? "1" : "0") +
+                         R"SH(
+[ -e "$S" ] || exit 0
+[ -d "$S" ] && [ ! -L "$S" ] || { echo "$S is not a directory" >&2; exit 5; }
+H=$(cd "$HOME" && pwd -P); R=$(cd "$S" && pwd -P)
+[ -n "$R" ] && [ "$R" != / ] || { echo "$S is the root directory" >&2; exit 5; }
+case "$H/" in "$R"/*) echo "$S holds your home" >&2; exit 5 ;; esac
+case "$R" in "$H/.berth"|"$H/.berth/machines"|"$H/.berth/machines/"*|"$H/.berth/bin") echo "$S is berth's own directory" >&2; exit 5 ;; esac
+if [ -n "$(ls -A "$R")" ] && [ ! -f "$R/.berth-store" ] && [ ! -d "$R/cfg" ] && [ ! -f "$R/.berth/manifest.json" ]; then
+  echo "$S was not made by berth (no .berth-store, cfg/ or .berth/manifest.json)" >&2; exit 5
+fi
+others=""
+for m in "$HOME/.berth/machines"/*; do
+  [ -d "$m" ] || continue
+  n=${m##*/}
+  [ "$n" = "$1" ] && continue
+  # A Slurm machine whose job has ended uses nothing any more; a directory with neither a job
+  # nor a state is no machine (what a dying agent wrote after its directory went).
+  if [ -f "$m/job" ]; then
+    if command -v squeue >/dev/null 2>&1 && ! squeue -h -j "$(cat "$m/job")" 2>/dev/null | grep -q .; then continue; fi
+  elif [ ! -f "$m/state" ]; then continue; fi
+  # A machine that did not say which store it uses may use this one.
+  if [ ! -f "$m/store" ] || [ "$(cat "$m/store")" = "$S" ]; then others="$others $n"; fi
+done
+[ -z "$others" ] || { echo "berth machines on this host may use $S:$others" >&2; exit 6; }
+links=$(find "$H" -xdev -maxdepth 4 -type l 2>/dev/null | while IFS= read -r l; do
+  case "$l" in "$R"/*) continue ;; esac
+  t=$(readlink -f -- "$l") || continue
+  case "$t" in "$R"|"$R"/*) printf ' %s' "$l" ;; esac
+done)
+[ -z "$links" ] || { echo "your home links into $S:$links" >&2; exit 7; }
+size=$(du -sh "$R" 2>/dev/null | cut -f1)
+if [ "$CHECK" = 1 ]; then echo "$S, $size"; exit 0; fi
+rm -rf -- "$R" || { echo "could not remove all of $S" >&2; exit 8; }
+echo "$S, $size"
+)SH";
+    auto out = run_on(d, script, name, std::chrono::seconds(300));
+    if (!out) {
+        const auto &w = out.error().what;
+        std::string fix = str::contains(w, "links into")
+                              ? "un-persist those paths first (`berth persist remove PATH` on the "
+                                "host), then purge"
+                          : str::contains(w, "may use")
+                              ? "destroy those machines first, or keep the store"
+                              : "remove it by hand if you mean to";
+        return fail(ErrorKind::refused, "--purge: " + w, fix, 1);
+    }
+    std::string what = str::trim(*out);
+    return what.empty() ? what : d.text + ":" + what;
+}
+
 ProviderRow ssh_host_provider_row() {
     ProviderRow row;
     row.name = "ssh";
@@ -480,6 +578,8 @@ ProviderRow ssh_host_provider_row() {
         {"store", "the persistent store on the host", "~/.berth/storage"},
         {"link-home", "link the home's persisted paths into the store (the home is kept anyway)",
          "", true},
+        {"claim", "", "", false, false, false, true},
+        {"machine-store", "", "", false, false, false, true},
     };
     row.make = [](const ProviderContext &ctx) -> Result<std::unique_ptr<Provider>> {
         return std::unique_ptr<Provider>(new SshHostProvider(ctx.options));

@@ -11,7 +11,10 @@
 // (default ~/berth/NAME); the store (default ~/.berth/storage) is made and kept. The home is
 // the host's own and already kept: berth links nothing into the store unless --link-home.
 // `stop` ends berth's processes there; `destroy` removes ~/.berth/machines/NAME only (the
-// work directory and the store are the user's). Nothing is billed.
+// work directory and the store are the user's; `--purge` removes the store too, when no other
+// machine there uses it). Nothing is billed. An `up` killed before berth recorded the machine
+// is undone by its claim: a token in the record and in the machine directory (never another
+// berth's namesake).
 #pragma once
 
 #include "provider/registry.hpp"
@@ -52,6 +55,13 @@ Result<Probe> probe(const Dest &d);
 // The port and user ssh would use for it (`ssh -G`: the user's config applied).
 SshEndpoint resolve(const Dest &d);
 
+// `destroy --purge` of the store at absolute `store` on the host (machine NAME's; its own
+// machine directory may be gone already). Refuses a path that is not a berth store or holds
+// the home, a store another berth machine on the host may use, or one the home links into.
+// check_only: "DEST:PATH, SIZE" or "" (nothing there); else removes it.
+Result<std::string> purge_store(const Dest &d, const std::string &name, const std::string &store,
+                                bool check_only);
+
 // "NAME@DEST" <-> its parts.
 std::string machine_id(const std::string &name, const std::string &dest);
 Result<std::pair<std::string, Dest>> parse_id(const std::string &id);
@@ -70,6 +80,8 @@ public:
     Result<> stop(const std::string &id) override;
     Result<> start(const std::string &id) override;
     Result<> destroy(const std::string &id) override;
+    Result<> forget(const std::string &name) override;
+    Result<std::string> purge_store(const std::string &id, bool check_only) override;
 
 private:
     Options m_opt;
