@@ -89,7 +89,9 @@ TEST(JsonRead, WrongTypesNeverThrow) {
     EXPECT_NE(r.error().what.find("field 'bad'"), std::string::npos);
     EXPECT_EQ(jsonr::clean_text("ok\xff\xfe", 100), "ok??");
     EXPECT_EQ(jsonr::clean_text(std::string(5000, 'a'), 10).size(), 10u);
-    EXPECT_EQ(jsonr::clean_text("a\x1b[2Jb\nc\x7f\xc2\x9b"
+    EXPECT_EQ(jsonr::clean_text("-----BEGIN KEY-----\nabc\n", 100), "-----BEGIN KEY-----\nabc\n")
+        << "data keeps its newlines (a key, a known_hosts block)";
+    EXPECT_EQ(jsonr::clean_line("a\x1b[2Jb\nc\x7f\xc2\x9b"
                                 "1m\xc3\xa9",
                                 100),
               "a?[2Jb?c??1m\xc3\xa9")

@@ -22,7 +22,20 @@ bool parse_double(const std::string &s, double &out) {
 
 } // namespace
 
+namespace {
+std::string clean(const std::string &s, std::size_t max, bool one_line);
+} // namespace
+
 std::string clean_text(const std::string &s, std::size_t max) {
+    return clean(s, max, false);
+}
+
+std::string clean_line(const std::string &s, std::size_t max) {
+    return clean(s, max, true);
+}
+
+namespace {
+std::string clean(const std::string &s, std::size_t max, bool one_line) {
     std::string out;
     out.reserve(std::min(s.size(), max));
     std::size_t i = 0;
@@ -37,10 +50,11 @@ std::string clean_text(const std::string &s, std::size_t max) {
         for (std::size_t k = 1; ok && k < len; ++k)
             ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 2;
         if (!ok) len = 1;
-        // Control characters (C0, DEL, C1 as U+0080..U+009F) would reach a terminal as
-        // escape sequences or break a one-line message: each becomes '?'.
-        if (ok && ((len == 1 && (c < 0x20 || c == 0x7f)) ||
-                   (len == 2 && c == 0xc2 && static_cast<unsigned char>(s[i + 1]) < 0xa0)))
+        // One line for a terminal: control characters (C0, DEL, C1 as U+0080..U+009F) would
+        // reach it as escape sequences or break the line; each becomes '?'.
+        if (ok && one_line &&
+            ((len == 1 && (c < 0x20 || c == 0x7f)) ||
+             (len == 2 && c == 0xc2 && static_cast<unsigned char>(s[i + 1]) < 0xa0)))
             ok = false;
         if (out.size() + (ok ? len : 1) > max) break;
         if (ok)
@@ -51,6 +65,7 @@ std::string clean_text(const std::string &s, std::size_t max) {
     }
     return out;
 }
+} // namespace
 
 double num(const nlohmann::json &j, const char *key, double def) {
     auto *v = field(j, key);

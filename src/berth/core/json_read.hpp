@@ -28,8 +28,11 @@ Result<long long> require_integer(const nlohmann::json &j, const char *key,
                                   const std::string &what);
 Result<std::string> require_id(const nlohmann::json &j, const char *key, const std::string &what);
 
-// s with invalid UTF-8 sequences and control characters (C0, DEL, C1) replaced by '?', cut to
-// max bytes (on a boundary): text from outside, safe on a terminal and on one line.
+// s with invalid UTF-8 sequences replaced by '?' and cut to max bytes (on a boundary): data
+// from outside (a key, a known_hosts block keep their newlines).
 std::string clean_text(const std::string &s, std::size_t max = 4096);
+// The same, and control characters (C0, DEL, C1) replaced by '?' too: words from outside shown
+// to the user, safe on a terminal and on one line.
+std::string clean_line(const std::string &s, std::size_t max = 4096);
 
 } // namespace berth::jsonr

@@ -61,7 +61,7 @@ Result<const ProviderRow *> ProviderRegistry::find(const std::string &name) cons
     for (const auto &r : m_rows)
         if (r.name == name) return &r;
     auto near = str::closest(name, names());
-    return fail(ErrorKind::user, "unknown provider '" + jsonr::clean_text(name, 60) + "'",
+    return fail(ErrorKind::user, "unknown provider '" + jsonr::clean_line(name, 60) + "'",
                 near ? "did you mean '" + *near + "'?"
                      : "the providers are: " + str::join(names(), ", "),
                 2);

@@ -96,7 +96,7 @@ Result<std::optional<Provider::Standing>> PaperspaceProvider::standing() {
     out.good = s->value("isInGoodStanding", false) && !s->value("isAdminLocked", false);
     if (s->contains("messages") && (*s)["messages"].is_array())
         for (const auto &m : (*s)["messages"])
-            if (m.is_string()) out.why += (out.why.empty() ? "" : "; ") + jsonr::clean_text(m, 160);
+            if (m.is_string()) out.why += (out.why.empty() ? "" : "; ") + jsonr::clean_line(m, 160);
     if (s->value("isAdminLocked", false) && out.why.empty()) out.why = "locked by Paperspace";
     return std::optional<Standing>(out);
 }
@@ -191,7 +191,7 @@ Result<UpPlan> PaperspaceProvider::plan(InstanceSpec spec, const Options &opt) {
     if (auto o = opt_or(opt, "offer", ""); !o.empty()) {
         auto at = o.find('@');
         if (at == std::string::npos)
-            return fail(ErrorKind::user, "bad offer id '" + jsonr::clean_text(o, 40) + "'",
+            return fail(ErrorKind::user, "bad offer id '" + jsonr::clean_line(o, 40) + "'",
                         "Paperspace offers are TYPE@REGION (see `berth offers --provider "
                         "paperspace`)",
                         2);
@@ -204,13 +204,13 @@ Result<UpPlan> PaperspaceProvider::plan(InstanceSpec spec, const Options &opt) {
     const auto *t = pss::find_type(type_label);
     if (!t)
         return fail(ErrorKind::user,
-                    "unknown Paperspace machine type '" + jsonr::clean_text(type_label, 40) + "'",
+                    "unknown Paperspace machine type '" + jsonr::clean_line(type_label, 40) + "'",
                     "see `berth offers --provider paperspace`", 2);
     if (region.empty()) region = t->regions.empty() ? "NY2" : t->regions.front();
     std::string code = pss::region_code(region);
     if (code.empty())
         return fail(ErrorKind::user,
-                    "unknown Paperspace region '" + jsonr::clean_text(region, 40) + "'",
+                    "unknown Paperspace region '" + jsonr::clean_line(region, 40) + "'",
                     "NY2, CA1 or AMS1 (or East Coast (NY2), ...)", 2);
     if (std::find(t->regions.begin(), t->regions.end(), code) == t->regions.end())
         return fail(ErrorKind::user, t->label + " is not offered in " + code,
@@ -332,7 +332,7 @@ Result<MachineInfo> PaperspaceProvider::describe(const std::string &id) {
     if (id.empty() ||
         id.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789") != std::string::npos)
         return fail(ErrorKind::user,
-                    "bad Paperspace machine id '" + jsonr::clean_text(id, 40) + "'");
+                    "bad Paperspace machine id '" + jsonr::clean_line(id, 40) + "'");
     auto j = call("GET", "/machines/" + id, nullptr, "machine " + id);
     if (!j) {
         if (j.error().kind == ErrorKind::not_found) {

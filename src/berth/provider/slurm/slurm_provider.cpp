@@ -37,7 +37,7 @@ std::string opt(const Options &o, const std::string &k, const std::string &def =
 
 Result<std::vector<std::string>> bad(const std::string &flag, const std::string &v,
                                      const std::string &want) {
-    return fail(ErrorKind::user, "bad --" + flag + " '" + jsonr::clean_text(v, 60) + "'", want, 2);
+    return fail(ErrorKind::user, "bad --" + flag + " '" + jsonr::clean_line(v, 60) + "'", want, 2);
 }
 
 } // namespace
@@ -57,7 +57,7 @@ MachineInfo job_state(const std::map<std::string, std::string> &job) {
     // short.
     auto get = [&](const char *k) {
         auto it = job.find(k);
-        return it == job.end() ? std::string() : jsonr::clean_text(it->second, 120);
+        return it == job.end() ? std::string() : jsonr::clean_line(it->second, 120);
     };
     MachineInfo m;
     std::string st = get("JobState"), reason = get("Reason"), start = get("StartTime");
@@ -206,7 +206,7 @@ Result<JobId> parse_job_id(const std::string &id) {
     auto a = id.find('@');
     auto b = a == std::string::npos ? a : id.find('@', a + 1);
     if (b == std::string::npos)
-        return fail(ErrorKind::user, "bad slurm machine id '" + jsonr::clean_text(id, 80) + "'");
+        return fail(ErrorKind::user, "bad slurm machine id '" + jsonr::clean_line(id, 80) + "'");
     JobId j;
     j.job = id.substr(0, a);
     j.name = id.substr(a + 1, b - a - 1);
@@ -214,7 +214,7 @@ Result<JobId> parse_job_id(const std::string &id) {
         j.job.find_first_not_of("0123456789") != std::string::npos || j.name.empty() ||
         j.name.size() > 40 ||
         j.name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
-        return fail(ErrorKind::user, "bad slurm machine id '" + jsonr::clean_text(id, 80) + "'");
+        return fail(ErrorKind::user, "bad slurm machine id '" + jsonr::clean_line(id, 80) + "'");
     auto d = sh::parse_dest(id.substr(b + 1));
     if (!d) return tl::unexpected(d.error());
     j.login = *d;
@@ -316,7 +316,7 @@ Result<UpPlan> SlurmProvider::plan(InstanceSpec spec, const Options &o) {
         std::string e = v == "~" ? p->home : v.rfind("~/", 0) == 0 ? p->home + v.substr(1) : v;
         if (e.empty() || e[0] != '/' || str::contains(e, "..") ||
             e.find_first_of("\n\r\t") != std::string::npos)
-            return fail(ErrorKind::user, "bad path '" + jsonr::clean_text(v, 80) + "'",
+            return fail(ErrorKind::user, "bad path '" + jsonr::clean_line(v, 80) + "'",
                         "an absolute path on the cluster, or one under ~/", 2);
         return e;
     };
@@ -404,7 +404,7 @@ echo "$id"
     std::string id = str::trim(*out);
     if (id.empty() || id.size() > 12 || id.find_first_not_of("0123456789") != std::string::npos)
         return fail(ErrorKind::malformed,
-                    "sbatch answered '" + jsonr::clean_text(id, 60) + "', not a job id",
+                    "sbatch answered '" + jsonr::clean_line(id, 60) + "', not a job id",
                     "`berth ls --reconcile --provider slurm` finds the job if it was made");
     MachineInfo m;
     m.id = id + "@" + spec.name + "@" + d->text;
@@ -446,7 +446,7 @@ true
     m.label = berth_label(j->name);
     if (job.count("JobName") && job["JobName"] != "berth-" + j->name)
         return fail(ErrorKind::malformed, "job " + j->job + " is not berth's '" + j->name + "' (" +
-                                              jsonr::clean_text(job["JobName"], 40) + ")");
+                                              jsonr::clean_line(job["JobName"], 40) + ")");
     if (job.count("SubmitTime")) {
         // The time fields are the cluster's local time; the ledger bills nothing here.
     }
@@ -628,7 +628,7 @@ std::vector<Provider::UsageLine> slurm::parse_sacct(const std::string &out) {
         Provider::UsageLine u;
         u.name = n;
         u.id = job;
-        u.state = jsonr::clean_text(str::split(f[2], ' ')[0], 24);
+        u.state = jsonr::clean_line(str::split(f[2], ' ')[0], 24);
         num(f[3], u.start);
         num(f[4], u.end);
         double v = 0;
@@ -659,7 +659,7 @@ printf '%s\n' "$out" | head -1 >&2; exit 7
     if (!out)
         return fail(ErrorKind::refused,
                     "no accounting from " + d->text + ": " +
-                        jsonr::clean_text(out.error().what, 200),
+                        jsonr::clean_line(out.error().what, 200),
                     "the cluster keeps no accounting (sacct) nor a job completion log");
     auto nl = out->find('\n');
     Usage u;

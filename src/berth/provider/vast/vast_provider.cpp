@@ -177,7 +177,7 @@ Result<MachineInfo> VastProvider::create(const InstanceSpec &spec) {
         if (!jsonr::boolean(*j, "success") || !j->contains("new_contract"))
             return fail(ErrorKind::refused,
                         "Vast.ai did not rent offer " + spec.offer_id + ": " +
-                            jsonr::clean_text(
+                            jsonr::clean_line(
                                 j->dump(-1, ' ', false, json::error_handler_t::replace), 300));
         auto id = jsonr::require_id(*j, "new_contract", "Vast.ai's answer to the rental");
         if (!id) {
@@ -343,7 +343,7 @@ Result<double> opt_number(const Options &o, const char *k, double def) {
     if (it->second.empty() || *end || !(d >= 0) || d > 1e9)
         return fail(ErrorKind::user,
                     "--" + std::string(k) + " needs a number, got '" +
-                        jsonr::clean_text(it->second, 40) + "'",
+                        jsonr::clean_line(it->second, 40) + "'",
                     "", 2);
     return d;
 }
@@ -369,7 +369,7 @@ Result<UpPlan> VastProvider::plan(InstanceSpec spec, const Options &opt) {
                     2);
     if (!offer_id.empty() &&
         (offer_id.size() > 18 || offer_id.find_first_not_of("0123456789") != std::string::npos))
-        return fail(ErrorKind::user, "bad offer id '" + jsonr::clean_text(offer_id, 40) + "'",
+        return fail(ErrorKind::user, "bad offer id '" + jsonr::clean_line(offer_id, 40) + "'",
                     "offer ids are numbers", 2);
     if (type == "interruptible") type = "bid";
     if (type == "bid" && !bid)
@@ -460,7 +460,7 @@ Result<> vast_self_stop(const std::string &api_url, const std::string &env_file,
         return fail("CONTAINER_ID/CONTAINER_API_KEY or the API URL are unknown: cannot stop "
                     "this machine");
     if (id.find_first_not_of("0123456789") != std::string::npos)
-        return fail("CONTAINER_ID '" + jsonr::clean_text(id, 30) + "' is not a number");
+        return fail("CONTAINER_ID '" + jsonr::clean_line(id, 30) + "' is not a number");
     std::string url = api_url + "/api/v0/instances/" + id + "/";
     proc::Options opt;
     opt.input = "Authorization: Bearer " + key + "\n";
