@@ -357,8 +357,9 @@ void add_account(CLI::App &app, Context &ctx) {
         double now = epoch_now();
         auto ledger = summarize(must(db.meters()), now);
         // The newest machine of that provider gives back what it remembered (a login node).
+        auto records = must(db.list()); // after the refresh above
         std::optional<InstanceRecord> newest;
-        for (const auto &r : must(db.list()))
+        for (const auto &r : records)
             if (r.provider == provider && r.status != Status::destroyed) newest = r;
         auto p = newest ? must(e.provider_of(*newest, provider_options(ctx, *row, flags, true)))
                         : must(reg.make(provider, provider_options(ctx, *row, flags, true)));
@@ -393,7 +394,7 @@ void add_account(CLI::App &app, Context &ctx) {
         if (used)
             for (auto &l : used->lines) {
                 if (l.gpus > 0) continue;
-                for (const auto &r : must(db.list())) {
+                for (const auto &r : records) {
                     if (r.provider != provider || r.provider_id.rfind(l.id + "@", 0) != 0) continue;
                     auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
                     if (!spec.is_object() || !spec.contains("options") ||

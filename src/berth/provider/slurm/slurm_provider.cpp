@@ -567,13 +567,7 @@ Result<> SlurmProvider::attach_key(const std::string &id, const std::string &pub
 Result<std::string> SlurmProvider::purge_store(const std::string &id, bool check_only) {
     auto j = parse_job_id(id);
     if (!j) return tl::unexpected(j.error());
-    std::string store = opt(m_opt, "machine-store");
-    if (store.empty())
-        return fail(ErrorKind::user,
-                    "--purge: berth did not record which store '" + j->name +
-                        "' used (it was made by an older berth)",
-                    "remove the store on " + j->login.text + " by hand if you mean to", 2);
-    return sh::purge_store(j->login, j->name, store, check_only);
+    return sh::purge_store(j->login, j->name, opt(m_opt, "machine-store"), check_only);
 }
 
 int slurm::gpus_of_gres(const std::string &gres) {

@@ -500,18 +500,17 @@ Result<> SshHostProvider::forget(const std::string &name) {
 Result<std::string> SshHostProvider::purge_store(const std::string &id, bool check_only) {
     auto parsed = sh::parse_id(id);
     if (!parsed) return tl::unexpected(parsed.error());
-    std::string store = opt(m_opt, "machine-store");
-    if (store.empty())
-        return fail(ErrorKind::user,
-                    "--purge: berth did not record which store '" + parsed->first +
-                        "' used (it was made by an older berth)",
-                    "remove the store on " + parsed->second.text + " by hand if you mean to", 2);
-    return sh::purge_store(parsed->second, parsed->first, store, check_only);
+    return sh::purge_store(parsed->second, parsed->first, opt(m_opt, "machine-store"), check_only);
 }
 
 Result<std::string> sh::purge_store(const Dest &d, const std::string &name,
                                     const std::string &store, bool check_only) {
-    if (store.empty() || store[0] != '/' || str::contains(store, "/../") ||
+    if (store.empty())
+        return fail(ErrorKind::user,
+                    "--purge: berth did not record which store '" + name +
+                        "' used (it was made by an older berth)",
+                    "remove the store on " + d.text + " by hand if you mean to", 2);
+    if (store[0] != '/' || str::contains(store, "/../") ||
         store.find_first_of("\n\r") != std::string::npos)
         return fail(ErrorKind::malformed, "--purge: the recorded store '" + store + "' is bad");
     std::string script = "S=" + str::shell_quote(store) + "\nCHECK=" + (check_only ? "1" : "0") +

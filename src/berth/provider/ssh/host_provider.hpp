@@ -57,7 +57,8 @@ SshEndpoint resolve(const Dest &d);
 
 // `destroy --purge` of the store at absolute `store` on the host (machine NAME's; its own
 // machine directory may be gone already). Refuses a path that is not a berth store or holds
-// the home, a store another berth machine on the host may use, or one the home links into.
+// the home, a store another berth machine on the host may use, or one the home links into;
+// an empty `store` (a machine an older berth made, which recorded none) is a usage error.
 // check_only: "DEST:PATH, SIZE" or "" (nothing there); else removes it.
 Result<std::string> purge_store(const Dest &d, const std::string &name, const std::string &store,
                                 bool check_only);
